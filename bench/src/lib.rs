@@ -1,0 +1,16 @@
+//! Surge's benchmarks: inputs shaped like election-night traffic, shared by the criterion
+//! suites in `benches/`.
+
+/// Request URLs as browsers send them: tracking parameters, unsorted queries, mixed case.
+pub fn election_urls() -> Vec<String> {
+    (0..64)
+        .map(|i| {
+            format!(
+                "https://Vote.Example/api/elections/{}/results?utm_source=news&lang=fr&page={}&fbclid=x{}",
+                i % 8,
+                i,
+                i
+            )
+        })
+        .collect()
+}

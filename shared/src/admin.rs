@@ -1,0 +1,577 @@
+//! Admin API types (`/performance/*`), shared by the origin and any client: purge/invalidate,
+//! warm, scheduled and emergency scaling, and the reports that come back. Every request type
+//! has a `validate` that names the bad field; [`parse_json`] does the same for syntax.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::duration;
+use crate::pattern::KeyPattern;
+use crate::status::{Layer, Layers};
+use crate::tag::Tag;
+
+/// Most targets of one kind in one request.
+pub const MAX_TARGETS: usize = 1000;
+/// Most replicas a scaling request may ask for per workload.
+pub const MAX_REPLICAS: u32 = 1000;
+/// Longest emergency scale-up.
+pub const MAX_EMERGENCY: Duration = Duration::from_secs(24 * 3600);
+/// Shortest emergency scale-up.
+pub const MIN_EMERGENCY: Duration = Duration::from_secs(60);
+
+/// A request the admin API refuses, with the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{field}`: {message}")]
+pub struct AdminError {
+    /// Path of the bad field (`tags[3]`), or `.` for the whole body.
+    pub field: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl AdminError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses a JSON request body; a syntax or type error names the field.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, AdminError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = crate::policy::field_path(e.path());
+        AdminError::new(field, e.into_inner().to_string())
+    })
+}
+
+/// The JSON error body every admin endpoint answers with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// A stable, machine-readable code (`invalid_request`, `unauthorized`, …).
+    pub error: String,
+    /// What went wrong and how to fix it.
+    pub message: String,
+    /// The field at fault, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// `POST /performance/cache/invalidate`: purge across tiers in one call.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvalidateRequest {
+    /// Absolute URLs (keyed with the shared scheme) or canonical keys (`surge:v1:…`).
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// Tags; their cascades are purged too unless `cascade` is false.
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+    /// URL prefixes without scheme, Cloudflare style: `vote.example/api/elections/`.
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+    /// Glob patterns over canonical URLs.
+    #[serde(default)]
+    pub patterns: Vec<KeyPattern>,
+    /// Host names whose whole content is purged.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Purge everything in the chosen layers; may not be combined with other targets.
+    #[serde(default)]
+    pub everything: bool,
+    /// Layers to purge; all when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Layers>,
+    /// Whether tag cascades apply (default true).
+    #[serde(default = "yes")]
+    pub cascade: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn check_count(field: &str, n: usize) -> Result<(), AdminError> {
+    if n > MAX_TARGETS {
+        return Err(AdminError::new(
+            field,
+            format!("{n} entries; at most {MAX_TARGETS} per request, split the purge"),
+        ));
+    }
+    Ok(())
+}
+
+fn is_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+impl InvalidateRequest {
+    /// The layers to purge.
+    pub fn layers(&self) -> Layers {
+        self.layers.unwrap_or(Layers::ALL)
+    }
+
+    /// Checks targets, counts and formats.
+    pub fn validate(&self) -> Result<(), AdminError> {
+        let targets = self.keys.len()
+            + self.tags.len()
+            + self.prefixes.len()
+            + self.patterns.len()
+            + self.hosts.len();
+        if self.everything && targets > 0 {
+            return Err(AdminError::new(
+                "everything",
+                "`everything` purges all content; send it alone, without keys, tags, prefixes, patterns or hosts",
+            ));
+        }
+        if !self.everything && targets == 0 {
+            return Err(AdminError::new(
+                ".",
+                "nothing to purge: give keys, tags, prefixes, patterns or hosts (or everything: true)",
+            ));
+        }
+        if self.layers().is_empty() {
+            return Err(AdminError::new(
+                "layers",
+                "list at least one layer: l1, l2, l3 or all",
+            ));
+        }
+        check_count("keys", self.keys.len())?;
+        check_count("tags", self.tags.len())?;
+        check_count("prefixes", self.prefixes.len())?;
+        check_count("patterns", self.patterns.len())?;
+        check_count("hosts", self.hosts.len())?;
+        for (i, key) in self.keys.iter().enumerate() {
+            let ok = key.starts_with(crate::key::KEY_PREFIX)
+                || key.starts_with("http://")
+                || key.starts_with("https://");
+            if !ok || key.len() > crate::key::MAX_URL_LEN {
+                return Err(AdminError::new(
+                    format!("keys[{i}]"),
+                    format!(
+                        "{:?} is neither an absolute http(s) URL nor a surge:v1: key",
+                        key.chars().take(80).collect::<String>()
+                    ),
+                ));
+            }
+        }
+        for (i, prefix) in self.prefixes.iter().enumerate() {
+            let host = prefix.split('/').next().unwrap_or("");
+            let ok = prefix.len() <= 1024
+                && !prefix.contains("://")
+                && prefix.bytes().all(|b| b.is_ascii_graphic())
+                && is_host(host);
+            if !ok {
+                return Err(AdminError::new(
+                    format!("prefixes[{i}]"),
+                    format!(
+                        "{:?} is not a prefix like \"vote.example/api/elections/\" (host and path, no scheme)",
+                        prefix.chars().take(80).collect::<String>()
+                    ),
+                ));
+            }
+        }
+        for (i, host) in self.hosts.iter().enumerate() {
+            if !is_host(host) {
+                return Err(AdminError::new(
+                    format!("hosts[{i}]"),
+                    format!("{host:?} is not a host name like \"vote.example\""),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How one tier's part of an operation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TierOutcome {
+    /// Everything asked of the tier was done.
+    Done,
+    /// Some of it was done; see `errors`.
+    Partial,
+    /// Nothing could be done, even after retries; see `errors`.
+    Failed,
+    /// The tier was not asked (not in `layers`) or is not configured; see `detail`.
+    Skipped,
+}
+
+/// One tier's line in a report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TierReport {
+    /// The tier.
+    pub layer: Layer,
+    /// How it ended.
+    pub outcome: TierOutcome,
+    /// Entries, tags or requests handled (what is counted is tier-specific; see `detail`).
+    pub count: u64,
+    /// Attempts made (retries included).
+    pub attempts: u32,
+    /// Errors met, newest last.
+    #[serde(default)]
+    pub errors: Vec<String>,
+    /// Free-form explanation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// The answer to an invalidate request: one line per tier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvalidateReport {
+    /// True when no tier failed or was partial.
+    pub ok: bool,
+    /// Tags purged after cascades.
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+    /// Per-tier results, L1 first.
+    pub tiers: Vec<TierReport>,
+}
+
+impl InvalidateReport {
+    /// Builds a report; `ok` follows from the tiers.
+    pub fn new(tags: Vec<Tag>, tiers: Vec<TierReport>) -> Self {
+        let ok = tiers
+            .iter()
+            .all(|t| matches!(t.outcome, TierOutcome::Done | TierOutcome::Skipped));
+        Self { ok, tags, tiers }
+    }
+}
+
+/// `POST /performance/cache/warm`: fetch these URLs through the cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarmRequest {
+    /// Absolute http(s) URLs or origin paths (`/api/elections/7`).
+    pub urls: Vec<String>,
+    /// Parallel fetches (1–64, default 8).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u16,
+}
+
+fn default_concurrency() -> u16 {
+    8
+}
+
+impl WarmRequest {
+    /// Checks the URL list and concurrency.
+    pub fn validate(&self) -> Result<(), AdminError> {
+        if self.urls.is_empty() {
+            return Err(AdminError::new(
+                "urls",
+                "list at least one URL or path to warm",
+            ));
+        }
+        check_count("urls", self.urls.len())?;
+        for (i, url) in self.urls.iter().enumerate() {
+            let ok =
+                url.starts_with('/') || url.starts_with("http://") || url.starts_with("https://");
+            if !ok
+                || url.len() > crate::key::MAX_URL_LEN
+                || url.bytes().any(|b| !b.is_ascii_graphic())
+            {
+                return Err(AdminError::new(
+                    format!("urls[{i}]"),
+                    "expected an absolute http(s) URL or a path starting with '/'",
+                ));
+            }
+        }
+        if !(1..=64).contains(&self.concurrency) {
+            return Err(AdminError::new("concurrency", "must be between 1 and 64"));
+        }
+        Ok(())
+    }
+}
+
+/// One URL that could not be warmed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WarmFailure {
+    /// The URL.
+    pub url: String,
+    /// Why.
+    pub error: String,
+}
+
+/// The answer to a warm request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WarmReport {
+    /// URLs now in cache.
+    pub warmed: u64,
+    /// URLs that failed.
+    pub failed: Vec<WarmFailure>,
+}
+
+fn check_workloads(field: &str, targets: &BTreeMap<String, u32>) -> Result<(), AdminError> {
+    if targets.is_empty() {
+        return Err(AdminError::new(
+            field,
+            "name at least one workload and its replicas, e.g. {\"voting-service\": 20}",
+        ));
+    }
+    for (name, replicas) in targets {
+        let dns_label = !name.is_empty()
+            && name.len() <= 63
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !name.starts_with('-')
+            && !name.ends_with('-');
+        if !dns_label {
+            return Err(AdminError::new(
+                format!("{field}.{name}"),
+                "workload names are Kubernetes names: lower-case letters, digits and '-'",
+            ));
+        }
+        if *replicas == 0 || *replicas > MAX_REPLICAS {
+            return Err(AdminError::new(
+                format!("{field}.{name}"),
+                format!("replicas must be between 1 and {MAX_REPLICAS}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `POST /performance/scaling/event`: pre-scale for a known event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScalingEventRequest {
+    /// A name such as `election-night-2026`.
+    pub name: String,
+    /// When the scale-up takes effect (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    pub start: OffsetDateTime,
+    /// When it is undone (RFC 3339); after `start`.
+    #[serde(with = "time::serde::rfc3339")]
+    pub end: OffsetDateTime,
+    /// Minimum replicas per workload during the event.
+    pub targets: BTreeMap<String, u32>,
+    /// Whether to warm the cache at `start`.
+    #[serde(default)]
+    pub warm_cache: bool,
+}
+
+impl ScalingEventRequest {
+    /// Checks the name, the window and the targets.
+    pub fn validate(&self) -> Result<(), AdminError> {
+        if self.name.is_empty()
+            || self.name.len() > 100
+            || !self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(AdminError::new("name", "1–100 letters, digits, '-' or '_'"));
+        }
+        if self.end <= self.start {
+            return Err(AdminError::new("end", "must be after start"));
+        }
+        check_workloads("targets", &self.targets)
+    }
+}
+
+/// `POST /performance/scaling/emergency`: scale up now, revert after `duration`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmergencyScaleRequest {
+    /// Minimum replicas per workload.
+    pub targets: BTreeMap<String, u32>,
+    /// How long the scale-up holds before it is reverted (`"30m"`).
+    #[serde(with = "duration")]
+    pub duration: Duration,
+    /// Why, for the audit log.
+    pub reason: String,
+}
+
+impl EmergencyScaleRequest {
+    /// Checks the targets, duration and reason.
+    pub fn validate(&self) -> Result<(), AdminError> {
+        check_workloads("targets", &self.targets)?;
+        if self.duration < MIN_EMERGENCY || self.duration > MAX_EMERGENCY {
+            return Err(AdminError::new("duration", "must be between 1m and 24h"));
+        }
+        if self.reason.trim().is_empty() || self.reason.len() > 500 {
+            return Err(AdminError::new(
+                "reason",
+                "say why in 1–500 characters; it goes to the audit log",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where a scheduled event stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventState {
+    /// Waiting for its start.
+    Pending,
+    /// Between start and end.
+    Active,
+    /// Over and reverted.
+    Done,
+}
+
+/// A scheduled scaling event as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduledEvent {
+    /// The request that created it.
+    #[serde(flatten)]
+    pub request: ScalingEventRequest,
+    /// Its state now.
+    pub state: EventState,
+}
+
+/// One workload's scaling picture.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadStatus {
+    /// Deployment name.
+    pub name: String,
+    /// Replicas running.
+    pub current_replicas: u32,
+    /// Replicas the autoscaler wants.
+    pub desired_replicas: u32,
+    /// The autoscaler's floor.
+    pub min_replicas: u32,
+    /// The autoscaler's ceiling.
+    pub max_replicas: u32,
+    /// Autoscaler targets and current values, e.g. `cpu: 45% / 60%`.
+    #[serde(default)]
+    pub metrics: Vec<String>,
+}
+
+/// `GET /performance/scaling/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScalingStatus {
+    /// Workloads under management.
+    pub workloads: Vec<WorkloadStatus>,
+    /// Scheduled events not yet done.
+    pub events: Vec<ScheduledEvent>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invalid_field<T: DeserializeOwned>(
+        json: &str,
+        validate: fn(&T) -> Result<(), AdminError>,
+    ) -> String {
+        match parse_json::<T>(json.as_bytes()) {
+            Err(e) => e.field,
+            Ok(v) => validate(&v)
+                .err()
+                .map(|e| e.field)
+                .unwrap_or_else(|| "valid".into()),
+        }
+    }
+
+    #[test]
+    fn invalidate_requests_are_checked() {
+        let f = |j: &str| invalid_field::<InvalidateRequest>(j, InvalidateRequest::validate);
+        assert_eq!(f(r#"{"tags":["election:7"]}"#), "valid");
+        assert_eq!(f(r#"{"everything":true}"#), "valid");
+        assert_eq!(f(r#"{}"#), ".");
+        assert_eq!(f(r#"{"everything":true,"tags":["a"]}"#), "everything");
+        assert_eq!(f(r#"{"tags":["ok","bad tag"]}"#), "tags[1]");
+        assert_eq!(f(r#"{"patterns":["*"]}"#), "patterns[0]");
+        assert_eq!(f(r#"{"keys":["/relative"]}"#), "keys[0]");
+        assert_eq!(
+            f(r#"{"prefixes":["https://vote.example/api"]}"#),
+            "prefixes[0]"
+        );
+        assert_eq!(f(r#"{"prefixes":["vote.example/api/"]}"#), "valid");
+        assert_eq!(f(r#"{"hosts":["bad host"]}"#), "hosts[0]");
+        assert_eq!(f(r#"{"tags":["a"],"layers":["l9"]}"#), "layers");
+        assert_eq!(f(r#"{"tags":["a"],"layers":[]}"#), "layers");
+        assert_eq!(f(r#"{"tagz":["a"]}"#), "tagz");
+        assert_eq!(f(r#"{"tags":"a"}"#), "tags");
+        assert_eq!(f(r#"{"tags":["a"]"#), ".");
+    }
+
+    #[test]
+    fn scaling_requests_are_checked() {
+        let f = |j: &str| invalid_field::<ScalingEventRequest>(j, ScalingEventRequest::validate);
+        let ok = r#"{"name":"election-night","start":"2026-11-03T18:00:00Z","end":"2026-11-04T06:00:00Z","targets":{"voting-service":20}}"#;
+        assert_eq!(f(ok), "valid");
+        assert_eq!(f(&ok.replace("2026-11-04T06", "2026-11-03T06")), "end");
+        assert_eq!(f(&ok.replace("2026-11-03T18:00:00Z", "tomorrow")), "start");
+        assert_eq!(f(&ok.replace(":20", ":0")), "targets.voting-service");
+        assert_eq!(f(&ok.replace("voting-service", "Voting")), "targets.Voting");
+        let e =
+            |j: &str| invalid_field::<EmergencyScaleRequest>(j, EmergencyScaleRequest::validate);
+        assert_eq!(
+            e(r#"{"targets":{"api-gateway":30},"duration":"30m","reason":"surge"}"#),
+            "valid"
+        );
+        assert_eq!(
+            e(r#"{"targets":{"api-gateway":30},"duration":"5s","reason":"surge"}"#),
+            "duration"
+        );
+        assert_eq!(
+            e(r#"{"targets":{"api-gateway":30},"duration":"30m","reason":" "}"#),
+            "reason"
+        );
+        assert_eq!(
+            e(r#"{"targets":{},"duration":"30m","reason":"x"}"#),
+            "targets"
+        );
+    }
+
+    #[test]
+    fn warm_requests_are_checked() {
+        let f = |j: &str| invalid_field::<WarmRequest>(j, WarmRequest::validate);
+        assert_eq!(f(r#"{"urls":["/api/elections"]}"#), "valid");
+        assert_eq!(f(r#"{"urls":[]}"#), "urls");
+        assert_eq!(f(r#"{"urls":["ftp://x"]}"#), "urls[0]");
+        assert_eq!(f(r#"{"urls":["/a"],"concurrency":0}"#), "concurrency");
+    }
+
+    #[test]
+    fn report_is_ok_only_when_no_tier_failed() {
+        let tier = |layer, outcome| TierReport {
+            layer,
+            outcome,
+            count: 1,
+            attempts: 1,
+            errors: vec![],
+            detail: None,
+        };
+        assert!(
+            InvalidateReport::new(
+                vec![],
+                vec![
+                    tier(Layer::L1, TierOutcome::Done),
+                    tier(Layer::L3, TierOutcome::Skipped)
+                ]
+            )
+            .ok
+        );
+        assert!(
+            !InvalidateReport::new(
+                vec![],
+                vec![
+                    tier(Layer::L1, TierOutcome::Done),
+                    tier(Layer::L3, TierOutcome::Failed)
+                ]
+            )
+            .ok
+        );
+    }
+}
