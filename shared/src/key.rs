@@ -44,6 +44,19 @@ pub enum KeyError {
     UncacheableMethod(String),
 }
 
+impl KeyError {
+    /// A stable code for the error kind (`invalid_url`, `unsupported_scheme`, `too_long`,
+    /// `uncacheable_method`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            KeyError::InvalidUrl { .. } => "invalid_url",
+            KeyError::UnsupportedScheme(_) => "unsupported_scheme",
+            KeyError::TooLong(_) => "too_long",
+            KeyError::UncacheableMethod(_) => "uncacheable_method",
+        }
+    }
+}
+
 /// A query-parameter rule: an exact name, or a prefix when it ends in `*`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]

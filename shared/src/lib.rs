@@ -61,6 +61,7 @@ pub mod route;
 pub mod status;
 pub mod tag;
 pub mod template;
+pub mod vectors;
 
 pub use auth::AuthBypass;
 pub use cascade::Cascade;

@@ -20,7 +20,7 @@ pub fn routes() -> Router<Arc<AppState>> {
 #[derive(Debug, Deserialize)]
 pub struct KeyQuery {
     /// The absolute URL to explain.
-    pub url: String,
+    pub url: Option<String>,
 }
 
 /// What a URL maps to in the key/tag scheme.
@@ -48,10 +48,13 @@ async fn cache_key(
         field: Some("url".into()),
         message,
     };
+    let url = query
+        .url
+        .ok_or_else(|| bad("add ?url=<absolute URL, percent-encoded> to the request".into()))?;
     let policy = &state.config.policy;
     let no_headers: [(&str, &str); 0] = [];
-    let key = CacheKey::new(&policy.key, "GET", &query.url, &no_headers[..])
-        .map_err(|e| bad(e.to_string()))?;
+    let key =
+        CacheKey::new(&policy.key, "GET", &url, &no_headers[..]).map_err(|e| bad(e.to_string()))?;
     let path = key
         .url()
         .split_once("://")

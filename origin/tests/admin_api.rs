@@ -1,0 +1,123 @@
+//! The admin API is closed without the token and explains URLs with it.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use surge_origin::api::{AppState, router};
+use surge_origin::config::Config;
+use tower::ServiceExt;
+
+const TOKEN: &str = "test-token-0123456789";
+
+fn app(token: Option<&str>) -> axum::Router {
+    let config = Config::from_vars(|name| match name {
+        "SURGE_ADMIN_TOKEN" => token.map(str::to_string),
+        _ => None,
+    })
+    .expect("valid config");
+    router(Arc::new(AppState { config }))
+}
+
+async fn call(
+    app: axum::Router,
+    uri: &str,
+    auth: Option<&str>,
+) -> (StatusCode, Value, Option<String>) {
+    let mut request = Request::get(uri);
+    if let Some(auth) = auth {
+        request = request.header(header::AUTHORIZATION, auth);
+    }
+    let response = app
+        .oneshot(request.body(Body::empty()).expect("request"))
+        .await
+        .expect("router answers");
+    let status = response.status();
+    let challenge = response
+        .headers()
+        .get(header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        challenge,
+    )
+}
+
+#[tokio::test]
+async fn admin_api_refuses_missing_and_wrong_tokens() {
+    let url = "/performance/cache/key?url=https://vote.example/";
+    let (status, body, challenge) = call(app(Some(TOKEN)), url, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "unauthorized");
+    assert_eq!(challenge.as_deref(), Some("Bearer"));
+    let (status, _, _) = call(app(Some(TOKEN)), url, Some("Bearer test-token-0123456788")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = call(app(Some(TOKEN)), url, Some(TOKEN)).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the Bearer scheme is required"
+    );
+    let (status, body, _) = call(app(None), url, Some("Bearer anything-at-all-here")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["error"], "admin_disabled");
+}
+
+#[tokio::test]
+async fn cache_key_endpoint_explains_a_url() {
+    let bearer = format!("Bearer {TOKEN}");
+    let (status, body, _) = call(
+        app(Some(TOKEN)),
+        "/performance/cache/key?url=https%3A%2F%2FVote.Example%2Fapi%2Felections%2F7%2Fresults%3Futm_source%3Dx%26b%3D2%26a%3D1",
+        Some(&bearer),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["key"],
+        "surge:v1:GET https://vote.example/api/elections/7/results?a=1&b=2 enc=identity"
+    );
+    assert_eq!(body["route"], "results");
+    assert_eq!(body["class"], "micro-cache");
+    assert_eq!(body["tags"], serde_json::json!(["results:7"]));
+    assert!(
+        body["hashed"]
+            .as_str()
+            .is_some_and(|h| h.len() == "surge:v1:h:".len() + 64)
+    );
+
+    let (status, body, _) = call(
+        app(Some(TOKEN)),
+        "/performance/cache/key?url=ftp://x/",
+        Some(&bearer),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["field"], "url");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("only http and https"))
+    );
+
+    let (status, body, _) = call(app(Some(TOKEN)), "/performance/cache/key", Some(&bearer)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["field"], "url");
+}
+
+#[tokio::test]
+async fn health_is_public() {
+    let (status, body, _) = call(app(None), "/healthz", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["region"], "local");
+}
