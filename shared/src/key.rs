@@ -281,6 +281,22 @@ impl CacheKey {
         rest.split(' ').next().unwrap_or(rest)
     }
 
+    /// The key as a URL, for caches keyed by URL (the Workers Cache API): the canonical URL,
+    /// with the variant dimensions, if any, in a final `surge-vary` query parameter
+    /// (`…?a=1&surge-vary=enc-br.lang-fr`).
+    pub fn cache_url(&self) -> String {
+        let rest = &self.0[KEY_PREFIX.len() + "GET ".len()..];
+        let mut parts = rest.split(' ');
+        let mut url = parts.next().unwrap_or(rest).to_string();
+        let dims: Vec<String> = parts.map(|d| d.replace('=', "-")).collect();
+        if !dims.is_empty() {
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str("surge-vary=");
+            url.push_str(&dims.join("."));
+        }
+        url
+    }
+
     /// A fixed-length form, `surge:v1:h:` + 64 hex digits of SHA-256, for Redis.
     pub fn hashed(&self) -> String {
         let digest = Sha256::digest(self.0.as_bytes());
@@ -685,5 +701,19 @@ mod tests {
         };
         let k = CacheKey::new(&cfg, "GET", "https://a.example/x?y=1", &headers[..]);
         assert_eq!(k.as_ref().map(CacheKey::url), Ok("https://a.example/x?y=1"));
+        assert_eq!(
+            k.as_ref().map(CacheKey::cache_url).as_deref(),
+            Ok("https://a.example/x?y=1&surge-vary=enc-identity")
+        );
+        let plain = CacheKey::new(
+            &KeyConfig::default(),
+            "GET",
+            "https://a.example/x",
+            &headers[..],
+        );
+        assert_eq!(
+            plain.map(|k| k.cache_url()).as_deref(),
+            Ok("https://a.example/x")
+        );
     }
 }

@@ -1,0 +1,105 @@
+//! The edge's configuration: the shared policy and the geo table, from platform variables
+//! (wrangler `[vars]`, or the wasi host's environment), validated once.
+
+use surge_shared::{GeoTable, Policy};
+
+/// Geo table used when `SURGE_GEO` is not set: one local origin.
+pub const DEFAULT_GEO_JSON: &str =
+    r#"{"regions":{"local":{"origin":"http://127.0.0.1:8080"}},"default":["local"]}"#;
+
+/// Seconds a client is told to wait when no origin answers.
+pub const DEFAULT_RETRY_AFTER_SECS: u64 = 5;
+
+/// A variable that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{var}: {message}")]
+pub struct ConfigError {
+    /// The variable at fault.
+    pub var: &'static str,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+/// Everything the pipeline is configured with.
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    /// Routes, auth bypass, key scheme, quotas (`SURGE_POLICY`, JSON or TOML; shipped policy
+    /// when unset).
+    pub policy: Policy,
+    /// Regions and failover order (`SURGE_GEO`, JSON).
+    pub geo: GeoTable,
+    /// `Retry-After` for unavailability answers (`SURGE_RETRY_AFTER`, seconds).
+    pub retry_after_secs: u64,
+}
+
+impl EdgeConfig {
+    /// Reads and validates the variables through `var`.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let policy = match var("SURGE_POLICY").filter(|p| !p.trim().is_empty()) {
+            None => Policy::election_default(),
+            Some(text) => {
+                let parsed = if text.trim_start().starts_with('{') {
+                    Policy::from_json_str(&text)
+                } else {
+                    Policy::from_toml_str(&text)
+                };
+                parsed.map_err(|e| ConfigError {
+                    var: "SURGE_POLICY",
+                    message: e.to_string(),
+                })?
+            }
+        };
+        let geo_text = var("SURGE_GEO")
+            .filter(|g| !g.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_GEO_JSON.to_string());
+        let geo = GeoTable::from_json_str(&geo_text).map_err(|e| ConfigError {
+            var: "SURGE_GEO",
+            message: e.to_string(),
+        })?;
+        let retry_after_secs = match var("SURGE_RETRY_AFTER") {
+            None => DEFAULT_RETRY_AFTER_SECS,
+            Some(text) => text
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|s| (1..=3600).contains(s))
+                .ok_or_else(|| ConfigError {
+                    var: "SURGE_RETRY_AFTER",
+                    message: format!("{text:?} is not a number of seconds between 1 and 3600"),
+                })?,
+        };
+        Ok(Self {
+            policy,
+            geo,
+            retry_after_secs,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_variables() {
+        let c = EdgeConfig::from_vars(|_| None).expect("defaults");
+        assert_eq!(c.geo.failover_order(None, None), ["local"]);
+        assert_eq!(c.retry_after_secs, DEFAULT_RETRY_AFTER_SECS);
+    }
+
+    #[test]
+    fn bad_variables_are_named() {
+        let var = |name: &'static str, value: &'static str| {
+            EdgeConfig::from_vars(move |n| (n == name).then(|| value.to_string()))
+                .err()
+                .map(|e| (e.var, e.message))
+        };
+        let (v, m) = var("SURGE_GEO", r#"{"regions":{},"default":[]}"#).expect("error");
+        assert_eq!(v, "SURGE_GEO");
+        assert!(m.contains("regions"), "{m}");
+        let (v, m) = var("SURGE_POLICY", "[[routes]]\nname='a'\npattern='/a'\nclass='public'\n").expect("error");
+        assert_eq!(v, "SURGE_POLICY");
+        assert!(m.contains("routes[0].ttl"), "{m}");
+        assert_eq!(var("SURGE_RETRY_AFTER", "0").map(|e| e.0), Some("SURGE_RETRY_AFTER"));
+    }
+}
