@@ -97,9 +97,16 @@ mod tests {
         let (v, m) = var("SURGE_GEO", r#"{"regions":{},"default":[]}"#).expect("error");
         assert_eq!(v, "SURGE_GEO");
         assert!(m.contains("regions"), "{m}");
-        let (v, m) = var("SURGE_POLICY", "[[routes]]\nname='a'\npattern='/a'\nclass='public'\n").expect("error");
+        let (v, m) = var(
+            "SURGE_POLICY",
+            "[[routes]]\nname='a'\npattern='/a'\nclass='public'\n",
+        )
+        .expect("error");
         assert_eq!(v, "SURGE_POLICY");
         assert!(m.contains("routes[0].ttl"), "{m}");
-        assert_eq!(var("SURGE_RETRY_AFTER", "0").map(|e| e.0), Some("SURGE_RETRY_AFTER"));
+        assert_eq!(
+            var("SURGE_RETRY_AFTER", "0").map(|e| e.0),
+            Some("SURGE_RETRY_AFTER")
+        );
     }
 }

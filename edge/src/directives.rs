@@ -70,7 +70,12 @@ pub enum NotStored {
 }
 
 /// Decides whether `response` to a `method` request on `route` is stored, and its windows.
-pub fn storable(method: &str, route: &Route, response: &Headers, status: u16) -> Result<Ttls, NotStored> {
+pub fn storable(
+    method: &str,
+    route: &Route,
+    response: &Headers,
+    status: u16,
+) -> Result<Ttls, NotStored> {
     if !route.class.is_shared_cacheable() || !route.layers().contains(surge_shared::Layer::L3) {
         return Err(NotStored::Route);
     }
@@ -130,13 +135,40 @@ mod tests {
         let route = policy.classify("/api/elections/7").route;
         let t = storable("GET", route, &headers(&[]), 200).expect("storable");
         assert_eq!(t.ttl, Duration::from_secs(60));
-        let t = storable("GET", route, &headers(&[("cache-control", "public, s-maxage=5, stale-while-revalidate=2")]), 200)
-            .expect("storable");
-        assert_eq!((t.ttl, t.swr), (Duration::from_secs(5), Duration::from_secs(2)));
-        let t = storable("GET", route, &headers(&[("cache-control", "s-maxage=5"), ("surrogate-control", "max-age=9")]), 200)
-            .expect("storable");
+        let t = storable(
+            "GET",
+            route,
+            &headers(&[(
+                "cache-control",
+                "public, s-maxage=5, stale-while-revalidate=2",
+            )]),
+            200,
+        )
+        .expect("storable");
+        assert_eq!(
+            (t.ttl, t.swr),
+            (Duration::from_secs(5), Duration::from_secs(2))
+        );
+        let t = storable(
+            "GET",
+            route,
+            &headers(&[
+                ("cache-control", "s-maxage=5"),
+                ("surrogate-control", "max-age=9"),
+            ]),
+            200,
+        )
+        .expect("storable");
         assert_eq!(t.ttl, Duration::from_secs(9));
-        assert_eq!(storable("GET", route, &headers(&[("cache-control", "s-maxage=0")]), 200), Err(NotStored::ZeroTtl));
+        assert_eq!(
+            storable(
+                "GET",
+                route,
+                &headers(&[("cache-control", "s-maxage=0")]),
+                200
+            ),
+            Err(NotStored::ZeroTtl)
+        );
     }
 
     #[test]
@@ -145,16 +177,31 @@ mod tests {
         let route = policy.classify("/api/elections/7").route;
         for (h, why) in [
             (vec![("set-cookie", "a=b")], NotStored::SetCookie),
-            (vec![("cache-control", "private, max-age=60")], NotStored::Private),
+            (
+                vec![("cache-control", "private, max-age=60")],
+                NotStored::Private,
+            ),
             (vec![("cache-control", "no-store")], NotStored::Private),
-            (vec![("Cache-Control", "public, No-Cache")], NotStored::Private),
+            (
+                vec![("Cache-Control", "public, No-Cache")],
+                NotStored::Private,
+            ),
             (vec![("vary", "accept, *")], NotStored::VaryStar),
         ] {
             assert_eq!(storable("GET", route, &headers(&h), 200), Err(why));
         }
-        assert_eq!(storable("POST", route, &headers(&[]), 200), Err(NotStored::Method));
-        assert_eq!(storable("GET", route, &headers(&[]), 500), Err(NotStored::Status(500)));
+        assert_eq!(
+            storable("POST", route, &headers(&[]), 200),
+            Err(NotStored::Method)
+        );
+        assert_eq!(
+            storable("GET", route, &headers(&[]), 500),
+            Err(NotStored::Status(500))
+        );
         let me = policy.classify("/api/me/profile").route;
-        assert_eq!(storable("GET", me, &headers(&[]), 200), Err(NotStored::Route));
+        assert_eq!(
+            storable("GET", me, &headers(&[]), 200),
+            Err(NotStored::Route)
+        );
     }
 }

@@ -146,9 +146,14 @@ mod tests {
 
     #[test]
     fn malformed_metadata_reads_as_none() {
-        let h: Headers = [(STORED_AT, "1"), (FRESH_UNTIL, "x"), (SWR_UNTIL, "1"), (SIE_UNTIL, "1")]
-            .into_iter()
-            .collect();
+        let h: Headers = [
+            (STORED_AT, "1"),
+            (FRESH_UNTIL, "x"),
+            (SWR_UNTIL, "1"),
+            (SIE_UNTIL, "1"),
+        ]
+        .into_iter()
+        .collect();
         assert_eq!(Freshness::read(&h), None);
     }
 }

@@ -56,7 +56,11 @@ impl Headers {
 
     /// Every value of `name` joined with `", "` (`Cookie` values with `"; "`).
     pub fn header_joined(&self, name: &str) -> Option<String> {
-        let sep = if name.eq_ignore_ascii_case("cookie") { "; " } else { ", " };
+        let sep = if name.eq_ignore_ascii_case("cookie") {
+            "; "
+        } else {
+            ", "
+        };
         let mut values = self.get_all(name);
         let first = values.next()?.to_string();
         Some(values.fold(first, |mut acc, v| {

@@ -81,7 +81,14 @@ where
     B: Background + 'static,
 {
     /// A pipeline over these platform pieces.
-    pub fn new(config: EdgeConfig, store: S, limiter: L, upstream: U, clock: C, background: B) -> Self {
+    pub fn new(
+        config: EdgeConfig,
+        store: S,
+        limiter: L,
+        upstream: U,
+        clock: C,
+        background: B,
+    ) -> Self {
         Self {
             inner: Rc::new(Inner {
                 config,
@@ -123,7 +130,10 @@ where
         let canonical = match canonical_url(&policy.key, &request.url) {
             Ok(c) => c,
             Err(e) => {
-                return with_status(EdgeResponse::error(400, "bad_url", &e.to_string()), CacheStatus::Bypass);
+                return with_status(
+                    EdgeResponse::error(400, "bad_url", &e.to_string()),
+                    CacheStatus::Bypass,
+                );
             }
         };
         let (path, _) = path_and_query(&canonical);
@@ -133,13 +143,20 @@ where
                 request.client.continent.as_deref(),
             );
             return with_status(
-                EdgeResponse::json(200, &serde_json::json!({ "status": "ok", "regions": regions })),
+                EdgeResponse::json(
+                    200,
+                    &serde_json::json!({ "status": "ok", "regions": regions }),
+                ),
                 CacheStatus::Bypass,
             );
         }
         if path == ADMIN_PREFIX || path.starts_with("/performance/") {
             return with_status(
-                EdgeResponse::error(404, "not_found", "the admin API is not served through the edge; call the origin directly"),
+                EdgeResponse::error(
+                    404,
+                    "not_found",
+                    "the admin API is not served through the edge; call the origin directly",
+                ),
                 CacheStatus::Bypass,
             );
         }
@@ -149,12 +166,21 @@ where
             let allow: Vec<String> = route
                 .methods
                 .iter()
-                .map(|m| serde_json::to_value(m).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default())
+                .map(|m| {
+                    serde_json::to_value(m)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                })
                 .collect();
             let mut response = EdgeResponse::error(
                 405,
                 "method_not_allowed",
-                &format!("{} is not allowed on this path; allowed: {}", request.method, allow.join(", ")),
+                &format!(
+                    "{} is not allowed on this path; allowed: {}",
+                    request.method,
+                    allow.join(", ")
+                ),
             );
             response.headers.set("allow", allow.join(", "));
             return with_status(response, CacheStatus::Bypass);
@@ -167,7 +193,14 @@ where
         let size = declared.max(u64::try_from(request.body.len()).unwrap_or(u64::MAX));
         if size > route.max_body_bytes {
             return with_status(
-                EdgeResponse::error(413, "body_too_large", &format!("request body is {size} bytes; this path accepts at most {}", route.max_body_bytes)),
+                EdgeResponse::error(
+                    413,
+                    "body_too_large",
+                    &format!(
+                        "request body is {size} bytes; this path accepts at most {}",
+                        route.max_body_bytes
+                    ),
+                ),
                 CacheStatus::Bypass,
             );
         }
@@ -184,16 +217,30 @@ where
             && route.layers().contains(surge_shared::Layer::L3);
         if !cacheable {
             let (orig_path, orig_query) = path_and_query(&request.url);
-            let upstream = self.upstream_request(&request, &orig_path, orig_query.as_deref(), false);
-            let idempotent = matches!(method, Method::Get | Method::Head | Method::Options | Method::Put | Method::Delete);
-            return match self.fetch_with_failover(&upstream, &request, idempotent).await {
+            let upstream =
+                self.upstream_request(&request, &orig_path, orig_query.as_deref(), false);
+            let idempotent = matches!(
+                method,
+                Method::Get | Method::Head | Method::Options | Method::Put | Method::Delete
+            );
+            return match self
+                .fetch_with_failover(&upstream, &request, idempotent)
+                .await
+            {
                 Ok(response) => with_status(response, CacheStatus::Bypass),
-                Err(outage) => with_status(self.outage_page(&outage, &request), CacheStatus::Bypass),
+                Err(outage) => {
+                    with_status(self.outage_page(&outage, &request), CacheStatus::Bypass)
+                }
             };
         }
         let key = match CacheKey::new(&policy.key, "GET", &request.url, &request.headers) {
             Ok(k) => k,
-            Err(e) => return with_status(EdgeResponse::error(400, "bad_url", &e.to_string()), CacheStatus::Bypass),
+            Err(e) => {
+                return with_status(
+                    EdgeResponse::error(400, "bad_url", &e.to_string()),
+                    CacheStatus::Bypass,
+                );
+            }
         };
         let (canon_path, canon_query) = path_and_query(&canonical);
         let upstream = self.upstream_request(&request, &canon_path, canon_query.as_deref(), true);
@@ -211,7 +258,8 @@ where
                     let route = route.clone();
                     let request = request.clone();
                     self.inner.background.spawn(Box::pin(async move {
-                        if let Ok(fresh) = this.fetch_with_failover(&upstream, &request, true).await {
+                        if let Ok(fresh) = this.fetch_with_failover(&upstream, &request, true).await
+                        {
                             this.store_copy(&key, &route, &tags, &fresh).await;
                         }
                     }));
@@ -224,8 +272,12 @@ where
                             self.store_copy(&key, route, &tags, &fresh).await;
                             with_status(fresh, CacheStatus::Expired)
                         }
-                        Err(_) if usable => self.serve_copy(copy, &freshness, now, CacheStatus::Stale),
-                        Err(outage) => with_status(self.outage_page(&outage, &request), CacheStatus::Expired),
+                        Err(_) if usable => {
+                            self.serve_copy(copy, &freshness, now, CacheStatus::Stale)
+                        }
+                        Err(outage) => {
+                            with_status(self.outage_page(&outage, &request), CacheStatus::Expired)
+                        }
                     }
                 }
             },
@@ -263,7 +315,13 @@ where
     /// The request sent to an origin: hop-by-hop and URL/method override headers removed,
     /// credentials removed for shared-cacheable requests, HEAD fetched as GET so the copy can
     /// be stored.
-    fn upstream_request(&self, request: &EdgeRequest, path: &str, query: Option<&str>, shared: bool) -> EdgeRequest {
+    fn upstream_request(
+        &self,
+        request: &EdgeRequest,
+        path: &str,
+        query: Option<&str>,
+        shared: bool,
+    ) -> EdgeRequest {
         let mut headers = request.headers.clone();
         headers.strip_hop_by_hop();
         for name in UNKEYED_OVERRIDES {
@@ -281,7 +339,11 @@ where
             headers.set("x-forwarded-for", ip.clone());
         }
         headers.set("x-surge-edge", "1");
-        let method = if shared { "GET".to_string() } else { request.method.clone() };
+        let method = if shared {
+            "GET".to_string()
+        } else {
+            request.method.clone()
+        };
         let mut target = path.to_string();
         if let Some(q) = query {
             target.push('?');
@@ -291,20 +353,34 @@ where
             method,
             url: target,
             headers,
-            body: if shared { Vec::new() } else { request.body.clone() },
+            body: if shared {
+                Vec::new()
+            } else {
+                request.body.clone()
+            },
             client: request.client.clone(),
         }
     }
 
     /// Tries each region in failover order. Connection errors fail over for every method;
     /// timeouts and 5xx fail over only when the request may be repeated (`idempotent`).
-    async fn fetch_with_failover(&self, template: &EdgeRequest, request: &EdgeRequest, idempotent: bool) -> Result<EdgeResponse, Outage> {
+    async fn fetch_with_failover(
+        &self,
+        template: &EdgeRequest,
+        request: &EdgeRequest,
+        idempotent: bool,
+    ) -> Result<EdgeResponse, Outage> {
         let geo = &self.inner.config.geo;
-        let order = geo.failover_order(request.client.country.as_deref(), request.client.continent.as_deref());
+        let order = geo.failover_order(
+            request.client.country.as_deref(),
+            request.client.continent.as_deref(),
+        );
         let mut unreachable = Vec::new();
         let mut bad = Vec::new();
         for name in order {
-            let Some(region) = geo.region(name) else { continue };
+            let Some(region) = geo.region(name) else {
+                continue;
+            };
             let mut attempt = template.clone();
             attempt.url = format!("{}{}", region.origin.trim_end_matches('/'), template.url);
             match self.inner.upstream.fetch(&attempt, region.timeout).await {
@@ -335,16 +411,31 @@ where
         if unreachable.is_empty() && !bad.is_empty() {
             Err(Outage::BadGateway(all.join("; ")))
         } else {
-            Err(Outage::Unreachable(if all.is_empty() { "no region configured".into() } else { all.join("; ") }))
+            Err(Outage::Unreachable(if all.is_empty() {
+                "no region configured".into()
+            } else {
+                all.join("; ")
+            }))
         }
     }
 
     fn outage_page(&self, outage: &Outage, request: &EdgeRequest) -> EdgeResponse {
         let (status, reason) = match outage {
-            Outage::BadGateway(_) => (502, "The service answered with an error. Nothing cached could stand in for it."),
-            Outage::Unreachable(_) => (503, "The service could not be reached. Nothing cached could stand in for it."),
+            Outage::BadGateway(_) => (
+                502,
+                "The service answered with an error. Nothing cached could stand in for it.",
+            ),
+            Outage::Unreachable(_) => (
+                503,
+                "The service could not be reached. Nothing cached could stand in for it.",
+            ),
         };
-        let page = error_page::unavailable(status, self.inner.config.retry_after_secs, reason, request.headers.get("accept"));
+        let page = error_page::unavailable(
+            status,
+            self.inner.config.retry_after_secs,
+            reason,
+            request.headers.get("accept"),
+        );
         let mut headers = Headers::new();
         headers.set("content-type", page.content_type);
         headers.set("retry-after", page.retry_after.to_string());
@@ -356,7 +447,13 @@ where
         }
     }
 
-    fn serve_copy(&self, mut copy: EdgeResponse, freshness: &Freshness, now: u64, status: CacheStatus) -> EdgeResponse {
+    fn serve_copy(
+        &self,
+        mut copy: EdgeResponse,
+        freshness: &Freshness,
+        now: u64,
+        status: CacheStatus,
+    ) -> EdgeResponse {
         copy.headers.set("age", freshness.age_secs(now).to_string());
         if let Some(region) = copy.headers.get(STORED_REGION).map(str::to_string) {
             copy.headers.set(REGION_HEADER, region);
@@ -367,7 +464,13 @@ where
 
     /// Stores `fresh` if the route and the response allow it. The stored copy keeps the origin's
     /// `Cache-Tag` (merged with the route's tags) so a purge by tag reaches it.
-    async fn store_copy(&self, key: &CacheKey, route: &Route, route_tags: &TagSet, fresh: &EdgeResponse) {
+    async fn store_copy(
+        &self,
+        key: &CacheKey,
+        route: &Route,
+        route_tags: &TagSet,
+        fresh: &EdgeResponse,
+    ) {
         let Ok(ttls) = storable("GET", route, &fresh.headers, fresh.status) else {
             return;
         };
@@ -394,6 +497,10 @@ where
         copy.headers.remove(CACHE_STATUS_HEADER);
         freshness.write(&mut copy.headers);
         // A failed store only costs a future miss.
-        let _ = self.inner.store.put(key, &copy, freshness.keep_for(now)).await;
+        let _ = self
+            .inner
+            .store
+            .put(key, &copy, freshness.keep_for(now))
+            .await;
     }
 }

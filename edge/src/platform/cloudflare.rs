@@ -10,14 +10,17 @@ use std::time::Duration;
 
 use futures_util::future::{Either, select};
 use serde::{Deserialize, Serialize};
-use surge_shared::rate::{Decision, GcraState, LimitKey, Quota};
 use surge_shared::CacheKey;
+use surge_shared::rate::{Decision, GcraState, LimitKey, Quota};
 use worker::{
     Cache, Context, Date, Delay, DurableObject, Env, Fetch, Method, Request, RequestInit,
     RequestRedirect, Response, Result, State, durable_object, event, js_sys,
 };
 
-use super::{Background, CacheStore, Clock, FetchError, LimitScope, PlatformError, RateLimiter, Task, Upstream};
+use super::{
+    Background, CacheStore, Clock, FetchError, LimitScope, PlatformError, RateLimiter, Task,
+    Upstream,
+};
 use crate::config::{ConfigError, EdgeConfig};
 use crate::http::{Client, EdgeRequest, EdgeResponse, Headers};
 use crate::limit::binding_name;
@@ -35,10 +38,8 @@ thread_local! {
 
 fn load_config(env: &Env) -> std::result::Result<EdgeConfig, ConfigError> {
     CONFIG.with(|cell| {
-        cell.get_or_init(|| {
-            EdgeConfig::from_vars(|name| env.var(name).ok().map(|v| v.to_string()))
-        })
-        .clone()
+        cell.get_or_init(|| EdgeConfig::from_vars(|name| env.var(name).ok().map(|v| v.to_string())))
+            .clone()
     })
 }
 
@@ -79,8 +80,15 @@ async fn from_worker(mut response: Response) -> Result<EdgeResponse> {
 pub struct CfStore;
 
 impl CacheStore for CfStore {
-    async fn get(&self, key: &CacheKey) -> std::result::Result<Option<EdgeResponse>, PlatformError> {
-        let Some(found) = Cache::default().get(key.cache_url(), false).await.map_err(err)? else {
+    async fn get(
+        &self,
+        key: &CacheKey,
+    ) -> std::result::Result<Option<EdgeResponse>, PlatformError> {
+        let Some(found) = Cache::default()
+            .get(key.cache_url(), false)
+            .await
+            .map_err(err)?
+        else {
             return Ok(None);
         };
         let mut copy = from_worker(found).await.map_err(err)?;
@@ -92,14 +100,25 @@ impl CacheStore for CfStore {
         Ok(Some(copy))
     }
 
-    async fn put(&self, key: &CacheKey, response: &EdgeResponse, keep_for: Duration) -> std::result::Result<(), PlatformError> {
+    async fn put(
+        &self,
+        key: &CacheKey,
+        response: &EdgeResponse,
+        keep_for: Duration,
+    ) -> std::result::Result<(), PlatformError> {
         let mut copy = response.clone();
         if let Some(cc) = copy.headers.get("cache-control").map(str::to_string) {
             copy.headers.set(ORIGIN_CACHE_CONTROL, cc);
         }
-        copy.headers.set("cache-control", format!("public, max-age={}", keep_for.as_secs().max(1)));
+        copy.headers.set(
+            "cache-control",
+            format!("public, max-age={}", keep_for.as_secs().max(1)),
+        );
         let stored = to_worker(&copy).map_err(err)?;
-        Cache::default().put(key.cache_url(), stored).await.map_err(err)
+        Cache::default()
+            .put(key.cache_url(), stored)
+            .await
+            .map_err(err)
     }
 }
 
@@ -127,22 +146,36 @@ impl RateLimiter for CfLimiter {
             init.with_method(Method::Post).with_body(Some(
                 serde_json::to_string(&scope.quota).map_err(err)?.into(),
             ));
-            let request = Request::new_with_init("https://voter-limiter/check", &init).map_err(err)?;
+            let request =
+                Request::new_with_init("https://voter-limiter/check", &init).map_err(err)?;
             let mut answer = stub.fetch_with_request(request).await.map_err(err)?;
             let answer: LimiterAnswer = answer.json().await.map_err(err)?;
             return Ok(if answer.allowed {
-                Decision::Allowed { remaining: 0, reset_after: Duration::ZERO }
+                Decision::Allowed {
+                    remaining: 0,
+                    reset_after: Duration::ZERO,
+                }
             } else {
-                Decision::Limited { retry_after: Duration::from_millis(answer.retry_after_ms) }
+                Decision::Limited {
+                    retry_after: Duration::from_millis(answer.retry_after_ms),
+                }
             });
         }
-        let limiter = self.env.rate_limiter(&binding_name(&scope.name)).map_err(err)?;
+        let limiter = self
+            .env
+            .rate_limiter(&binding_name(&scope.name))
+            .map_err(err)?;
         let outcome = limiter.limit(scope.key.clone()).await.map_err(err)?;
         Ok(if outcome.success {
-            Decision::Allowed { remaining: 0, reset_after: Duration::ZERO }
+            Decision::Allowed {
+                remaining: 0,
+                reset_after: Duration::ZERO,
+            }
         } else {
             // The binding does not say when; the quota's emission interval is the honest guess.
-            Decision::Limited { retry_after: Duration::from_nanos(scope.quota.emission_interval()) }
+            Decision::Limited {
+                retry_after: Duration::from_nanos(scope.quota.emission_interval()),
+            }
         })
     }
 }
@@ -169,7 +202,9 @@ impl DurableObject for VoterLimiter {
         let (decision, next) = quota.check(state, now_ns, 1);
         storage.put("gcra", next).await?;
         let retry_after_ms = match decision {
-            Decision::Limited { retry_after } => u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX),
+            Decision::Limited { retry_after } => {
+                u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX)
+            }
             Decision::Allowed { .. } => 0,
         };
         Response::from_json(&LimiterAnswer {
@@ -183,15 +218,22 @@ impl DurableObject for VoterLimiter {
 pub struct CfUpstream;
 
 impl Upstream for CfUpstream {
-    async fn fetch(&self, request: &EdgeRequest, timeout: Duration) -> std::result::Result<EdgeResponse, FetchError> {
+    async fn fetch(
+        &self,
+        request: &EdgeRequest,
+        timeout: Duration,
+    ) -> std::result::Result<EdgeResponse, FetchError> {
         let mut init = RequestInit::new();
         init.with_method(Method::from(request.method.clone()))
             .with_headers(headers_to(&request.headers))
             .with_redirect(RequestRedirect::Manual);
         if !request.body.is_empty() {
-            init.with_body(Some(js_sys::Uint8Array::from(request.body.as_slice()).into()));
+            init.with_body(Some(
+                js_sys::Uint8Array::from(request.body.as_slice()).into(),
+            ));
         }
-        let outgoing = Request::new_with_init(&request.url, &init).map_err(|e| FetchError::Connect(e.to_string()))?;
+        let outgoing = Request::new_with_init(&request.url, &init)
+            .map_err(|e| FetchError::Connect(e.to_string()))?;
         let send = Box::pin(async move {
             let response = Fetch::Request(outgoing).send().await?;
             from_worker(response).await
@@ -227,7 +269,11 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
     let config = match load_config(&env) {
         Ok(c) => c,
         Err(e) => {
-            return to_worker(&EdgeResponse::error(500, "edge_misconfigured", &e.to_string()));
+            return to_worker(&EdgeResponse::error(
+                500,
+                "edge_misconfigured",
+                &e.to_string(),
+            ));
         }
     };
     let cf = req.cf();

@@ -108,7 +108,10 @@ impl<C: Clock> CacheStore for MemoryStore<C> {
             .saturating_add(u64::try_from(keep_for.as_millis()).unwrap_or(u64::MAX));
         let mut entries = self.entries.borrow_mut();
         let mut order = self.order.borrow_mut();
-        if entries.insert(key.clone(), (response.clone(), expires)).is_none() {
+        if entries
+            .insert(key.clone(), (response.clone(), expires))
+            .is_none()
+        {
             order.push_back(key.clone());
         }
         while entries.len() > self.capacity {
