@@ -6,14 +6,18 @@
 //! - [`redis::RedisServer`]: one Redis node.
 //! - [`redis::RedisCluster`]: three masters and three replicas, ready only when the cluster
 //!   state is ok everywhere and every replica's link to its master is up.
+//! - [`origin::TestOrigin`]: a scriptable HTTP origin that can be stopped and resumed.
+//! - [`wrangler::WranglerDev`]: the edge Worker under workerd (`wrangler dev --local`).
 //!
 //! Every handle can stop and start its services again, for fault tests. The harness is
 //! synchronous (it runs commands and polls) so it works from plain and async tests alike.
 
 pub mod net;
+pub mod origin;
 pub mod postgres;
 pub mod process;
 pub mod redis;
+pub mod wrangler;
 
 use std::time::Duration;
 

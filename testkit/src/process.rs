@@ -72,11 +72,24 @@ pub fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// A child process killed (SIGKILL) and reaped when dropped.
+/// A child process killed (SIGKILL) and reaped when dropped; with [`ChildGuard::spawn_group`]
+/// its whole process group goes too (for programs that start helpers, like wrangler/workerd).
 #[derive(Debug)]
-pub struct ChildGuard(Option<Child>);
+pub struct ChildGuard {
+    child: Option<Child>,
+    group: bool,
+}
 
 impl ChildGuard {
+    /// Spawns `command` in a new process group; killing the guard kills the group.
+    pub fn spawn_group(command: &mut Command, log: &Path) -> Result<Self> {
+        use std::os::unix::process::CommandExt;
+        command.process_group(0);
+        let mut guard = Self::spawn(command, log)?;
+        guard.group = true;
+        Ok(guard)
+    }
+
     /// Spawns `command` with its output sent to `log`.
     pub fn spawn(command: &mut Command, log: &Path) -> Result<Self> {
         let out = std::fs::File::create(log)?;
@@ -90,12 +103,22 @@ impl ChildGuard {
                 command: format!("{command:?}"),
                 output: e.to_string(),
             })?;
-        Ok(Self(Some(child)))
+        Ok(Self {
+            child: Some(child),
+            group: false,
+        })
     }
 
-    /// Kills the process now and waits for it.
+    /// Kills the process (or its group) now and waits for it.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.0.take() {
+        if let Some(mut child) = self.child.take() {
+            if self.group {
+                Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{}", child.id())])
+                    .stderr(Stdio::null())
+                    .status()
+                    .ok();
+            }
             child.kill().ok();
             child.wait().ok();
         }
@@ -103,7 +126,7 @@ impl ChildGuard {
 
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
-        self.0
+        self.child
             .as_mut()
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }

@@ -6,6 +6,8 @@
 //!   benches in quick mode, doc tests, and the unit, property and real-service integration
 //!   tests (nextest when installed, else `cargo test`).
 //! - `run`: starts Surge locally (the origin with embedded defaults).
+//! - `worker-build`: builds the edge Worker (`wrangler.toml`'s build command) unless the build
+//!   is newer than every source it comes from.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -27,6 +29,8 @@ enum Task {
     Test,
     /// Start Surge locally.
     Run,
+    /// Build the edge Worker into edge/build (skipped when up to date).
+    WorkerBuild,
 }
 
 /// A failed step, with what to do about it.
@@ -40,6 +44,7 @@ fn main() -> ExitCode {
         Task::Setup => setup(),
         Task::Test => setup().and_then(|()| test()),
         Task::Run => run(),
+        Task::WorkerBuild => worker_build(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -141,11 +146,145 @@ fn setup() -> Step {
     if !wanted.is_empty() {
         status(Command::new("rustup").args(["target", "add"]).args(&wanted))?;
     }
+    install_edge_tools()?;
     println!("xtask: setup complete");
     Ok(())
 }
 
+/// The exact wasm-bindgen version in Cargo.lock (the CLI must match it).
+fn locked_wasm_bindgen() -> Result<String, Failure> {
+    let lock = std::fs::read_to_string(root().join("Cargo.lock"))
+        .map_err(|e| Failure(format!("cannot read Cargo.lock: {e}")))?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == "name = \"wasm-bindgen\""
+            && let Some(version) = lines
+                .next()
+                .and_then(|l| l.trim().strip_prefix("version = \""))
+                .and_then(|v| v.strip_suffix('"'))
+        {
+            return Ok(version.to_string());
+        }
+    }
+    Err(Failure("Cargo.lock has no wasm-bindgen entry".into()))
+}
+
+fn program_version(program: &str) -> Option<String> {
+    let out = Command::new(program).arg("--version").output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// worker-build, the wasm-bindgen CLI matching Cargo.lock, and the npm tools (wrangler,
+/// binaryen) from package-lock.json.
+fn install_edge_tools() -> Step {
+    if program_version("worker-build").is_none() {
+        status(Command::new(cargo_bin()).args([
+            "install",
+            "worker-build",
+            "--version",
+            WORKER_BUILD_VERSION,
+            "--locked",
+        ]))?;
+    }
+    let wanted = locked_wasm_bindgen()?;
+    let have = program_version("wasm-bindgen").unwrap_or_default();
+    if have != format!("wasm-bindgen {wanted}") {
+        status(Command::new(cargo_bin()).args([
+            "install",
+            "wasm-bindgen-cli",
+            "--version",
+            &wanted,
+            "--force",
+        ]))?;
+    }
+    let root = root();
+    let lock = root.join("package-lock.json");
+    let marker = root.join("node_modules/.package-lock.json");
+    if newest_mtime(&[lock]) > newest_mtime(&[marker]) {
+        status(
+            Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(&root),
+        )?;
+    }
+    Ok(())
+}
+
+/// The version of worker-build the edge is built with (matches the `worker` crate).
+const WORKER_BUILD_VERSION: &str = "0.8.7";
+
+fn cargo_bin() -> std::ffi::OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+/// Newest modification time under `paths` (files or directories), `None` if none exist.
+fn newest_mtime(paths: &[PathBuf]) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    let mut stack: Vec<PathBuf> = paths.to_vec();
+    while let Some(path) = stack.pop() {
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&path) {
+                stack.extend(entries.flatten().map(|e| e.path()));
+            }
+        } else if let Ok(modified) = meta.modified() {
+            newest = newest.max(Some(modified));
+        }
+    }
+    newest
+}
+
+fn worker_build() -> Step {
+    let root = root();
+    let sources: Vec<PathBuf> = [
+        "edge/src",
+        "edge/Cargo.toml",
+        "shared/src",
+        "shared/policy",
+        "shared/Cargo.toml",
+        "Cargo.toml",
+        "Cargo.lock",
+    ]
+    .iter()
+    .map(|p| root.join(p))
+    .collect();
+    let outputs = [
+        root.join("edge/build/index_bg.wasm"),
+        root.join("edge/build/worker/shim.mjs"),
+    ];
+    let oldest_output = outputs
+        .iter()
+        .map(|o| newest_mtime(std::slice::from_ref(o)))
+        .min()
+        .flatten();
+    if oldest_output.is_some() && oldest_output >= newest_mtime(&sources) {
+        println!("xtask: edge/build is up to date");
+        return Ok(());
+    }
+    let bin = root.join("node_modules/.bin");
+    let mut command = Command::new("worker-build");
+    command
+        .args(["--release", "edge", "--features", "cloudflare"])
+        .current_dir(&root)
+        .env("WASM_OPT_BIN", bin.join("wasm-opt"))
+        .env("ESBUILD_BIN", bin.join("esbuild"));
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            if dir.join("wasm-bindgen").is_file() {
+                command.env("WASM_BINDGEN_BIN", dir.join("wasm-bindgen"));
+                break;
+            }
+        }
+    }
+    status(&mut command)
+}
+
 fn test() -> Step {
+    worker_build()?;
     for target in TARGETS {
         status(cargo().args([
             "build",

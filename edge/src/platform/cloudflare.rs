@@ -97,6 +97,7 @@ impl CacheStore for CfStore {
             None => copy.headers.remove("cache-control"),
         }
         copy.headers.remove(ORIGIN_CACHE_CONTROL);
+        copy.headers.remove("cf-cache-status");
         Ok(Some(copy))
     }
 
@@ -136,6 +137,19 @@ pub struct CfLimiter {
 
 impl RateLimiter for CfLimiter {
     async fn check(&self, scope: &LimitScope) -> std::result::Result<Decision, PlatformError> {
+        let decision = self.decide(scope).await;
+        if let Err(e) = &decision {
+            worker::console_error!(
+                "rate limiter '{}' failed, letting the request through: {e}",
+                scope.name
+            );
+        }
+        decision
+    }
+}
+
+impl CfLimiter {
+    async fn decide(&self, scope: &LimitScope) -> std::result::Result<Decision, PlatformError> {
         if scope.quota.key == LimitKey::Voter && scope.key.starts_with("voter:") {
             let stub = self
                 .env
@@ -197,10 +211,14 @@ impl DurableObject for VoterLimiter {
             Err(e) => return Response::error(format!("bad quota: {e}"), 400),
         };
         let storage = self.state.storage();
-        let state: GcraState = storage.get("gcra").await?.unwrap_or_default();
+        // Nanosecond times exceed JavaScript's safe integers: stored as decimal text.
+        let tat: Option<String> = storage.get("tat").await?;
+        let state = GcraState {
+            tat: tat.and_then(|t| t.parse().ok()).unwrap_or_default(),
+        };
         let now_ns = (Date::now().as_millis()).saturating_mul(1_000_000);
         let (decision, next) = quota.check(state, now_ns, 1);
-        storage.put("gcra", next).await?;
+        storage.put("tat", next.tat.to_string()).await?;
         let retry_after_ms = match decision {
             Decision::Limited { retry_after } => {
                 u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX)

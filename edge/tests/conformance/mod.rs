@@ -1,0 +1,409 @@
+//! The edge conformance scenarios: each one is written once, against any runtime that serves
+//! the Worker on a URL, with two scriptable origins as two regions (`eu` first, then `us`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use surge_testkit::origin::{Reply, TestOrigin};
+
+/// A runtime serving the edge.
+pub trait Edge {
+    /// The edge's URL for `path`.
+    fn url(&self, path: &str) -> String;
+}
+
+/// The edge and its two origin regions.
+pub struct Stack<E> {
+    pub edge: E,
+    pub eu: TestOrigin,
+    pub us: TestOrigin,
+}
+
+/// Two origins that answer `ok`, and the geo table that points at them (DE → eu, us; US → us,
+/// eu; everyone else eu, us).
+pub fn origins() -> (TestOrigin, TestOrigin, String) {
+    let eu = TestOrigin::start(|s| Reply::ok(format!("eu {}", s.path))).expect("eu origin");
+    let us = TestOrigin::start(|s| Reply::ok(format!("us {}", s.path))).expect("us origin");
+    let geo = format!(
+        r#"{{"regions":{{"eu":{{"origin":"{}","timeout":"3s"}},"us":{{"origin":"{}","timeout":"3s"}}}},"countries":{{"DE":["eu","us"],"US":["us","eu"]}},"default":["eu","us"]}}"#,
+        eu.url(),
+        us.url()
+    );
+    (eu, us, geo)
+}
+
+/// A response as the client saw it.
+pub struct Got {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Got {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn cache(&self) -> &str {
+        self.header("x-surge-cache").unwrap_or("")
+    }
+}
+
+pub fn send(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> Got {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let mut request = ureq::http::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
+        .body(body.as_bytes().to_vec())
+        .expect("valid request");
+    let mut response = agent
+        .run(request)
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    Got {
+        status: response.status().as_u16(),
+        headers: response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect(),
+        body: response.body_mut().read_to_string().unwrap_or_default(),
+    }
+}
+
+pub fn get(url: &str) -> Got {
+    send("GET", url, &[], "")
+}
+
+/// Polls `check` for up to 10 s.
+pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A counter-backed handler: each answer carries a new version and `cache_control`.
+fn versions(origin: &TestOrigin, cache_control: &'static str) -> Arc<AtomicU32> {
+    let n = Arc::new(AtomicU32::new(0));
+    let counter = n.clone();
+    origin.set(move |_| {
+        let v = counter.fetch_add(1, Ordering::SeqCst) + 1;
+        Reply::ok(format!("v{v}")).header("cache-control", cache_control)
+    });
+    n
+}
+
+pub fn cache_miss_then_hit_for_equivalent_urls<E: Edge>(s: &Stack<E>) {
+    let first = get(&s.edge.url("/api/elections/101?b=2&a=1"));
+    assert_eq!((first.status, first.cache()), (200, "MISS"));
+    assert_eq!(first.header("x-surge-region"), Some("eu"));
+    let second = get(&s
+        .edge
+        .url("/api/elections/101?a=1&b=2&utm_source=newsletter&fbclid=x"));
+    assert_eq!(
+        (second.cache(), second.body.as_str()),
+        ("HIT", "eu /api/elections/101?a=1&b=2")
+    );
+    let head = send("HEAD", &s.edge.url("/api/elections/101?a=1&b=2"), &[], "");
+    assert_eq!(
+        (head.status, head.cache(), head.body.as_str()),
+        (200, "HIT", "")
+    );
+    assert_eq!(
+        s.eu.requests().len(),
+        1,
+        "one origin fetch for all equivalent URLs"
+    );
+}
+
+pub fn origin_s_maxage_overrides_the_route_ttl<E: Edge>(s: &Stack<E>) {
+    // The route says 60 s; the origin says 1 s and no stale windows.
+    versions(
+        &s.eu,
+        "public, s-maxage=1, stale-while-revalidate=0, stale-if-error=0",
+    );
+    assert_eq!(get(&s.edge.url("/api/elections/102")).body, "v1");
+    assert_eq!(get(&s.edge.url("/api/elections/102")).cache(), "HIT");
+    std::thread::sleep(Duration::from_millis(1300));
+    let after = get(&s.edge.url("/api/elections/102"));
+    // With no stale window left the store may already have dropped the copy (MISS) or still
+    // hold it (EXPIRED); either way the origin is asked again.
+    assert!(
+        matches!(after.cache(), "MISS" | "EXPIRED"),
+        "{}",
+        after.cache()
+    );
+    assert_eq!(after.body, "v2");
+}
+
+pub fn stale_while_revalidate_serves_stale_then_fresh<E: Edge>(s: &Stack<E>) {
+    versions(&s.eu, "public, s-maxage=1, stale-while-revalidate=30");
+    assert_eq!(get(&s.edge.url("/api/elections/103")).body, "v1");
+    std::thread::sleep(Duration::from_millis(1300));
+    let stale = get(&s.edge.url("/api/elections/103"));
+    assert_eq!((stale.cache(), stale.body.as_str()), ("STALE", "v1"));
+    eventually("the background revalidation to land", || {
+        let r = get(&s.edge.url("/api/elections/103"));
+        r.cache() == "HIT" && r.body == "v2"
+    });
+}
+
+pub fn stale_if_error_and_clear_outage_answers<E: Edge>(s: &mut Stack<E>) {
+    versions(
+        &s.eu,
+        "public, s-maxage=1, stale-while-revalidate=0, stale-if-error=60",
+    );
+    assert_eq!(get(&s.edge.url("/api/elections/104")).body, "v1");
+    s.eu.stop();
+    s.us.stop();
+    std::thread::sleep(Duration::from_millis(1300));
+    let stale = get(&s.edge.url("/api/elections/104"));
+    assert_eq!(
+        (stale.status, stale.cache(), stale.body.as_str()),
+        (200, "STALE", "v1")
+    );
+
+    let json = send(
+        "GET",
+        &s.edge.url("/api/elections/105"),
+        &[("accept", "application/json")],
+        "",
+    );
+    assert_eq!(json.status, 503);
+    assert_eq!(json.header("retry-after"), Some("5"));
+    assert!(json.body.contains("\"unavailable\""), "{}", json.body);
+    let html = send(
+        "GET",
+        &s.edge.url("/api/elections/105"),
+        &[("accept", "text/html")],
+        "",
+    );
+    assert_eq!(html.status, 503);
+    assert!(
+        html.body.contains("Temporarily unavailable"),
+        "{}",
+        html.body
+    );
+
+    s.eu.resume().expect("eu back");
+    s.us.resume().expect("us back");
+    s.eu.set(|_| Reply::status(500));
+    s.us.set(|_| Reply::status(503));
+    let bad = get(&s.edge.url("/api/elections/106"));
+    assert_eq!((bad.status, bad.header("retry-after")), (502, Some("5")));
+}
+
+pub fn credentialed_requests_bypass_the_shared_cache<E: Edge>(s: &Stack<E>) {
+    s.eu.set(|seen| {
+        Reply::ok(match seen.header("cookie") {
+            Some(c) if c.contains("auth_token") => "private view".to_string(),
+            _ => "public view".to_string(),
+        })
+    });
+    let url = s.edge.url("/api/elections/107");
+    let mine = send("GET", &url, &[("cookie", "auth_token=alice")], "");
+    assert_eq!(
+        (mine.cache(), mine.body.as_str()),
+        ("BYPASS", "private view")
+    );
+    let bearer = send("GET", &url, &[("authorization", "Bearer alice")], "");
+    assert_eq!(bearer.cache(), "BYPASS");
+    let public = get(&url);
+    assert_eq!(
+        (public.cache(), public.body.as_str()),
+        ("MISS", "public view"),
+        "the bypassed answer was not stored"
+    );
+    assert_eq!(get(&url).cache(), "HIT");
+    let again = send(
+        "GET",
+        &url,
+        &[("cookie", "theme=dark; auth_token=alice")],
+        "",
+    );
+    assert_eq!(
+        (again.cache(), again.body.as_str()),
+        ("BYPASS", "private view"),
+        "never served from the shared cache"
+    );
+}
+
+pub fn uncacheable_responses_are_never_stored<E: Edge>(s: &Stack<E>) {
+    s.eu.set(|seen| match seen.path.as_str() {
+        "/api/elections/108" => Reply::ok("a").header("set-cookie", "session=1"),
+        "/api/elections/109" => Reply::ok("b").header("cache-control", "private, max-age=60"),
+        "/api/elections/110" => Reply::ok("c").header("cache-control", "no-store"),
+        _ => Reply::ok("receipt"),
+    });
+    for id in [108, 109, 110] {
+        let url = s.edge.url(&format!("/api/elections/{id}"));
+        assert_eq!(get(&url).cache(), "MISS");
+        assert_eq!(
+            get(&url).cache(),
+            "MISS",
+            "election {id} must not have been stored"
+        );
+    }
+    let vote = send(
+        "POST",
+        &s.edge.url("/api/elections/108/votes"),
+        &[("cookie", "auth_token=v")],
+        "{}",
+    );
+    assert_eq!((vote.status, vote.cache()), (200, "BYPASS"));
+}
+
+pub fn unkeyed_headers_cannot_poison_the_cache<E: Edge>(s: &Stack<E>) {
+    s.eu.set(|seen| {
+        let reflected: Vec<&str> = [
+            "x-forwarded-host",
+            "x-original-url",
+            "x-rewrite-url",
+            "x-forwarded-scheme",
+            "x-http-method-override",
+        ]
+        .iter()
+        .filter_map(|h| seen.header(h))
+        .collect();
+        Reply::ok(format!("{} [{}]", seen.method, reflected.join(",")))
+    });
+    let url = s.edge.url("/api/elections/111");
+    let attack = send(
+        "GET",
+        &url,
+        &[
+            ("x-forwarded-host", "evil.example"),
+            ("x-original-url", "/admin"),
+            ("x-rewrite-url", "/admin"),
+            ("x-forwarded-scheme", "http"),
+            ("x-http-method-override", "DELETE"),
+        ],
+        "",
+    );
+    assert_eq!(attack.body, "GET []");
+    let victim = get(&url);
+    assert_eq!((victim.cache(), victim.body.as_str()), ("HIT", "GET []"));
+}
+
+pub fn geo_routing_fails_over_to_the_next_region<E: Edge>(s: &mut Stack<E>) {
+    let first = get(&s.edge.url("/api/elections/112"));
+    assert_eq!(
+        (first.header("x-surge-region"), first.body.as_str()),
+        (Some("eu"), "eu /api/elections/112")
+    );
+    s.eu.stop();
+    let over = get(&s.edge.url("/api/elections/113"));
+    assert_eq!(
+        (over.status, over.header("x-surge-region")),
+        (200, Some("us"))
+    );
+    s.eu.resume().expect("eu back");
+    s.eu.set(|_| Reply::status(500));
+    let over = get(&s.edge.url("/api/elections/114"));
+    assert_eq!(
+        over.header("x-surge-region"),
+        Some("us"),
+        "a 5xx fails over too"
+    );
+    s.eu.set(|_| Reply::ok("slow").after(Duration::from_secs(5)));
+    let over = get(&s.edge.url("/api/elections/115"));
+    assert_eq!(
+        over.header("x-surge-region"),
+        Some("us"),
+        "a timeout fails over too"
+    );
+}
+
+pub fn us_clients_go_to_the_us_region_first<E: Edge>(s: &Stack<E>) {
+    let r = get(&s.edge.url("/api/elections/116"));
+    assert_eq!(r.header("x-surge-region"), Some("us"));
+}
+
+pub fn rate_limits_answer_429_with_retry_after<E: Edge>(s: &Stack<E>) {
+    // login: 10 per minute per IP. The Workers binding counts approximately (a sliding
+    // window), so a burst of 30 must see the first few through and most of the rest refused.
+    let login = s.edge.url("/api/login");
+    let answers: Vec<Got> = (0..30).map(|_| send("POST", &login, &[], "{}")).collect();
+    assert!(
+        answers[..5].iter().all(|a| a.status == 200),
+        "the first logins are within the quota"
+    );
+    let refused: Vec<&Got> = answers.iter().filter(|a| a.status == 429).collect();
+    assert!(
+        refused.len() >= 15,
+        "only {} of 30 logins were refused",
+        refused.len()
+    );
+    assert!(refused.iter().all(|r| {
+        r.header("retry-after")
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|s| s >= 1)
+    }));
+    assert!(
+        refused[0].body.contains("rate_limited"),
+        "{}",
+        refused[0].body
+    );
+    // vote: exactly 3 per minute per voter.
+    let vote = |who: &str| {
+        send(
+            "POST",
+            &s.edge.url("/api/elections/1/votes"),
+            &[("cookie", &format!("auth_token={who}"))],
+            "{}",
+        )
+    };
+    for _ in 0..3 {
+        assert_eq!(vote("alice").status, 200);
+    }
+    let fourth = vote("alice");
+    assert_eq!(fourth.status, 429);
+    assert!(
+        fourth
+            .header("retry-after")
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|s| (1..=60).contains(&s))
+    );
+    assert_eq!(vote("bob").status, 200, "another voter has their own quota");
+}
+
+pub fn methods_sizes_health_and_admin_are_guarded<E: Edge>(s: &Stack<E>) {
+    let r = send("DELETE", &s.edge.url("/api/elections/1"), &[], "");
+    assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD")));
+    let r = send("POST", &s.edge.url("/api/login"), &[], &"x".repeat(5000));
+    assert_eq!(r.status, 413);
+    let r = get(&s.edge.url("/__surge/health"));
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("\"eu\""), "{}", r.body);
+    let r = get(&s.edge.url("/performance/health"));
+    assert_eq!(r.status, 404);
+    assert!(
+        s.eu.requests().is_empty() && s.us.requests().is_empty(),
+        "nothing reached an origin"
+    );
+    let r = send(
+        "GET",
+        &s.edge.url("/api/elections/117"),
+        &[("keep-alive", "timeout=99"), ("x-original-url", "/admin")],
+        "",
+    );
+    assert_eq!(r.status, 200);
+    let seen = s.eu.requests();
+    let last = seen.last().expect("the request reached eu");
+    assert!(last.header("x-original-url").is_none());
+    assert_eq!(last.header("x-surge-edge"), Some("1"));
+}
