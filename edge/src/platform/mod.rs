@@ -1,6 +1,7 @@
 //! The narrow seams between the pipeline and a runtime: cache store, rate limiter, upstream
 //! fetch, clock and background tasks. Adapters: `cloudflare` (Workers, feature `cloudflare` on
-//! wasm32); `memory` holds in-process versions used by native tests.
+//! wasm32) and `wasi` (wasi-http via spin-sdk, feature `wasi` on `wasm32-wasip2`); `memory`
+//! holds in-process pieces used by the wasi adapter and by native tests.
 //!
 //! Futures are not `Send`: Wasm runtimes are single-threaded.
 #![allow(async_fn_in_trait)]
@@ -17,6 +18,8 @@ use crate::http::{EdgeRequest, EdgeResponse};
 #[cfg(all(feature = "cloudflare", target_arch = "wasm32"))]
 pub mod cloudflare;
 pub mod memory;
+#[cfg(all(feature = "wasi", target_arch = "wasm32"))]
+pub mod wasi;
 
 /// A platform failure (binding missing, runtime error); the pipeline degrades, never panics.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

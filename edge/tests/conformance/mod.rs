@@ -1,5 +1,6 @@
 //! The edge conformance scenarios: each one is written once, against any runtime that serves
 //! the Worker on a URL, with two scriptable origins as two regions (`eu` first, then `us`).
+#![allow(dead_code)] // each runtime runs the scenarios that apply to it
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -1,0 +1,176 @@
+//! The wasi-http adapter (spin-sdk, `wasm32-wasip2`, wasi-http 0.3): the same pipeline as a
+//! portable component for Spin, SpinKube or any wasi-http host. The cache and the GCRA limiter
+//! live in the component's memory (one instance serves many requests), outbound `send` reaches
+//! the origins, and revalidations run as tasks spawned past the response. Configuration comes
+//! from the environment (`SURGE_GEO`, `SURGE_POLICY`, `SURGE_RETRY_AFTER`); the client address
+//! from the host's `spin-client-addr` header.
+
+use std::cell::OnceCell;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::{Either, select};
+use spin_sdk::http::body::IncomingBodyExt;
+use spin_sdk::http::{FullBody, Request, Response, send};
+
+use super::memory::{MemoryLimiter, MemoryStore, SystemClock};
+use super::{Background, FetchError, Task, Upstream};
+use crate::config::{ConfigError, EdgeConfig};
+use crate::http::{Client, EdgeRequest, EdgeResponse, Headers};
+use crate::pipeline::Pipeline;
+
+/// Entries the in-memory edge cache holds before evicting the oldest.
+pub const CACHE_ENTRIES: usize = 10_000;
+
+/// Header a Spin host sets to the connecting client's address.
+pub const CLIENT_ADDR_HEADER: &str = "spin-client-addr";
+
+/// Outbound HTTP through wasi-http, raced against a monotonic-clock timer.
+pub struct WasiUpstream;
+
+impl Upstream for WasiUpstream {
+    async fn fetch(
+        &self,
+        request: &EdgeRequest,
+        timeout: Duration,
+    ) -> Result<EdgeResponse, FetchError> {
+        let mut builder = Request::builder()
+            .method(request.method.as_str())
+            .uri(&request.url);
+        for (name, value) in request.headers.iter() {
+            builder = builder.header(name, value);
+        }
+        let outgoing = builder
+            .body(FullBody::new(Bytes::from(request.body.clone())))
+            .map_err(|e| FetchError::Connect(e.to_string()))?;
+        let exchange = Box::pin(async move {
+            let response = send(outgoing)
+                .await
+                .map_err(|e| FetchError::Connect(e.to_string()))?;
+            let (parts, body) = response.into_parts();
+            let body = body
+                .bytes()
+                .await
+                .map_err(|e| FetchError::Connect(e.to_string()))?;
+            Ok(EdgeResponse {
+                status: parts.status.as_u16(),
+                headers: parts
+                    .headers
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.as_str(),
+                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                        )
+                    })
+                    .collect(),
+                body: body.to_vec(),
+            })
+        });
+        match select(exchange, Box::pin(spin_sdk::time::sleep(timeout))).await {
+            Either::Left((result, _)) => result,
+            Either::Right(_) => Err(FetchError::Timeout(timeout)),
+        }
+    }
+}
+
+/// Tasks that keep running after the response is returned.
+pub struct WasiBackground;
+
+impl Background for WasiBackground {
+    fn spawn(&self, task: Task) {
+        spin_sdk::wasip3::spawn(task);
+    }
+}
+
+type WasiPipeline = Pipeline<
+    MemoryStore<SystemClock>,
+    MemoryLimiter<SystemClock>,
+    WasiUpstream,
+    SystemClock,
+    WasiBackground,
+>;
+
+thread_local! {
+    static PIPELINE: OnceCell<Result<WasiPipeline, ConfigError>> = const { OnceCell::new() };
+}
+
+fn pipeline() -> Result<WasiPipeline, ConfigError> {
+    PIPELINE.with(|cell| {
+        cell.get_or_init(|| {
+            let config = EdgeConfig::from_vars(|name| std::env::var(name).ok())?;
+            Ok(Pipeline::new(
+                config,
+                MemoryStore::new(SystemClock, CACHE_ENTRIES),
+                MemoryLimiter::new(SystemClock),
+                WasiUpstream,
+                SystemClock,
+                WasiBackground,
+            ))
+        })
+        .clone()
+    })
+}
+
+fn into_response(edge: EdgeResponse) -> Response<FullBody<Bytes>> {
+    let mut builder = Response::builder().status(edge.status);
+    for (name, value) in edge.headers.iter() {
+        if name != "content-length" {
+            builder = builder.header(name, value);
+        }
+    }
+    builder
+        .body(FullBody::new(Bytes::from(edge.body)))
+        .unwrap_or_else(|_| Response::new(FullBody::new(Bytes::from_static(b"invalid response"))))
+}
+
+#[spin_sdk::http_service]
+async fn handle(request: Request) -> Response<FullBody<Bytes>> {
+    let pipeline = match pipeline() {
+        Ok(p) => p,
+        Err(e) => {
+            return into_response(EdgeResponse::error(
+                500,
+                "edge_misconfigured",
+                &e.to_string(),
+            ));
+        }
+    };
+    let (parts, body) = request.into_parts();
+    let mut headers: Headers = parts
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let ip = headers.get(CLIENT_ADDR_HEADER).map(|addr| {
+        addr.rsplit_once(':')
+            .map_or(addr, |(host, _)| host)
+            .trim_matches(['[', ']'])
+            .to_string()
+    });
+    headers.remove(CLIENT_ADDR_HEADER);
+    let host = headers.get("host").unwrap_or("localhost").to_string();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let url = match parts.uri.scheme_str() {
+        Some(scheme) => format!("{scheme}://{host}{path}"),
+        None => format!("http://{host}{path}"),
+    };
+    let body = body.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+    let edge_request = EdgeRequest {
+        method: parts.method.as_str().to_string(),
+        url,
+        headers,
+        body,
+        client: Client {
+            ip,
+            country: None,
+            continent: None,
+        },
+    };
+    into_response(pipeline.handle(edge_request).await)
+}
