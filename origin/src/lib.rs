@@ -3,4 +3,5 @@
 //! routes come from `surge-shared`.
 
 pub mod api;
+pub mod cache;
 pub mod config;

@@ -1,0 +1,130 @@
+//! The backplane: Redis pub/sub that keeps every process's L1 in step. A `set`, `remove`,
+//! pattern or tag invalidation on one process evicts the affected entries from every other
+//! process's L1. A subscriber that loses its connection clears its L1 when it reconnects, since
+//! it may have missed messages.
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+
+/// The channel every process publishes on and listens to.
+pub const CHANNEL: &str = "surge:v1:backplane";
+
+/// What happened on another process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// These keys changed or were removed.
+    Evict {
+        /// The keys.
+        keys: Vec<String>,
+    },
+    /// Keys matching these patterns were removed.
+    Patterns {
+        /// The patterns.
+        patterns: Vec<String>,
+    },
+    /// These tags now have these versions.
+    Tags {
+        /// Tag and new version.
+        versions: Vec<(String, u64)>,
+    },
+}
+
+/// A message on the channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// The sending process (its own messages are ignored).
+    pub from: String,
+    /// What happened.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// What a subscriber applies messages to.
+pub trait Apply: Send + Sync + 'static {
+    /// This process's id.
+    fn id(&self) -> &str;
+    /// Applies an event from another process.
+    fn apply(&self, event: Event) -> impl Future<Output = ()> + Send;
+    /// Forgets everything that messages could have invalidated (after a reconnect).
+    fn resync(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// Listens on [`CHANNEL`] until `target` is dropped, trying `urls` in turn and reconnecting
+/// after errors.
+pub async fn subscribe<A: Apply>(urls: Vec<String>, target: Weak<A>) {
+    let mut attempt = 0usize;
+    let mut connected_before = false;
+    loop {
+        let Some(url) = urls.get(attempt % urls.len().max(1)) else {
+            return;
+        };
+        attempt += 1;
+        let pubsub = match redis::Client::open(url.as_str()) {
+            Ok(client) => client.get_async_pubsub().await,
+            Err(e) => Err(e),
+        };
+        let mut pubsub = match pubsub {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!(error = %e, url, "backplane subscriber cannot connect");
+                if target.upgrade().is_none() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
+            }
+        };
+        if pubsub.subscribe(CHANNEL).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            continue;
+        }
+        if connected_before {
+            let Some(t) = target.upgrade() else { return };
+            t.resync().await;
+        }
+        connected_before = true;
+        let mut messages = pubsub.on_message();
+        loop {
+            let next = tokio::time::timeout(Duration::from_secs(1), messages.next()).await;
+            let Some(t) = target.upgrade() else { return };
+            match next {
+                Err(_) => continue,
+                Ok(None) => break,
+                Ok(Some(msg)) => {
+                    let Ok(payload) = msg.get_payload::<String>() else {
+                        continue;
+                    };
+                    match serde_json::from_str::<Message>(&payload) {
+                        Ok(m) if m.from != t.id() => t.apply(m.event).await,
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "ignoring a malformed backplane message")
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_have_a_stable_json_form() {
+        let m = Message {
+            from: "pod-a".into(),
+            event: Event::Evict {
+                keys: vec!["k".into()],
+            },
+        };
+        let json = serde_json::to_string(&m).expect("serialises");
+        assert_eq!(json, r#"{"from":"pod-a","event":"evict","keys":["k"]}"#);
+        assert_eq!(serde_json::from_str::<Message>(&json).ok(), Some(m));
+    }
+}
