@@ -417,6 +417,68 @@ async fn stale_while_revalidate_serves_stale_then_refreshes_in_the_background() 
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn hot_keys_refresh_before_they_expire() {
+    let cache = HybridCache::new(config(None, "early"))
+        .await
+        .expect("cache");
+    // Eager: past half the TTL, a hit refreshes in the background.
+    let eager = EntryOptions {
+        eager_refresh_threshold: Some(0.5),
+        ..opts(1000)
+    };
+    let calls = Arc::new(AtomicU32::new(0));
+    cache
+        .get_or_set("results:2", &eager, counted(&calls, Duration::ZERO, "v1"))
+        .await
+        .expect("v1");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let hit = cache
+        .get_or_set("results:2", &eager, counted(&calls, Duration::ZERO, "v2"))
+        .await
+        .expect("hit");
+    assert_eq!((hit.value.as_str(), hit.status), ("v1", CacheStatus::Hit));
+    eventually("the eager refresh", async || {
+        cache
+            .get::<String>("results:2")
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|l| l.value == "v2")
+    })
+    .await;
+    assert_eq!(cache.stats().early_refreshes, 1);
+
+    // XFetch: a slow factory (here 200 ms) with a large beta refreshes well before expiry.
+    // The refresh is random by design; with this beta each hit starts one with p > 0.99, so
+    // repeated hits make it certain.
+    let xfetch = EntryOptions {
+        early_refresh_beta: 10_000.0,
+        ..opts(5000)
+    };
+    cache
+        .get_or_set(
+            "results:3",
+            &xfetch,
+            counted(&calls, Duration::from_millis(200), "x1"),
+        )
+        .await
+        .expect("x1");
+    let hit = cache
+        .get_or_set("results:3", &xfetch, counted(&calls, Duration::ZERO, "x2"))
+        .await
+        .expect("hit");
+    assert_eq!((hit.value.as_str(), hit.status), ("x1", CacheStatus::Hit));
+    eventually("the XFetch refresh", async || {
+        let got = cache
+            .get_or_set("results:3", &xfetch, counted(&calls, Duration::ZERO, "x2"))
+            .await;
+        got.is_ok_and(|l| l.value == "x2")
+    })
+    .await;
+    assert!(cache.stats().early_refreshes >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn fail_safe_serves_stale_when_the_factory_fails_or_is_slow() {
     let cache = HybridCache::new(config(None, "failsafe"))
         .await

@@ -18,6 +18,7 @@ pub mod l1;
 pub mod l2;
 pub mod options;
 pub mod stats;
+pub mod strategy;
 pub mod tags;
 
 use std::collections::HashMap;
@@ -424,6 +425,15 @@ fn should_refresh_early(meta: &Meta, now: u64, beta: f64) -> bool {
     (now as f64) - delta * beta * r.ln() >= meta.fresh_until_ms as f64
 }
 
+/// Whether a hit comes after the eager-refresh fraction of the entry's TTL.
+fn past_eager_threshold(meta: &Meta, now: u64, threshold: Option<f64>) -> bool {
+    let Some(fraction) = threshold.filter(|f| *f > 0.0 && *f < 1.0) else {
+        return false;
+    };
+    let ttl = meta.fresh_until_ms.saturating_sub(meta.created_ms) as f64;
+    now as f64 >= meta.created_ms as f64 + ttl * fraction
+}
+
 impl Inner {
     async fn l1_lookup(&self, key: &str) -> Option<Arc<Entry>> {
         let entry = self.l1.get(key).await?;
@@ -664,7 +674,9 @@ impl Inner {
         match entry.meta.freshness(now) {
             Freshness::Fresh => {
                 let value = decode_value::<T>(entry)?;
-                if should_refresh_early(&entry.meta, now, options.early_refresh_beta) {
+                if should_refresh_early(&entry.meta, now, options.early_refresh_beta)
+                    || past_eager_threshold(&entry.meta, now, options.eager_refresh_threshold)
+                {
                     Stats::bump(&self.stats.early_refreshes);
                     self.refresh_in_background(key, options, factory.clone());
                 }

@@ -30,6 +30,9 @@ pub struct EntryOptions {
     pub factory_hard_timeout: Option<Duration>,
     /// Probabilistic early refresh (XFetch) strength; 0 disables it, 1 is the paper's default.
     pub early_refresh_beta: f64,
+    /// Eager refresh: a hit after this fraction of the TTL (0 < x < 1) refreshes in the
+    /// background, so hot keys never expire under load.
+    pub eager_refresh_threshold: Option<f64>,
 }
 
 impl Default for EntryOptions {
@@ -45,6 +48,7 @@ impl Default for EntryOptions {
             factory_soft_timeout: None,
             factory_hard_timeout: None,
             early_refresh_beta: 0.0,
+            eager_refresh_threshold: None,
         }
     }
 }
