@@ -8,7 +8,7 @@ use surge_origin::cache::l1::L1Limits;
 use surge_origin::cache::l2::RedisTarget;
 use surge_origin::cache::options::EntryOptions;
 use surge_origin::cache::{CacheConfig, HybridCache, Tier};
-use surge_shared::{CacheStatus, KeyPattern, Policy, Tag, TagSet};
+use surge_shared::{CacheStatus, KeyPattern, Layer, Layers, Policy, Tag, TagSet};
 use surge_testkit::redis::{RedisCluster, RedisServer, cli};
 
 fn config(redis: Option<RedisTarget>, instance: &str) -> CacheConfig {
@@ -638,42 +638,31 @@ async fn corrupt_or_foreign_bytes_in_l2_are_a_miss() {
 #[tokio::test(flavor = "multi_thread")]
 async fn cluster_survives_a_master_failover_without_wrong_values() {
     let mut cluster = RedisCluster::start().expect("cluster");
-    let target = RedisTarget::Cluster(cluster.urls());
-    let writer = HybridCache::new(config(Some(target.clone()), "writer"))
-        .await
-        .expect("cluster");
-    for i in 0..50 {
-        writer
-            .set(&format!("ballot:{i}"), i, &opts(600_000))
+    let cache = HybridCache::new(config(
+        Some(RedisTarget::Cluster(cluster.urls())),
+        "clustered",
+    ))
+    .await
+    .expect("cluster");
+    // L2 only, so every read below really goes to the cluster.
+    let l2_only = EntryOptions {
+        layers: Layers::NONE.with(Layer::L2),
+        ..opts(600_000)
+    };
+    for i in 0..50u32 {
+        cache
+            .set(&format!("ballot:{i}"), i, &l2_only)
             .await
             .expect("set");
     }
     let victim = cluster.masters()[0];
     cluster.kill(victim).expect("kill master");
     cluster.wait_failover().expect("failover");
-    let reader = HybridCache::new(config(
-        Some(RedisTarget::Cluster(
-            cluster
-                .ports()
-                .iter()
-                .filter(|p| **p != victim)
-                .map(|p| format!("redis://127.0.0.1:{p}"))
-                .collect(),
-        )),
-        "reader",
-    ))
-    .await
-    .expect("connects after failover");
     let mut from_l2 = 0;
     for i in 0..50u32 {
-        let calls = Arc::new(AtomicU32::new(0));
-        let got = reader
-            .get_or_set(&format!("ballot:{i}"), &opts(600_000), move || {
-                let calls = calls.clone();
-                async move {
-                    calls.fetch_add(1, Ordering::SeqCst);
-                    Ok::<u32, String>(i)
-                }
+        let got = cache
+            .get_or_set(&format!("ballot:{i}"), &l2_only, move || async move {
+                Ok::<u32, String>(i)
             })
             .await
             .expect("answers");
@@ -682,10 +671,28 @@ async fn cluster_survives_a_master_failover_without_wrong_values() {
             from_l2 += 1;
         }
     }
+    // Reads issued while the client was still learning the new topology may have fallen back to
+    // the factory; most must come from the promoted replicas.
     assert!(
-        from_l2 >= 45,
+        from_l2 >= 40,
         "replicas kept the data: {from_l2} of 50 from L2"
     );
+    eventually(
+        "the client to use the new master for every slot",
+        async || {
+            let mut all = true;
+            for i in 0..50u32 {
+                let got = cache
+                    .get::<u32>(&format!("ballot:{i}"))
+                    .await
+                    .ok()
+                    .flatten();
+                all &= got.is_some_and(|l| l.value == i && l.tier == Tier::L2);
+            }
+            all
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
