@@ -1,0 +1,45 @@
+//! The Postgres tier: pooled connections with statistics (`pool`), a lag-aware read-replica
+//! router with read-your-writes (`router`), a stable shard map (`shard`), query analysis with
+//! `EXPLAIN (FORMAT JSON)` (`analyze`), and embedded, versioned migrations (`migrate`).
+
+pub mod analyze;
+pub mod migrate;
+pub mod pool;
+pub mod router;
+pub mod shard;
+
+/// A Postgres-tier failure, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The connection URL or pool settings are unusable.
+    #[error("database configuration: {0}")]
+    Config(String),
+    /// No connection within the acquire timeout, or the server is unreachable.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The statement failed.
+    #[error("query failed: {0}")]
+    Query(String),
+    /// The statement was refused before reaching the server.
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+impl From<tokio_postgres::Error> for DbError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        if e.is_closed() {
+            DbError::Unavailable(e.to_string())
+        } else {
+            DbError::Query(
+                e.as_db_error()
+                    .map_or_else(|| e.to_string(), |d| d.message().to_string()),
+            )
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for DbError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        DbError::Unavailable(e.to_string())
+    }
+}

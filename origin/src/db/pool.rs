@@ -1,0 +1,172 @@
+//! A connection pool (`deadpool-postgres`) with bounds, timeouts and statistics: size, idle,
+//! waiting, and an acquire-latency histogram.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Timeouts};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use tokio_postgres::NoTls;
+
+use super::DbError;
+
+/// Pool bounds and timeouts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// Most connections.
+    pub max_size: usize,
+    /// How long an acquire may wait for a free connection.
+    pub acquire_timeout: Duration,
+    /// How long opening a connection may take (retried once).
+    pub connect_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_size: 16,
+            acquire_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What the pool looks like now.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PoolStats {
+    /// Connections open.
+    pub size: usize,
+    /// Connections open and idle.
+    pub idle: usize,
+    /// Callers waiting for a connection.
+    pub waiting: usize,
+    /// The bound.
+    pub max_size: usize,
+    /// Acquire latency percentiles (µs): p50, p95, p99, max.
+    pub acquire_us: [u64; 4],
+    /// Acquires measured.
+    pub acquires: u64,
+}
+
+/// A pool of connections to one server and database.
+#[derive(Clone)]
+pub struct DbPool {
+    pool: Pool,
+    latency: Arc<Mutex<Histogram<u64>>>,
+    label: String,
+}
+
+impl DbPool {
+    /// A pool for `url` (`postgres://user@host:port/db`); connections open lazily.
+    pub fn new(url: &str, settings: &PoolSettings) -> Result<Self, DbError> {
+        let config: tokio_postgres::Config = url.parse().map_err(|e| {
+            DbError::Config(format!(
+                "{url:?} is not a Postgres URL ({e}); write postgres://user@host:5432/db"
+            ))
+        })?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(settings.max_size.max(1))
+            .timeouts(Timeouts {
+                wait: Some(settings.acquire_timeout),
+                create: Some(settings.connect_timeout),
+                recycle: Some(settings.connect_timeout),
+            })
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| DbError::Config(e.to_string()))?;
+        let latency = Histogram::new_with_bounds(1, 60_000_000, 2)
+            .map_err(|e| DbError::Config(e.to_string()))?;
+        Ok(Self {
+            pool,
+            latency: Arc::new(Mutex::new(latency)),
+            label: redact(url),
+        })
+    }
+
+    /// The URL without its password, for logs and reports.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// A connection; a failed connect is retried once.
+    pub async fn get(&self) -> Result<Object, DbError> {
+        let start = Instant::now();
+        let conn = match self.pool.get().await {
+            Ok(c) => c,
+            Err(deadpool_postgres::PoolError::Backend(_))
+            | Err(deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Create)) => {
+                self.pool.get().await?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Ok(mut h) = self.latency.lock() {
+            h.saturating_record(u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX));
+        }
+        Ok(conn)
+    }
+
+    /// Size, idle, waiting and acquire latency.
+    pub fn stats(&self) -> PoolStats {
+        let status = self.pool.status();
+        let (acquire_us, acquires) = self
+            .latency
+            .lock()
+            .map(|h| {
+                (
+                    [
+                        h.value_at_quantile(0.5),
+                        h.value_at_quantile(0.95),
+                        h.value_at_quantile(0.99),
+                        h.max(),
+                    ],
+                    h.len(),
+                )
+            })
+            .unwrap_or(([0; 4], 0));
+        PoolStats {
+            size: status.size,
+            idle: status.available,
+            waiting: status.waiting,
+            max_size: status.max_size,
+            acquire_us,
+            acquires,
+        }
+    }
+}
+
+/// `url` with any password replaced by `***`.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            u.set_password(Some("***")).ok();
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_labels_and_bad_urls_are_explained() {
+        assert_eq!(
+            redact("postgres://app:secret@db:5432/votes"),
+            "postgres://app:***@db:5432/votes"
+        );
+        let err = DbPool::new("mysql:/nope", &PoolSettings::default())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("postgres://"), "{err}");
+    }
+}
