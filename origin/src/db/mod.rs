@@ -1,12 +1,14 @@
 //! The Postgres tier: pooled connections with statistics (`pool`), a lag-aware read-replica
 //! router with read-your-writes (`router`), a stable shard map (`shard`), query analysis with
-//! `EXPLAIN (FORMAT JSON)` (`analyze`), and embedded, versioned migrations (`migrate`).
+//! `EXPLAIN (FORMAT JSON)` (`analyze`), a slow-query log (`slowlog`), and embedded, versioned
+//! migrations (`migrate`).
 
 pub mod analyze;
 pub mod migrate;
 pub mod pool;
 pub mod router;
 pub mod shard;
+pub mod slowlog;
 
 /// A Postgres-tier failure, with what to do about it.
 #[derive(Debug, thiserror::Error)]
