@@ -23,8 +23,8 @@ pub struct ConfigError {
 /// Everything the pipeline is configured with.
 #[derive(Debug, Clone)]
 pub struct EdgeConfig {
-    /// Routes, auth bypass, key scheme, quotas (`SURGE_POLICY`, JSON or TOML; shipped policy
-    /// when unset).
+    /// Routes, auth bypass, key scheme, quotas (`SURGE_POLICY`, JSON; shipped policy when
+    /// unset).
     pub policy: Policy,
     /// Regions and failover order (`SURGE_GEO`, JSON).
     pub geo: GeoTable,
@@ -37,17 +37,19 @@ impl EdgeConfig {
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let policy = match var("SURGE_POLICY").filter(|p| !p.trim().is_empty()) {
             None => Policy::election_default(),
-            Some(text) => {
-                let parsed = if text.trim_start().starts_with('{') {
-                    Policy::from_json_str(&text)
-                } else {
-                    Policy::from_toml_str(&text)
-                };
-                parsed.map_err(|e| ConfigError {
+            // JSON only: a TOML parser would add to every Worker's size.
+            Some(text) if !text.trim_start().starts_with('{') => {
+                return Err(ConfigError {
                     var: "SURGE_POLICY",
-                    message: e.to_string(),
-                })?
+                    message: "the edge reads policies as JSON; convert the TOML file (e.g. with \
+                              surge_shared::Policy::from_toml_str and serde_json)"
+                        .into(),
+                });
             }
+            Some(text) => Policy::from_json_str(&text).map_err(|e| ConfigError {
+                var: "SURGE_POLICY",
+                message: e.to_string(),
+            })?,
         };
         let geo_text = var("SURGE_GEO")
             .filter(|g| !g.trim().is_empty())
@@ -99,11 +101,14 @@ mod tests {
         assert!(m.contains("regions"), "{m}");
         let (v, m) = var(
             "SURGE_POLICY",
-            "[[routes]]\nname='a'\npattern='/a'\nclass='public'\n",
+            r#"{"routes":[{"name":"a","pattern":"/a","class":"public"}]}"#,
         )
         .expect("error");
         assert_eq!(v, "SURGE_POLICY");
         assert!(m.contains("routes[0].ttl"), "{m}");
+        let (v, m) = var("SURGE_POLICY", "[[routes]]\nname='a'\n").expect("error");
+        assert_eq!(v, "SURGE_POLICY");
+        assert!(m.contains("JSON"), "{m}");
         assert_eq!(
             var("SURGE_RETRY_AFTER", "0").map(|e| e.0),
             Some("SURGE_RETRY_AFTER")

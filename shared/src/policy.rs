@@ -21,6 +21,11 @@ use crate::template::{Params, TagTemplate, TemplateError};
 /// The policy Surge ships with: the election reference workload.
 pub const DEFAULT_POLICY_TOML: &str = include_str!("../policy/default.toml");
 
+/// [`DEFAULT_POLICY_TOML`] converted to JSON at build time (by `build.rs`), so loading the
+/// shipped policy needs no TOML parser.
+pub const DEFAULT_POLICY_JSON: &str =
+    include_str!(concat!(env!("OUT_DIR"), "/default_policy.json"));
+
 /// Longest TTL a micro-cache route may have.
 pub const MAX_MICRO_CACHE_TTL: Duration = Duration::from_secs(10);
 /// Longest lock timeout a route may ask for.
@@ -418,9 +423,9 @@ impl Policy {
         Ok(policy)
     }
 
-    /// The policy Surge ships with ([`DEFAULT_POLICY_TOML`]).
+    /// The policy Surge ships with ([`DEFAULT_POLICY_TOML`], loaded from its JSON form).
     pub fn election_default() -> Self {
-        Self::from_toml_str(DEFAULT_POLICY_TOML)
+        Self::from_json_str(DEFAULT_POLICY_JSON)
             .unwrap_or_else(|e| unreachable!("the shipped policy is tested to load: {e}"))
     }
 
@@ -514,6 +519,14 @@ mod tests {
         let vote = policy.classify("/api/elections/7/votes").route;
         assert!(vote.allows(Method::Post) && !vote.allows(Method::Get));
         assert!(policy.quota(vote).is_some());
+    }
+
+    #[test]
+    fn the_build_time_json_matches_the_toml() {
+        assert_eq!(
+            Policy::from_json_str(DEFAULT_POLICY_JSON),
+            Policy::from_toml_str(DEFAULT_POLICY_TOML)
+        );
     }
 
     #[test]

@@ -268,7 +268,7 @@ fn worker_build() -> Step {
     let bin = root.join("node_modules/.bin");
     let mut command = Command::new("worker-build");
     command
-        .args(["--release", "edge", "--features", "cloudflare"])
+        .args(["--profile", "worker", "edge", "--features", "cloudflare"])
         .current_dir(&root)
         .env("WASM_OPT_BIN", bin.join("wasm-opt"))
         .env("ESBUILD_BIN", bin.join("esbuild"));
