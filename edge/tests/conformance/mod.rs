@@ -8,6 +8,34 @@ use std::time::{Duration, Instant};
 
 use surge_testkit::origin::{Reply, TestOrigin};
 
+/// Generates one `#[test]` per scenario that every runtime must pass, each on a fresh stack
+/// from `$stack()`: the shared conformance list, so the two adapters cannot drift.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($stack:ident) => {
+        $crate::conformance_tests!(@each $stack;
+            cache_miss_then_hit_for_equivalent_urls,
+            origin_s_maxage_overrides_the_route_ttl,
+            stale_while_revalidate_serves_stale_then_fresh,
+            stale_if_error_and_clear_outage_answers,
+            credentialed_requests_bypass_the_shared_cache,
+            uncacheable_responses_are_never_stored,
+            unkeyed_headers_cannot_poison_the_cache,
+            geo_routing_fails_over_to_the_next_region,
+            rate_limits_answer_429_with_retry_after,
+            methods_sizes_health_and_admin_are_guarded,
+        );
+    };
+    (@each $stack:ident; $($scenario:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $scenario() {
+                conformance::$scenario(&mut $stack());
+            }
+        )*
+    };
+}
+
 /// A runtime serving the edge.
 pub trait Edge {
     /// The edge's URL for `path`.
@@ -108,7 +136,7 @@ fn versions(origin: &TestOrigin, cache_control: &'static str) -> Arc<AtomicU32> 
     n
 }
 
-pub fn cache_miss_then_hit_for_equivalent_urls<E: Edge>(s: &Stack<E>) {
+pub fn cache_miss_then_hit_for_equivalent_urls<E: Edge>(s: &mut Stack<E>) {
     let first = get(&s.edge.url("/api/elections/101?b=2&a=1"));
     assert_eq!((first.status, first.cache()), (200, "MISS"));
     assert_eq!(first.header("x-surge-region"), Some("eu"));
@@ -131,7 +159,7 @@ pub fn cache_miss_then_hit_for_equivalent_urls<E: Edge>(s: &Stack<E>) {
     );
 }
 
-pub fn origin_s_maxage_overrides_the_route_ttl<E: Edge>(s: &Stack<E>) {
+pub fn origin_s_maxage_overrides_the_route_ttl<E: Edge>(s: &mut Stack<E>) {
     // The route says 60 s; the origin says 1 s and no stale windows.
     versions(
         &s.eu,
@@ -151,7 +179,7 @@ pub fn origin_s_maxage_overrides_the_route_ttl<E: Edge>(s: &Stack<E>) {
     assert_eq!(after.body, "v2");
 }
 
-pub fn stale_while_revalidate_serves_stale_then_fresh<E: Edge>(s: &Stack<E>) {
+pub fn stale_while_revalidate_serves_stale_then_fresh<E: Edge>(s: &mut Stack<E>) {
     versions(&s.eu, "public, s-maxage=1, stale-while-revalidate=30");
     assert_eq!(get(&s.edge.url("/api/elections/103")).body, "v1");
     std::thread::sleep(Duration::from_millis(1300));
@@ -208,7 +236,7 @@ pub fn stale_if_error_and_clear_outage_answers<E: Edge>(s: &mut Stack<E>) {
     assert_eq!((bad.status, bad.header("retry-after")), (502, Some("5")));
 }
 
-pub fn credentialed_requests_bypass_the_shared_cache<E: Edge>(s: &Stack<E>) {
+pub fn credentialed_requests_bypass_the_shared_cache<E: Edge>(s: &mut Stack<E>) {
     s.eu.set(|seen| {
         Reply::ok(match seen.header("cookie") {
             Some(c) if c.contains("auth_token") => "private view".to_string(),
@@ -243,7 +271,7 @@ pub fn credentialed_requests_bypass_the_shared_cache<E: Edge>(s: &Stack<E>) {
     );
 }
 
-pub fn uncacheable_responses_are_never_stored<E: Edge>(s: &Stack<E>) {
+pub fn uncacheable_responses_are_never_stored<E: Edge>(s: &mut Stack<E>) {
     s.eu.set(|seen| match seen.path.as_str() {
         "/api/elections/108" => Reply::ok("a").header("set-cookie", "session=1"),
         "/api/elections/109" => Reply::ok("b").header("cache-control", "private, max-age=60"),
@@ -268,7 +296,7 @@ pub fn uncacheable_responses_are_never_stored<E: Edge>(s: &Stack<E>) {
     assert_eq!((vote.status, vote.cache()), (200, "BYPASS"));
 }
 
-pub fn unkeyed_headers_cannot_poison_the_cache<E: Edge>(s: &Stack<E>) {
+pub fn unkeyed_headers_cannot_poison_the_cache<E: Edge>(s: &mut Stack<E>) {
     s.eu.set(|seen| {
         let reflected: Vec<&str> = [
             "x-forwarded-host",
@@ -329,12 +357,12 @@ pub fn geo_routing_fails_over_to_the_next_region<E: Edge>(s: &mut Stack<E>) {
     );
 }
 
-pub fn us_clients_go_to_the_us_region_first<E: Edge>(s: &Stack<E>) {
+pub fn us_clients_go_to_the_us_region_first<E: Edge>(s: &mut Stack<E>) {
     let r = get(&s.edge.url("/api/elections/116"));
     assert_eq!(r.header("x-surge-region"), Some("us"));
 }
 
-pub fn rate_limits_answer_429_with_retry_after<E: Edge>(s: &Stack<E>) {
+pub fn rate_limits_answer_429_with_retry_after<E: Edge>(s: &mut Stack<E>) {
     // login: 10 per minute per IP. The Workers binding counts approximately (a sliding
     // window), so a burst of 30 must see the first few through and most of the rest refused.
     let login = s.edge.url("/api/login");
@@ -382,7 +410,7 @@ pub fn rate_limits_answer_429_with_retry_after<E: Edge>(s: &Stack<E>) {
     assert_eq!(vote("bob").status, 200, "another voter has their own quota");
 }
 
-pub fn methods_sizes_health_and_admin_are_guarded<E: Edge>(s: &Stack<E>) {
+pub fn methods_sizes_health_and_admin_are_guarded<E: Edge>(s: &mut Stack<E>) {
     let r = send("DELETE", &s.edge.url("/api/elections/1"), &[], "");
     assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD")));
     let r = send("POST", &s.edge.url("/api/login"), &[], &"x".repeat(5000));
