@@ -41,8 +41,20 @@ async fn main() -> ExitCode {
         config.region, config.listen
     );
     let app = api::router(Arc::new(AppState { config }));
+    // Ctrl-C locally, SIGTERM from Kubernetes: stop accepting, finish what is in flight.
     let shutdown = async {
-        tokio::signal::ctrl_c().await.ok();
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = terminate => {}
+        }
     };
     match axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
