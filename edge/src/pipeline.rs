@@ -136,7 +136,7 @@ where
                 );
             }
         };
-        let (path, _) = path_and_query(&canonical);
+        let (path, canon_query) = path_and_query(&canonical);
         if path == HEALTH_PATH {
             let regions = config.geo.failover_order(
                 request.client.country.as_deref(),
@@ -233,17 +233,8 @@ where
                 }
             };
         }
-        let key = match CacheKey::new(&policy.key, "GET", &request.url, &request.headers) {
-            Ok(k) => k,
-            Err(e) => {
-                return with_status(
-                    EdgeResponse::error(400, "bad_url", &e.to_string()),
-                    CacheStatus::Bypass,
-                );
-            }
-        };
-        let (canon_path, canon_query) = path_and_query(&canonical);
-        let upstream = self.upstream_request(&request, &canon_path, canon_query.as_deref(), true);
+        let key = CacheKey::for_canonical_url(&policy.key, &canonical, &request.headers);
+        let upstream = self.upstream_request(&request, &path, canon_query.as_deref(), true);
         let now = self.inner.clock.now_ms();
         let stored = match self.inner.store.get(&key).await {
             Ok(Some(copy)) => Freshness::read(&copy.headers).map(|f| (copy, f)),

@@ -256,10 +256,24 @@ impl CacheKey {
         if !method.eq_ignore_ascii_case("GET") && !method.eq_ignore_ascii_case("HEAD") {
             return Err(KeyError::UncacheableMethod(shorten(method)));
         }
-        let mut key = String::with_capacity(url.len() + 32);
+        Ok(Self::for_canonical_url(
+            config,
+            &canonical_url(config, url)?,
+            headers,
+        ))
+    }
+
+    /// Keys a GET/HEAD request whose URL is already the output of [`canonical_url`] with the
+    /// same `config` (callers that needed the canonical URL anyway skip canonicalising twice).
+    pub fn for_canonical_url<H: HeaderLookup + ?Sized>(
+        config: &KeyConfig,
+        canonical: &str,
+        headers: &H,
+    ) -> Self {
+        let mut key = String::with_capacity(canonical.len() + 32);
         key.push_str(KEY_PREFIX);
         key.push_str("GET ");
-        key.push_str(&canonical_url(config, url)?);
+        key.push_str(canonical);
         for variant in &config.variants {
             let (name, value) = variant.dimension(headers);
             key.push(' ');
@@ -267,7 +281,7 @@ impl CacheKey {
             key.push('=');
             key.push_str(&value);
         }
-        Ok(Self(key))
+        Self(key)
     }
 
     /// The full, readable key.
