@@ -1,15 +1,38 @@
-//! Start-up configuration from environment variables, validated before anything listens: a
-//! bad value stops the process with a message naming the variable.
+//! Start-up configuration from environment variables and, optionally, a TOML file
+//! (`SURGE_CONFIG`), validated before anything listens: a bad value stops the process with a
+//! message naming the variable.
+//!
+//! The file holds the same settings as the environment, named in lower case without the
+//! `SURGE_` prefix (`listen = "127.0.0.1:8080"`, `database_url = "postgres://…"`); the
+//! environment wins over the file. Secrets (`SURGE_ADMIN_TOKEN`, `SURGE_COOKIE_KEYS`,
+//! `CLOUDFLARE_API_TOKEN`, `DATABASE_URL`) may instead be read from a file named by the same
+//! variable with `_FILE` appended, so they never appear on a command line.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use surge_shared::Policy;
+
+use crate::cache::l2::RedisTarget;
 
 /// Default listen address (loopback only).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Shortest admin token accepted.
 pub const MIN_TOKEN_LEN: usize = 16;
+/// Shortest cookie signing key accepted (bytes).
+pub const MIN_COOKIE_KEY_LEN: usize = 32;
+/// Cloudflare's API base.
+pub const CLOUDFLARE_API: &str = "https://api.cloudflare.com/client/v4";
+
+/// Settings whose values are secrets: they may come from `<NAME>_FILE`.
+const SECRETS: [&str; 4] = [
+    "SURGE_ADMIN_TOKEN",
+    "SURGE_COOKIE_KEYS",
+    "CLOUDFLARE_API_TOKEN",
+    "DATABASE_URL",
+];
 
 /// A configuration value that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -21,8 +44,71 @@ pub struct ConfigError {
     pub message: String,
 }
 
+fn fail(var: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        message: message.into(),
+    }
+}
+
+/// Where the CDN's purge API is and how to call it.
+#[derive(Clone)]
+pub struct CloudflareConfig {
+    /// API token with the Cache Purge permission (`CLOUDFLARE_API_TOKEN`).
+    pub api_token: String,
+    /// The zone (`CLOUDFLARE_ZONE_ID`, 32 hex digits).
+    pub zone_id: String,
+    /// API base (`CLOUDFLARE_API_BASE`; Cloudflare's by default, a stand-in in tests).
+    pub api_base: String,
+}
+
+impl std::fmt::Debug for CloudflareConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CloudflareConfig")
+            .field("api_token", &"<redacted>")
+            .field("zone_id", &self.zone_id)
+            .field("api_base", &self.api_base)
+            .finish()
+    }
+}
+
+/// Postgres settings.
+#[derive(Clone)]
+pub struct DatabaseConfig {
+    /// The primary (`DATABASE_URL`).
+    pub primary: String,
+    /// Read replicas (`DATABASE_REPLICA_URLS`, comma-separated).
+    pub replicas: Vec<String>,
+    /// Most replication lag a replica may have and still take reads
+    /// (`SURGE_REPLICA_MAX_LAG`, default 5s).
+    pub max_lag: Duration,
+    /// Most connections per pool (`SURGE_DB_POOL_SIZE`, default 16).
+    pub pool_size: usize,
+    /// Whether to insert the demo election into an empty database (`SURGE_SEED_DEMO`).
+    pub seed_demo: bool,
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("primary", &crate::db::pool::redact(&self.primary))
+            .field(
+                "replicas",
+                &self
+                    .replicas
+                    .iter()
+                    .map(|u| crate::db::pool::redact(u))
+                    .collect::<Vec<_>>(),
+            )
+            .field("max_lag", &self.max_lag)
+            .field("pool_size", &self.pool_size)
+            .field("seed_demo", &self.seed_demo)
+            .finish()
+    }
+}
+
 /// The origin's configuration.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     /// Where to listen (`SURGE_LISTEN`).
     pub listen: SocketAddr,
@@ -32,66 +118,421 @@ pub struct Config {
     pub region: String,
     /// The policy (`SURGE_POLICY`: a TOML or JSON file; the shipped policy otherwise).
     pub policy: Policy,
+    /// Postgres; without it the origin serves the embedded demo store.
+    pub database: Option<DatabaseConfig>,
+    /// Redis for L2 and the backplane (`REDIS_URL`); L1 only without it.
+    pub redis: Option<RedisTarget>,
+    /// The CDN purge API; purges stop at L2 without it.
+    pub cloudflare: Option<CloudflareConfig>,
+    /// Keys that sign and verify `auth_token` cookies (`SURGE_COOKIE_KEYS`, comma-separated,
+    /// newest first: the first signs, all verify, so keys rotate without logging anyone out).
+    /// Empty: a random key per process (fine for one local process only).
+    pub cookie_keys: Vec<Vec<u8>>,
+    /// How long a login lasts (`SURGE_SESSION_TTL`, default 1h).
+    pub session_ttl: Duration,
+    /// Whether cookies carry `Secure` (`SURGE_INSECURE_COOKIES=true` drops it for plain-HTTP
+    /// local runs).
+    pub secure_cookies: bool,
+    /// How long tag purges caused by votes are gathered before one purge goes out
+    /// (`SURGE_PURGE_COALESCE`, default 1s).
+    pub purge_coalesce: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("region", &self.region)
+            .field("database", &self.database)
+            .field("redis", &self.redis)
+            .field("cloudflare", &self.cloudflare)
+            .field("cookie_keys", &self.cookie_keys.len())
+            .field("session_ttl", &self.session_ttl)
+            .field("secure_cookies", &self.secure_cookies)
+            .field("purge_coalesce", &self.purge_coalesce)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Variable lookup over the environment, `<NAME>_FILE` secrets and the `SURGE_CONFIG` file.
+struct Source<F> {
+    env: F,
+    file: BTreeMap<String, String>,
+}
+
+impl<F: Fn(&str) -> Option<String>> Source<F> {
+    fn new(env: F) -> Result<Self, ConfigError> {
+        let file = match env("SURGE_CONFIG").filter(|p| !p.is_empty()) {
+            None => BTreeMap::new(),
+            Some(path) => read_config_file(Path::new(&path))?,
+        };
+        Ok(Self { env, file })
+    }
+
+    fn get(&self, var: &'static str) -> Result<Option<String>, ConfigError> {
+        if let Some(value) = (self.env)(var).filter(|v| !v.is_empty()) {
+            return Ok(Some(value));
+        }
+        if SECRETS.contains(&var)
+            && let Some(path) = (self.env)(&format!("{var}_FILE")).filter(|v| !v.is_empty())
+        {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| fail(var, format!("cannot read {var}_FILE {path}: {e}")))?;
+            return Ok(Some(text.trim().to_string()));
+        }
+        Ok(self.file.get(&file_key(var)).cloned())
+    }
+}
+
+/// The name of `var` in the config file.
+fn file_key(var: &str) -> String {
+    var.strip_prefix("SURGE_")
+        .unwrap_or(var)
+        .to_ascii_lowercase()
+}
+
+/// Every setting, for the config file's unknown-key check.
+const VARS: [&str; 16] = [
+    "SURGE_LISTEN",
+    "SURGE_ADMIN_TOKEN",
+    "SURGE_REGION",
+    "SURGE_POLICY",
+    "DATABASE_URL",
+    "DATABASE_REPLICA_URLS",
+    "SURGE_REPLICA_MAX_LAG",
+    "SURGE_DB_POOL_SIZE",
+    "SURGE_SEED_DEMO",
+    "REDIS_URL",
+    "CLOUDFLARE_API_TOKEN",
+    "CLOUDFLARE_ZONE_ID",
+    "CLOUDFLARE_API_BASE",
+    "SURGE_COOKIE_KEYS",
+    "SURGE_SESSION_TTL",
+    "SURGE_PURGE_COALESCE",
+];
+
+fn read_config_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        fail(
+            "SURGE_CONFIG",
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| fail("SURGE_CONFIG", format!("{}: {e}", path.display())))?;
+    let mut out = BTreeMap::new();
+    for (name, value) in table {
+        let known = VARS.iter().any(|v| file_key(v) == name) || name == "insecure_cookies";
+        if !known {
+            let all: Vec<String> = VARS.iter().map(|v| file_key(v)).collect();
+            return Err(fail(
+                "SURGE_CONFIG",
+                format!(
+                    "{}: unknown setting `{name}`; known: {}, insecure_cookies",
+                    path.display(),
+                    all.join(", ")
+                ),
+            ));
+        }
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Array(items) => {
+                let mut parts = Vec::new();
+                for item in items {
+                    match item {
+                        toml::Value::String(s) => parts.push(s),
+                        other => {
+                            return Err(fail(
+                                "SURGE_CONFIG",
+                                format!(
+                                    "{}: `{name}` lists {other}; list strings only",
+                                    path.display()
+                                ),
+                            ));
+                        }
+                    }
+                }
+                parts.join(",")
+            }
+            other => {
+                return Err(fail(
+                    "SURGE_CONFIG",
+                    format!(
+                        "{}: `{name}` is {}; use a string, number or boolean",
+                        path.display(),
+                        other.type_str()
+                    ),
+                ));
+            }
+        };
+        out.insert(name, text);
+    }
+    Ok(out)
+}
+
+fn parse_duration(var: &'static str, text: &str) -> Result<Duration, ConfigError> {
+    surge_shared::duration::parse(text)
+        .map_err(|e| fail(var, format!("{text:?}: {e}; write it like 500ms, 5s or 1h")))
+}
+
+fn parse_bool(var: &'static str, text: &str) -> Result<bool, ConfigError> {
+    match text.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(fail(var, format!("{text:?} is not true or false"))),
+    }
+}
+
+fn check_postgres_url(var: &'static str, url: &str) -> Result<(), ConfigError> {
+    url.parse::<tokio_postgres::Config>().map_err(|e| {
+        fail(
+            var,
+            format!(
+                "{:?} is not a Postgres URL ({e}); write postgres://user:password@host:5432/db",
+                crate::db::pool::redact(url)
+            ),
+        )
+    })?;
+    Ok(())
 }
 
 impl Config {
+    /// Reads the configuration from the process environment (and `SURGE_CONFIG`).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
     /// Reads the configuration through `var` (e.g. `std::env::var`).
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let listen_text = var("SURGE_LISTEN").unwrap_or_else(|| DEFAULT_LISTEN.to_string());
-        let listen = listen_text.parse().map_err(|e| ConfigError {
-            var: "SURGE_LISTEN",
-            message: format!(
-                "{listen_text:?} is not an address ({e}); write it like {DEFAULT_LISTEN}"
-            ),
+        let src = Source::new(var)?;
+        let listen_text = src
+            .get("SURGE_LISTEN")?
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen = listen_text.parse().map_err(|e| {
+            fail(
+                "SURGE_LISTEN",
+                format!("{listen_text:?} is not an address ({e}); write it like {DEFAULT_LISTEN}"),
+            )
         })?;
-        let admin_token = var("SURGE_ADMIN_TOKEN").filter(|t| !t.is_empty());
+        let admin_token = src.get("SURGE_ADMIN_TOKEN")?;
         if let Some(token) = &admin_token
             && (token.len() < MIN_TOKEN_LEN || !token.bytes().all(|b| b.is_ascii_graphic()))
         {
-            return Err(ConfigError {
-                var: "SURGE_ADMIN_TOKEN",
-                message: format!(
+            return Err(fail(
+                "SURGE_ADMIN_TOKEN",
+                format!(
                     "use at least {MIN_TOKEN_LEN} printable characters without spaces (e.g. `openssl rand -hex 32`)"
                 ),
-            });
+            ));
         }
-        let region = var("SURGE_REGION").unwrap_or_else(|| "local".to_string());
-        if region.is_empty()
-            || !region
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        let region = src
+            .get("SURGE_REGION")?
+            .unwrap_or_else(|| "local".to_string());
+        if !region
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
-            return Err(ConfigError {
-                var: "SURGE_REGION",
-                message: format!("{region:?} must be letters, digits, '-' or '_' (e.g. eu-west)"),
-            });
+            return Err(fail(
+                "SURGE_REGION",
+                format!("{region:?} must be letters, digits, '-' or '_' (e.g. eu-west)"),
+            ));
         }
-        let policy = match var("SURGE_POLICY").filter(|p| !p.is_empty()) {
+        let policy = match src.get("SURGE_POLICY")? {
             None => Policy::election_default(),
             Some(path) => load_policy(PathBuf::from(path))?,
         };
+        let database = database(&src)?;
+        let redis = match src.get("REDIS_URL")? {
+            None => None,
+            Some(text) => Some(RedisTarget::parse(&text).map_err(|e| fail("REDIS_URL", e))?),
+        };
+        let cloudflare = cloudflare(&src)?;
+        let cookie_keys = match src.get("SURGE_COOKIE_KEYS")? {
+            None => Vec::new(),
+            Some(text) => {
+                let keys: Vec<Vec<u8>> = text
+                    .split(',')
+                    .map(|k| k.trim().as_bytes().to_vec())
+                    .collect();
+                if keys.iter().any(|k| k.len() < MIN_COOKIE_KEY_LEN) {
+                    return Err(fail(
+                        "SURGE_COOKIE_KEYS",
+                        format!(
+                            "every key needs at least {MIN_COOKIE_KEY_LEN} characters (e.g. `openssl rand -hex 32`); separate keys with commas, newest first"
+                        ),
+                    ));
+                }
+                keys
+            }
+        };
+        let session_ttl = match src.get("SURGE_SESSION_TTL")? {
+            None => Duration::from_secs(3600),
+            Some(text) => parse_duration("SURGE_SESSION_TTL", &text)?,
+        };
+        if session_ttl < Duration::from_secs(60) || session_ttl > Duration::from_secs(7 * 86400) {
+            return Err(fail("SURGE_SESSION_TTL", "must be between 1m and 7d"));
+        }
+        let secure_cookies = match (src.env)("SURGE_INSECURE_COOKIES")
+            .or_else(|| src.file.get("insecure_cookies").cloned())
+        {
+            None => true,
+            Some(text) => !parse_bool("SURGE_INSECURE_COOKIES", &text)?,
+        };
+        let purge_coalesce = match src.get("SURGE_PURGE_COALESCE")? {
+            None => Duration::from_secs(1),
+            Some(text) => parse_duration("SURGE_PURGE_COALESCE", &text)?,
+        };
+        if purge_coalesce < Duration::from_millis(10) || purge_coalesce > Duration::from_secs(60) {
+            return Err(fail("SURGE_PURGE_COALESCE", "must be between 10ms and 60s"));
+        }
         Ok(Self {
             listen,
             admin_token,
             region,
             policy,
+            database,
+            redis,
+            cloudflare,
+            cookie_keys,
+            session_ttl,
+            secure_cookies,
+            purge_coalesce,
         })
     }
 }
 
-fn load_policy(path: PathBuf) -> Result<Policy, ConfigError> {
-    let fail = |message: String| ConfigError {
-        var: "SURGE_POLICY",
-        message,
+fn database<F: Fn(&str) -> Option<String>>(
+    src: &Source<F>,
+) -> Result<Option<DatabaseConfig>, ConfigError> {
+    let replicas: Vec<String> = src
+        .get("DATABASE_REPLICA_URLS")?
+        .map(|t| t.split(',').map(|u| u.trim().to_string()).collect())
+        .unwrap_or_default();
+    let Some(primary) = src.get("DATABASE_URL")? else {
+        if !replicas.is_empty() {
+            return Err(fail(
+                "DATABASE_REPLICA_URLS",
+                "replicas need a primary: set DATABASE_URL too",
+            ));
+        }
+        return Ok(None);
     };
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
+    check_postgres_url("DATABASE_URL", &primary)?;
+    for url in &replicas {
+        check_postgres_url("DATABASE_REPLICA_URLS", url)?;
+    }
+    let max_lag = match src.get("SURGE_REPLICA_MAX_LAG")? {
+        None => Duration::from_secs(5),
+        Some(text) => parse_duration("SURGE_REPLICA_MAX_LAG", &text)?,
+    };
+    let pool_size = match src.get("SURGE_DB_POOL_SIZE")? {
+        None => 16,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| {
+                fail(
+                    "SURGE_DB_POOL_SIZE",
+                    format!("{text:?}: give a number of connections from 1 to 1000"),
+                )
+            })?,
+    };
+    let seed_demo = match src.get("SURGE_SEED_DEMO")? {
+        None => false,
+        Some(text) => parse_bool("SURGE_SEED_DEMO", &text)?,
+    };
+    Ok(Some(DatabaseConfig {
+        primary,
+        replicas,
+        max_lag,
+        pool_size,
+        seed_demo,
+    }))
+}
+
+fn cloudflare<F: Fn(&str) -> Option<String>>(
+    src: &Source<F>,
+) -> Result<Option<CloudflareConfig>, ConfigError> {
+    let token = src.get("CLOUDFLARE_API_TOKEN")?;
+    let zone = src.get("CLOUDFLARE_ZONE_ID")?;
+    let base = src.get("CLOUDFLARE_API_BASE")?;
+    let (api_token, zone_id) = match (token, zone) {
+        (None, None) => {
+            if base.is_some() {
+                return Err(fail(
+                    "CLOUDFLARE_API_BASE",
+                    "set CLOUDFLARE_API_TOKEN and CLOUDFLARE_ZONE_ID too, or unset it",
+                ));
+            }
+            return Ok(None);
+        }
+        (Some(_), None) => {
+            return Err(fail(
+                "CLOUDFLARE_ZONE_ID",
+                "CLOUDFLARE_API_TOKEN is set but the zone is not: copy the zone ID from the dashboard's Overview page",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(fail(
+                "CLOUDFLARE_API_TOKEN",
+                "CLOUDFLARE_ZONE_ID is set but the token is not: create a token with the Zone › Cache Purge permission",
+            ));
+        }
+        (Some(t), Some(z)) => (t, z),
+    };
+    if !api_token.bytes().all(|b| b.is_ascii_graphic()) || api_token.len() < 20 {
+        return Err(fail(
+            "CLOUDFLARE_API_TOKEN",
+            "does not look like an API token (at least 20 printable characters, no spaces)",
+        ));
+    }
+    if zone_id.len() != 32 || !zone_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(fail(
+            "CLOUDFLARE_ZONE_ID",
+            format!("{zone_id:?} is not a zone ID (32 hex digits)"),
+        ));
+    }
+    let api_base = base.unwrap_or_else(|| CLOUDFLARE_API.to_string());
+    let parsed = url::Url::parse(&api_base).map_err(|e| {
+        fail(
+            "CLOUDFLARE_API_BASE",
+            format!("{api_base:?} is not a URL ({e}); default is {CLOUDFLARE_API}"),
+        )
+    })?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(fail(
+            "CLOUDFLARE_API_BASE",
+            format!("{api_base:?} must be an http(s) URL"),
+        ));
+    }
+    Ok(Some(CloudflareConfig {
+        api_token,
+        zone_id,
+        api_base: api_base.trim_end_matches('/').to_string(),
+    }))
+}
+
+fn load_policy(path: PathBuf) -> Result<Policy, ConfigError> {
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        fail(
+            "SURGE_POLICY",
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
     let parsed = if path.extension().is_some_and(|x| x == "json") {
         Policy::from_json_str(&text)
     } else {
         Policy::from_toml_str(&text)
     };
-    parsed.map_err(|e| fail(format!("{}: {e}", path.display())))
+    parsed.map_err(|e| fail("SURGE_POLICY", format!("{}: {e}", path.display())))
 }
 
 #[cfg(test)]
@@ -99,12 +540,24 @@ mod tests {
     use super::*;
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        Config::from_vars(|name| {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_vars(move |name| {
             pairs
                 .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
         })
+    }
+
+    fn temp_file(name: &str, text: &str) -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        let path = path.to_str().unwrap_or_default().to_string();
+        (dir, path)
     }
 
     #[test]
@@ -113,36 +566,127 @@ mod tests {
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         assert!(c.admin_token.is_none());
         assert_eq!(c.region, "local");
+        assert!(c.database.is_none() && c.redis.is_none() && c.cloudflare.is_none());
+        assert!(c.secure_cookies);
     }
 
     #[test]
     fn bad_values_name_their_variable() {
-        let var = |pairs: &[(&str, &str)]| config(pairs).err().map(|e| e.var);
-        assert_eq!(var(&[("SURGE_LISTEN", "localhost")]), Some("SURGE_LISTEN"));
-        assert_eq!(
-            var(&[("SURGE_ADMIN_TOKEN", "short")]),
-            Some("SURGE_ADMIN_TOKEN")
-        );
-        assert_eq!(var(&[("SURGE_REGION", "eu west")]), Some("SURGE_REGION"));
-        assert_eq!(
-            var(&[("SURGE_POLICY", "/nonexistent/policy.toml")]),
-            Some("SURGE_POLICY")
-        );
+        let zone = "0123456789abcdef0123456789abcdef";
+        let token = "t".repeat(40);
+        let token = token.as_str();
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("SURGE_LISTEN", "localhost")], "SURGE_LISTEN"),
+            (&[("SURGE_ADMIN_TOKEN", "short")], "SURGE_ADMIN_TOKEN"),
+            (&[("SURGE_REGION", "eu west")], "SURGE_REGION"),
+            (
+                &[("SURGE_POLICY", "/nonexistent/policy.toml")],
+                "SURGE_POLICY",
+            ),
+            (&[("DATABASE_URL", "mysql://x")], "DATABASE_URL"),
+            (
+                &[("DATABASE_REPLICA_URLS", "postgres://r/db")],
+                "DATABASE_REPLICA_URLS",
+            ),
+            (
+                &[
+                    ("DATABASE_URL", "postgres://p/db"),
+                    ("SURGE_REPLICA_MAX_LAG", "soon"),
+                ],
+                "SURGE_REPLICA_MAX_LAG",
+            ),
+            (
+                &[
+                    ("DATABASE_URL", "postgres://p/db"),
+                    ("SURGE_DB_POOL_SIZE", "0"),
+                ],
+                "SURGE_DB_POOL_SIZE",
+            ),
+            (&[("REDIS_URL", "http://x")], "REDIS_URL"),
+            (&[("CLOUDFLARE_API_TOKEN", token)], "CLOUDFLARE_ZONE_ID"),
+            (
+                &[
+                    ("CLOUDFLARE_API_TOKEN", token),
+                    ("CLOUDFLARE_ZONE_ID", "zone"),
+                ],
+                "CLOUDFLARE_ZONE_ID",
+            ),
+            (
+                &[
+                    ("CLOUDFLARE_API_TOKEN", token),
+                    ("CLOUDFLARE_ZONE_ID", zone),
+                    ("CLOUDFLARE_API_BASE", "ftp://x"),
+                ],
+                "CLOUDFLARE_API_BASE",
+            ),
+            (&[("SURGE_COOKIE_KEYS", "short")], "SURGE_COOKIE_KEYS"),
+            (&[("SURGE_SESSION_TTL", "1s")], "SURGE_SESSION_TTL"),
+            (&[("SURGE_PURGE_COALESCE", "2h")], "SURGE_PURGE_COALESCE"),
+            (
+                &[("SURGE_INSECURE_COOKIES", "maybe")],
+                "SURGE_INSECURE_COOKIES",
+            ),
+            (&[("SURGE_CONFIG", "/nonexistent.toml")], "SURGE_CONFIG"),
+        ];
+        for (pairs, var) in cases {
+            let err = config(pairs).err();
+            assert_eq!(
+                err.as_ref().map(|e| e.var),
+                Some(*var),
+                "{pairs:?}: {err:?}"
+            );
+        }
     }
 
     #[test]
     fn a_bad_policy_file_reports_the_field() {
-        let dir = std::env::temp_dir().join(format!("surge-policy-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("policy.toml");
-        std::fs::write(
-            &path,
+        let (_dir, path) = temp_file(
+            "policy.toml",
             "[[routes]]\nname = \"a\"\npattern = \"/a\"\nclass = \"public\"\n",
-        )
-        .expect("write");
-        let err = config(&[("SURGE_POLICY", path.to_str().unwrap_or_default())])
-            .expect_err("invalid policy");
+        );
+        let err = config(&[("SURGE_POLICY", &path)]).expect_err("invalid policy");
         assert!(err.to_string().contains("routes[0].ttl"), "{err}");
-        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn the_config_file_fills_in_and_the_environment_wins() {
+        let (_dir, path) = temp_file(
+            "surge.toml",
+            "listen = \"127.0.0.1:9000\"\nregion = \"eu-west\"\ndatabase_url = \"postgres://u@h/db\"\n\
+             database_replica_urls = [\"postgres://u@r1/db\", \"postgres://u@r2/db\"]\ndb_pool_size = 4\n",
+        );
+        let c = config(&[("SURGE_CONFIG", &path), ("SURGE_REGION", "us-east")]).expect("valid");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(c.region, "us-east");
+        let db = c.database.expect("database configured");
+        assert_eq!(db.replicas.len(), 2);
+        assert_eq!(db.pool_size, 4);
+    }
+
+    #[test]
+    fn the_config_file_rejects_unknown_settings() {
+        let (_dir, path) = temp_file("surge.toml", "listne = \"127.0.0.1:9000\"\n");
+        let err = config(&[("SURGE_CONFIG", &path)]).expect_err("typo");
+        assert!(
+            err.to_string().contains("unknown setting `listne`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_never_print() {
+        let token = "a-very-secret-admin-token-123";
+        let (_dir, path) = temp_file("token", &format!("{token}\n"));
+        let c = config(&[("SURGE_ADMIN_TOKEN_FILE", &path)]).expect("valid");
+        assert_eq!(c.admin_token.as_deref(), Some(token));
+        assert!(!format!("{c:?}").contains(token));
+    }
+
+    #[test]
+    fn cookie_keys_rotate_newest_first() {
+        let a = "a".repeat(32);
+        let b = "b".repeat(40);
+        let c = config(&[("SURGE_COOKIE_KEYS", &format!("{a}, {b}"))]).expect("valid");
+        assert_eq!(c.cookie_keys, vec![a.into_bytes(), b.into_bytes()]);
     }
 }

@@ -1,8 +1,14 @@
 //! Surge's origin service: an `axum` + `tokio` server that answers the reference workload
 //! behind the edge and exposes the operators' admin API (`/performance/*`). Keys, tags and
-//! routes come from `surge-shared`.
+//! routes come from `surge-shared`; the cache tiers, the Postgres tier, the CDN purge client
+//! and the purge orchestration that spans them live here.
 
 pub mod api;
+pub mod app;
 pub mod cache;
+pub mod cdn;
 pub mod config;
 pub mod db;
+pub mod observe;
+pub mod purge;
+pub mod state;

@@ -1,10 +1,12 @@
-//! `surge-origin`: starts the origin service with configuration from the environment.
+//! `surge-origin`: starts the origin service with configuration from the environment (and
+//! `SURGE_CONFIG`), and says what it started and where.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use surge_origin::api::{self, AppState};
+use surge_origin::api;
 use surge_origin::config::Config;
+use surge_origin::state::AppState;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -14,7 +16,7 @@ async fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
-    let config = match Config::from_vars(|name| std::env::var(name).ok()) {
+    let config = match Config::from_env() {
         Ok(config) => config,
         Err(e) => {
             eprintln!("surge-origin: configuration error: {e}");
@@ -31,16 +33,45 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let state = match AppState::start(config).await {
+        Ok(state) => state,
+        Err(e) => {
+            eprintln!("surge-origin: cannot start: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = &state.config;
     let admin = if config.admin_token.is_some() {
         "on"
     } else {
         "off (set SURGE_ADMIN_TOKEN)"
     };
+    let store = match &config.database {
+        Some(db) => format!(
+            "postgres ({} replica{})",
+            db.replicas.len(),
+            if db.replicas.len() == 1 { "" } else { "s" }
+        ),
+        None => "embedded demo store (set DATABASE_URL for Postgres)".into(),
+    };
+    let l2 = if config.redis.is_some() {
+        "redis"
+    } else {
+        "none (set REDIS_URL)"
+    };
+    let cdn = if config.cloudflare.is_some() {
+        "cloudflare"
+    } else {
+        "none (set CLOUDFLARE_API_TOKEN and CLOUDFLARE_ZONE_ID)"
+    };
     println!(
-        "surge-origin: region {} listening on http://{} — health /healthz, admin API {admin}",
-        config.region, config.listen
+        "surge-origin: region {} listening on http://{}\n  data: {store}\n  L2: {l2}\n  CDN purge: {cdn}\n  admin API: {admin}\n  try: http://{}/elections/1",
+        config.region, config.listen, config.listen
     );
-    let app = api::router(Arc::new(AppState { config }));
+    if config.cookie_keys.is_empty() {
+        println!("  note: SURGE_COOKIE_KEYS is not set; logins are signed with a per-process key");
+    }
+    let app = api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     // Ctrl-C locally, SIGTERM from Kubernetes: stop accepting, finish what is in flight.
     let shutdown = async {
         let terminate = async {

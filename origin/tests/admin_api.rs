@@ -1,7 +1,5 @@
 //! The admin API is closed without the token and explains URLs with it.
 
-use std::sync::Arc;
-
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
@@ -12,13 +10,17 @@ use tower::ServiceExt;
 
 const TOKEN: &str = "test-token-0123456789";
 
-fn app(token: Option<&str>) -> axum::Router {
+async fn app(token: Option<&str>) -> axum::Router {
     let config = Config::from_vars(|name| match name {
         "SURGE_ADMIN_TOKEN" => token.map(str::to_string),
         _ => None,
     })
     .expect("valid config");
-    router(Arc::new(AppState { config }))
+    router(
+        AppState::start(config)
+            .await
+            .expect("starts with embedded defaults"),
+    )
 }
 
 async fn call(
@@ -56,19 +58,24 @@ async fn call(
 #[tokio::test]
 async fn admin_api_refuses_missing_and_wrong_tokens() {
     let url = "/performance/cache/key?url=https://vote.example/";
-    let (status, body, challenge) = call(app(Some(TOKEN)), url, None).await;
+    let (status, body, challenge) = call(app(Some(TOKEN)).await, url, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"], "unauthorized");
     assert_eq!(challenge.as_deref(), Some("Bearer"));
-    let (status, _, _) = call(app(Some(TOKEN)), url, Some("Bearer test-token-0123456788")).await;
+    let (status, _, _) = call(
+        app(Some(TOKEN)).await,
+        url,
+        Some("Bearer test-token-0123456788"),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _, _) = call(app(Some(TOKEN)), url, Some(TOKEN)).await;
+    let (status, _, _) = call(app(Some(TOKEN)).await, url, Some(TOKEN)).await;
     assert_eq!(
         status,
         StatusCode::UNAUTHORIZED,
         "the Bearer scheme is required"
     );
-    let (status, body, _) = call(app(None), url, Some("Bearer anything-at-all-here")).await;
+    let (status, body, _) = call(app(None).await, url, Some("Bearer anything-at-all-here")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["error"], "admin_disabled");
 }
@@ -76,8 +83,7 @@ async fn admin_api_refuses_missing_and_wrong_tokens() {
 #[tokio::test]
 async fn cache_key_endpoint_explains_a_url() {
     let bearer = format!("Bearer {TOKEN}");
-    let (status, body, _) = call(
-        app(Some(TOKEN)),
+    let (status, body, _) = call(app(Some(TOKEN)).await,
         "/performance/cache/key?url=https%3A%2F%2FVote.Example%2Fapi%2Felections%2F7%2Fresults%3Futm_source%3Dx%26b%3D2%26a%3D1",
         Some(&bearer),
     )
@@ -97,7 +103,7 @@ async fn cache_key_endpoint_explains_a_url() {
     );
 
     let (status, body, _) = call(
-        app(Some(TOKEN)),
+        app(Some(TOKEN)).await,
         "/performance/cache/key?url=ftp://x/",
         Some(&bearer),
     )
@@ -110,14 +116,19 @@ async fn cache_key_endpoint_explains_a_url() {
             .is_some_and(|m| m.contains("only http and https"))
     );
 
-    let (status, body, _) = call(app(Some(TOKEN)), "/performance/cache/key", Some(&bearer)).await;
+    let (status, body, _) = call(
+        app(Some(TOKEN)).await,
+        "/performance/cache/key",
+        Some(&bearer),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["field"], "url");
 }
 
 #[tokio::test]
 async fn health_is_public() {
-    let (status, body, _) = call(app(None), "/healthz", None).await;
+    let (status, body, _) = call(app(None).await, "/healthz", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["region"], "local");
 }

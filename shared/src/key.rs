@@ -284,6 +284,39 @@ impl CacheKey {
         Self(key)
     }
 
+    /// Every key a canonical URL can have: one per combination of variant values (so a purge
+    /// by URL reaches all of them). With no variants, just the one key.
+    pub fn all_variants(config: &KeyConfig, canonical: &str) -> Vec<Self> {
+        let mut keys = vec![format!("{KEY_PREFIX}GET {canonical}")];
+        for variant in &config.variants {
+            let (name, values): (&str, Vec<String>) = match variant {
+                Variant::Encoding => (
+                    "enc",
+                    [
+                        EncodingClass::Br,
+                        EncodingClass::Gzip,
+                        EncodingClass::Identity,
+                    ]
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+                ),
+                Variant::Language { supported, default } => {
+                    let mut all = supported.clone();
+                    if !all.contains(default) {
+                        all.push(default.clone());
+                    }
+                    ("lang", all)
+                }
+            };
+            keys = keys
+                .iter()
+                .flat_map(|k| values.iter().map(move |v| format!("{k} {name}={v}")))
+                .collect();
+        }
+        keys.into_iter().map(Self).collect()
+    }
+
     /// The full, readable key.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -600,6 +633,31 @@ mod tests {
             key("HTTPS://Vote.Example:443/a/./b/../c?b=2&a=1&utm_source=x#top"),
             "surge:v1:GET https://vote.example/a/c?a=1&b=2"
         );
+    }
+
+    #[test]
+    fn all_variants_covers_every_key_a_request_can_produce() {
+        let cfg = KeyConfig {
+            variants: vec![
+                Variant::Encoding,
+                Variant::Language {
+                    supported: vec!["en".into(), "fr".into()],
+                    default: "en".into(),
+                },
+            ],
+            ..KeyConfig::default()
+        };
+        let url = "https://vote.example/a";
+        let all = CacheKey::all_variants(&cfg, url);
+        assert_eq!(all.len(), 6);
+        for (enc, lang) in [("br", "fr"), ("gzip, deflate", "de"), ("", "en")] {
+            let headers = [("accept-encoding", enc), ("accept-language", lang)];
+            let key = CacheKey::new(&cfg, "GET", url, &headers[..]).expect("valid URL");
+            assert!(all.contains(&key), "{key} missing from {all:?}");
+        }
+        let plain = CacheKey::all_variants(&KeyConfig::default(), url);
+        assert_eq!(plain.len(), 1);
+        assert_eq!(plain[0].as_str(), "surge:v1:GET https://vote.example/a");
     }
 
     #[test]

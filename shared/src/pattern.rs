@@ -1,6 +1,6 @@
 //! Purge patterns: a small, safe glob over canonical URLs and keys (`https://vote.example/api/*`).
 //!
-//! Grammar: printable ASCII; `*` matches any run of characters, `?` exactly one; nothing else is
+//! Grammar: printable ASCII and space (full keys hold spaces: `surge:v1:GET <url> enc=br`); `*` matches any run of characters, `?` exactly one; nothing else is
 //! special, and `[`, `]` and `\` are refused so a pattern passes unchanged to Redis `SCAN MATCH`.
 //! A pattern must start with at least [`MIN_LITERAL_PREFIX`] literal characters, so "purge
 //! everything" is never an accident: that takes [`KeyPattern::everything`], an explicit call.
@@ -27,7 +27,7 @@ pub enum PatternError {
     TooLong(usize),
     /// A character outside the grammar.
     #[error(
-        "pattern {pattern:?} contains {found:?}; only printable ASCII without '[', ']' or '\\' is allowed"
+        "pattern {pattern:?} contains {found:?}; only printable ASCII and space, without '[', ']' or '\\', is allowed"
     )]
     BadChar {
         /// The pattern (shortened).
@@ -61,7 +61,7 @@ impl KeyPattern {
         }
         if let Some(found) = raw
             .chars()
-            .find(|c| !c.is_ascii_graphic() || matches!(c, '[' | ']' | '\\'))
+            .find(|c| !(c.is_ascii_graphic() || *c == ' ') || matches!(c, '[' | ']' | '\\'))
         {
             return Err(PatternError::BadChar {
                 pattern: raw.chars().take(64).collect(),
@@ -186,7 +186,11 @@ mod tests {
             Err(PatternError::BadChar { .. })
         ));
         assert!(matches!(
-            KeyPattern::new("https://a/ x"),
+            KeyPattern::new("https://a/\tx"),
+            Err(PatternError::BadChar { .. })
+        ));
+        assert!(matches!(
+            KeyPattern::new("https://a/\u{e9}"),
             Err(PatternError::BadChar { .. })
         ));
         assert!(matches!(

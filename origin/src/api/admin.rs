@@ -1,19 +1,260 @@
-//! `/performance/*` handlers.
+//! `/performance/*` handlers: health, metrics, stats, cache purge/warm/inspection, scaling
+//! (answered 501 until the scaling hooks exist), and APM (traces, slow queries).
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{Query, State};
-use axum::routing::get;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
-use surge_shared::{CacheClass, CacheKey};
+use serde_json::{Value, json};
+use surge_shared::admin::{
+    EmergencyScaleRequest, InvalidateReport, InvalidateRequest, ScalingEventRequest, WarmFailure,
+    WarmReport, WarmRequest, parse_json,
+};
+use surge_shared::{CacheClass, CacheKey, KeyPattern};
 
 use super::AppState;
 use super::error::ApiError;
 
 /// The admin routes (mounted under `/performance`).
 pub fn routes() -> Router<Arc<AppState>> {
-    Router::new().route("/cache/key", get(cache_key))
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/stats", get(stats))
+        .route("/cache/stats", get(cache_stats))
+        .route("/cache/key", get(cache_key))
+        .route("/cache/invalidate", post(invalidate))
+        .route("/cache/warm", post(warm))
+        .route("/cache/{pattern}", delete(delete_pattern))
+        .route("/scaling/status", get(scaling_status))
+        .route("/scaling/event", post(scaling_event))
+        .route("/scaling/emergency", post(scaling_emergency))
+        .route("/apm/traces", get(traces))
+        .route("/apm/slow-queries", get(slow_queries))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    parse_json(body).map_err(|e| ApiError::BadRequest {
+        field: Some(e.field),
+        message: e.message,
+    })
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let mut degraded = false;
+    let postgres = match &state.db {
+        None => json!({ "configured": false, "store": state.store.kind() }),
+        Some(db) => {
+            let primary = match tokio::time::timeout(Duration::from_secs(2), async {
+                let conn = db.router.primary().get().await?;
+                conn.query_one("SELECT 1", &[]).await?;
+                Ok::<_, crate::db::DbError>(())
+            })
+            .await
+            {
+                Ok(Ok(())) => json!({ "ok": true }),
+                Ok(Err(e)) => json!({ "ok": false, "error": e.to_string() }),
+                Err(_) => json!({ "ok": false, "error": "no answer within 2s" }),
+            };
+            let replicas = db.router.status();
+            degraded |= primary["ok"] != json!(true) || replicas.iter().any(|r| !r.in_rotation);
+            json!({ "configured": true, "primary": primary, "replicas": replicas })
+        }
+    };
+    let redis = match state.cache.l2_available() {
+        None => json!({ "configured": false }),
+        Some(up) => {
+            degraded |= !up;
+            json!({ "configured": true, "available": up })
+        }
+    };
+    let cdn = match &state.config.cloudflare {
+        None => json!({ "configured": false }),
+        Some(cf) => json!({ "configured": true, "zone_id": cf.zone_id, "api_base": cf.api_base }),
+    };
+    Json(json!({
+        "status": if degraded { "degraded" } else { "ok" },
+        "region": state.config.region,
+        "uptime_s": state.started.elapsed().as_secs(),
+        "postgres": postgres,
+        "redis": redis,
+        "cdn": cdn,
+    }))
+}
+
+fn gauge(registry: &mut Registry, name: &str, help: &str, value: f64) {
+    registry.register(name, help, ConstGauge::new(value));
+}
+
+fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
+    registry.register(name, help, ConstCounter::new(value));
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let mut registry = Registry::with_prefix("surge");
+    registry.register(
+        "http_request_duration_seconds",
+        "Request latency by policy route, method and status class",
+        state.metrics.requests.clone(),
+    );
+    let s = state.cache.stats();
+    counter(&mut registry, "cache_l1_hits", "L1 hits", s.l1_hits);
+    counter(&mut registry, "cache_l1_misses", "L1 misses", s.l1_misses);
+    counter(&mut registry, "cache_l2_hits", "L2 hits", s.l2_hits);
+    counter(&mut registry, "cache_l2_misses", "L2 misses", s.l2_misses);
+    counter(
+        &mut registry,
+        "cache_factory_calls",
+        "Values computed",
+        s.factory_calls,
+    );
+    counter(
+        &mut registry,
+        "cache_tag_invalidations",
+        "Tags invalidated",
+        s.tag_invalidations,
+    );
+    gauge(
+        &mut registry,
+        "cache_l1_hit_ratio",
+        "L1 hits / L1 lookups",
+        s.l1_hit_ratio(),
+    );
+    gauge(
+        &mut registry,
+        "cache_l2_hit_ratio",
+        "L2 hits / L2 lookups",
+        s.l2_hit_ratio(),
+    );
+    gauge(
+        &mut registry,
+        "cache_l1_entries",
+        "Entries in L1",
+        state.cache.l1_len().await as f64,
+    );
+    gauge(
+        &mut registry,
+        "cache_l1_bytes",
+        "Bytes held by L1",
+        state.cache.l1_weight().await as f64,
+    );
+    let c = state.vote_purges.stats();
+    counter(
+        &mut registry,
+        "vote_purges_marked",
+        "Results purges requested by votes",
+        c.marked,
+    );
+    counter(
+        &mut registry,
+        "vote_purges_sent",
+        "Coalesced results purges sent",
+        c.flushes,
+    );
+    if let Some(db) = &state.db {
+        let p = db.router.primary().stats();
+        gauge(
+            &mut registry,
+            "db_pool_size",
+            "Primary pool connections",
+            p.size as f64,
+        );
+        gauge(
+            &mut registry,
+            "db_pool_idle",
+            "Primary pool idle connections",
+            p.idle as f64,
+        );
+        gauge(
+            &mut registry,
+            "db_pool_waiting",
+            "Callers waiting for a primary connection",
+            p.waiting as f64,
+        );
+        gauge(
+            &mut registry,
+            "db_pool_acquire_p99_seconds",
+            "Primary pool acquire latency p99",
+            p.acquire_us[2] as f64 / 1e6,
+        );
+        let replicas = db.router.status();
+        let max_lag = replicas.iter().filter_map(|r| r.lag_ms).max().unwrap_or(0);
+        gauge(
+            &mut registry,
+            "db_replica_lag_max_seconds",
+            "Largest measured replica lag",
+            max_lag as f64 / 1e3,
+        );
+        gauge(
+            &mut registry,
+            "db_replicas_in_rotation",
+            "Replicas taking reads",
+            replicas.iter().filter(|r| r.in_rotation).count() as f64,
+        );
+    }
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry)
+        .map_err(|e| ApiError::Internal(format!("metrics encoding: {e}")))?;
+    let mut response = text.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    Ok(response)
+}
+
+#[derive(Serialize)]
+struct CacheStats {
+    counters: crate::cache::stats::StatsSnapshot,
+    l1_hit_ratio: f64,
+    l2_hit_ratio: f64,
+    l1_entries: u64,
+    l1_bytes: u64,
+    l2_configured: bool,
+    l2_available: Option<bool>,
+}
+
+async fn cache_stats_of(state: &AppState) -> CacheStats {
+    let counters = state.cache.stats();
+    CacheStats {
+        l1_hit_ratio: counters.l1_hit_ratio(),
+        l2_hit_ratio: counters.l2_hit_ratio(),
+        counters,
+        l1_entries: state.cache.l1_len().await,
+        l1_bytes: state.cache.l1_weight().await,
+        l2_configured: state.cache.l2().is_some(),
+        l2_available: state.cache.l2_available(),
+    }
+}
+
+async fn cache_stats(State(state): State<Arc<AppState>>) -> Json<CacheStats> {
+    Json(cache_stats_of(&state).await)
+}
+
+async fn stats(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let pools = state.db.as_ref().map(|db| {
+        json!({
+            "primary": db.router.primary().stats(),
+            "replicas": db.router.status(),
+        })
+    });
+    Json(json!({
+        "region": state.config.region,
+        "uptime_s": state.started.elapsed().as_secs(),
+        "store": state.store.kind(),
+        "cache": cache_stats_of(&state).await,
+        "vote_purges": state.vote_purges.stats(),
+        "postgres": pools,
+    }))
 }
 
 /// Query of `GET /performance/cache/key`.
@@ -44,17 +285,16 @@ async fn cache_key(
     State(state): State<Arc<AppState>>,
     Query(query): Query<KeyQuery>,
 ) -> Result<Json<KeyInfo>, ApiError> {
-    let bad = |message: String| ApiError::BadRequest {
-        field: Some("url".into()),
-        message,
-    };
-    let url = query
-        .url
-        .ok_or_else(|| bad("add ?url=<absolute URL, percent-encoded> to the request".into()))?;
+    let url = query.url.ok_or_else(|| {
+        ApiError::bad(
+            "url",
+            "add ?url=<absolute URL, percent-encoded> to the request",
+        )
+    })?;
     let policy = &state.config.policy;
     let no_headers: [(&str, &str); 0] = [];
-    let key =
-        CacheKey::new(&policy.key, "GET", &url, &no_headers[..]).map_err(|e| bad(e.to_string()))?;
+    let key = CacheKey::new(&policy.key, "GET", &url, &no_headers[..])
+        .map_err(|e| ApiError::bad("url", e.to_string()))?;
     let path = key
         .url()
         .split_once("://")
@@ -65,7 +305,7 @@ async fn cache_key(
     let tags = matched
         .route
         .tags(&matched.params)
-        .map_err(|e| bad(e.to_string()))?;
+        .map_err(|e| ApiError::bad("url", e.to_string()))?;
     Ok(Json(KeyInfo {
         hashed: key.hashed(),
         key: key.as_str().to_string(),
@@ -74,4 +314,157 @@ async fn cache_key(
         tags: tags.iter().map(|t| t.to_string()).collect(),
         cache_control: matched.route.cache_control(),
     }))
+}
+
+fn report_response(report: InvalidateReport) -> Response {
+    // 207: some tier failed; the body says which.
+    let status = if report.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::MULTI_STATUS
+    };
+    (status, Json(report)).into_response()
+}
+
+async fn run_invalidate(
+    state: &AppState,
+    request: InvalidateRequest,
+) -> Result<Response, ApiError> {
+    request.validate().map_err(|e| ApiError::BadRequest {
+        field: Some(e.field),
+        message: e.message,
+    })?;
+    state
+        .purger
+        .check(&request)
+        .map_err(|e| ApiError::BadRequest {
+            field: Some(e.field),
+            message: e.message,
+        })?;
+    Ok(report_response(state.purger.invalidate(&request).await))
+}
+
+async fn invalidate(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
+    let request: InvalidateRequest = parse(&body)?;
+    run_invalidate(&state, request).await
+}
+
+async fn delete_pattern(
+    State(state): State<Arc<AppState>>,
+    Path(pattern): Path<String>,
+) -> Result<Response, ApiError> {
+    let pattern = KeyPattern::new(&pattern).map_err(|e| ApiError::bad("pattern", e.to_string()))?;
+    run_invalidate(
+        &state,
+        InvalidateRequest {
+            patterns: vec![pattern],
+            cascade: true,
+            ..InvalidateRequest::default()
+        },
+    )
+    .await
+}
+
+async fn warm(
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<Json<WarmReport>, ApiError> {
+    let request: WarmRequest = parse(&body)?;
+    request.validate().map_err(|e| ApiError::BadRequest {
+        field: Some(e.field),
+        message: e.message,
+    })?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let listen = state.config.listen;
+    let fetches = request.urls.into_iter().map(|url| {
+        let client = client.clone();
+        async move {
+            // Warm through this origin's own public routes, so the cache fills exactly as a
+            // reader's request would fill it; an absolute URL keeps its host.
+            let (host, path) = match url.split_once("://") {
+                Some((_, rest)) => match rest.find('/') {
+                    Some(i) => (Some(rest[..i].to_string()), rest[i..].to_string()),
+                    None => (Some(rest.to_string()), "/".to_string()),
+                },
+                None => (None, url.clone()),
+            };
+            let mut req = client.get(format!("http://{listen}{path}"));
+            if let Some(host) = host {
+                req = req.header(header::HOST, host);
+            }
+            match req.send().await {
+                Ok(r) if r.status().is_success() => Ok(()),
+                Ok(r) => Err(WarmFailure {
+                    url,
+                    error: format!("HTTP {}", r.status().as_u16()),
+                }),
+                Err(e) => Err(WarmFailure {
+                    url,
+                    error: e.to_string(),
+                }),
+            }
+        }
+    });
+    use futures_util::stream::{self, StreamExt};
+    let results: Vec<Result<(), WarmFailure>> = stream::iter(fetches)
+        .buffer_unordered(usize::from(request.concurrency))
+        .collect()
+        .await;
+    let warmed = results.iter().filter(|r| r.is_ok()).count();
+    Ok(Json(WarmReport {
+        warmed: u64::try_from(warmed).unwrap_or(u64::MAX),
+        failed: results.into_iter().filter_map(Result::err).collect(),
+    }))
+}
+
+const NO_SCALING: &str = "scaling hooks are not part of this build yet: scale with kubectl or the HPA directly; this endpoint validates requests so clients can be tested against it";
+
+async fn scaling_status() -> ApiError {
+    ApiError::NotImplemented(NO_SCALING.into())
+}
+
+async fn scaling_event(body: Bytes) -> Result<Response, ApiError> {
+    let request: ScalingEventRequest = parse(&body)?;
+    request.validate().map_err(|e| ApiError::BadRequest {
+        field: Some(e.field),
+        message: e.message,
+    })?;
+    Err(ApiError::NotImplemented(NO_SCALING.into()))
+}
+
+async fn scaling_emergency(body: Bytes) -> Result<Response, ApiError> {
+    let request: EmergencyScaleRequest = parse(&body)?;
+    request.validate().map_err(|e| ApiError::BadRequest {
+        field: Some(e.field),
+        message: e.message,
+    })?;
+    Err(ApiError::NotImplemented(NO_SCALING.into()))
+}
+
+/// Query of `GET /performance/apm/traces`.
+#[derive(Debug, Deserialize)]
+pub struct TraceQuery {
+    /// Most traces per list (default 50, at most 512).
+    pub limit: Option<usize>,
+}
+
+async fn traces(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<TraceQuery>,
+) -> Result<Json<crate::observe::TraceReport>, ApiError> {
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=512).contains(&limit) {
+        return Err(ApiError::bad("limit", "must be between 1 and 512"));
+    }
+    Ok(Json(state.traces.report(limit)))
+}
+
+async fn slow_queries(State(state): State<Arc<AppState>>) -> Json<Value> {
+    match &state.db {
+        None => Json(json!({ "configured": false, "queries": [] })),
+        Some(db) => Json(json!({ "configured": true, "queries": db.slow.entries() })),
+    }
 }

@@ -1,9 +1,12 @@
-//! The one place API errors become HTTP responses (JSON [`ErrorBody`]).
+//! The one place API errors become HTTP responses (JSON [`ErrorBody`]), for the public
+//! workload and the admin API alike.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use surge_shared::admin::ErrorBody;
+
+use crate::app::session::SessionError;
 
 /// Everything a handler can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -11,9 +14,15 @@ pub enum ApiError {
     /// No or wrong bearer token.
     #[error("missing or wrong bearer token: send `Authorization: Bearer <SURGE_ADMIN_TOKEN>`")]
     Unauthorized,
+    /// Too many failed admin authentications from this client.
+    #[error("too many failed admin logins from this address: wait {0} s")]
+    TooManyAttempts(u64),
     /// The admin API has no token configured, so it is off.
     #[error("the admin API is disabled: start the origin with SURGE_ADMIN_TOKEN set")]
     AdminDisabled,
+    /// No valid login cookie.
+    #[error("{0}")]
+    Session(SessionError),
     /// The request is malformed; `field` names what to fix.
     #[error("{message}")]
     BadRequest {
@@ -22,14 +31,63 @@ pub enum ApiError {
         /// What is wrong.
         message: String,
     },
+    /// Well-formed but not acceptable (e.g. an option not on the ballot).
+    #[error("{message}")]
+    Unprocessable {
+        /// The field at fault.
+        field: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
+    /// The thing asked for does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the current state; `code` says how.
+    #[error("{message}")]
+    Conflict {
+        /// Machine-readable code (`already_voted`, `voting_closed`, …).
+        code: &'static str,
+        /// What happened.
+        message: String,
+    },
+    /// A dependency is down; retry after `retry_after` seconds.
+    #[error("{message}")]
+    Unavailable {
+        /// What is unavailable.
+        message: String,
+        /// Seconds to wait.
+        retry_after: u64,
+    },
+    /// The operation is not available in this build or configuration.
+    #[error("{0}")]
+    NotImplemented(String),
+    /// Something failed that the caller cannot fix.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl ApiError {
+    /// A 400 naming `field`.
+    pub fn bad(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
+
     fn parts(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::TooManyAttempts(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
             ApiError::AdminDisabled => (StatusCode::SERVICE_UNAVAILABLE, "admin_disabled"),
+            ApiError::Session(_) => (StatusCode::UNAUTHORIZED, "not_logged_in"),
             ApiError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
+            ApiError::Unprocessable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+            ApiError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::NotImplemented(_) => (StatusCode::NOT_IMPLEMENTED, "not_implemented"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
 }
@@ -38,7 +96,14 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
         let field = match &self {
-            ApiError::BadRequest { field, .. } => field.clone(),
+            ApiError::BadRequest { field, .. } | ApiError::Unprocessable { field, .. } => {
+                field.clone()
+            }
+            _ => None,
+        };
+        let retry_after = match &self {
+            ApiError::Unavailable { retry_after, .. } => Some(*retry_after),
+            ApiError::TooManyAttempts(s) => Some(*s),
             _ => None,
         };
         let body = ErrorBody {
@@ -47,10 +112,13 @@ impl IntoResponse for ApiError {
             field,
         };
         let mut response = (status, Json(body)).into_response();
-        if status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if matches!(self, ApiError::Unauthorized) {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(seconds) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

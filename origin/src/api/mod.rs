@@ -1,25 +1,28 @@
-//! HTTP surface: the public health probe and the `/performance/*` admin API behind a bearer
-//! token. Handlers extract typed input, call one domain function and map errors in one place
-//! ([`error::ApiError`]).
+//! HTTP surface: the public workload (`crate::app`), the liveness probe, and the
+//! `/performance/*` admin API behind a bearer token. Handlers extract typed input, call one
+//! domain function and map errors in one place ([`error::ApiError`]); one middleware times
+//! every request into the metrics and the trace log, labelled by the policy route.
 
 pub mod admin;
 pub mod auth;
 pub mod error;
 
 use std::sync::Arc;
+use std::time::Instant;
 
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router, middleware};
 use serde_json::{Value, json};
 
-use crate::config::Config;
+use crate::cache::now_ms;
+use crate::observe::Trace;
+pub use crate::state::AppState;
 
-/// What every handler can reach.
-#[derive(Debug)]
-pub struct AppState {
-    /// The validated configuration.
-    pub config: Config,
-}
+/// Largest request body accepted anywhere (the policy's per-route limits are smaller).
+const MAX_BODY: usize = 64 * 1024;
 
 /// Builds the whole router.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -29,10 +32,63 @@ pub fn router(state: Arc<AppState>) -> Router {
     ));
     Router::new()
         .route("/healthz", get(healthz))
+        .merge(crate::app::routes())
         .nest("/performance", admin)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
 
-async fn healthz(axum::extract::State(state): axum::extract::State<Arc<AppState>>) -> Json<Value> {
+async fn healthz(State(state): State<Arc<AppState>>) -> Json<Value> {
     Json(json!({ "status": "ok", "region": state.config.region }))
+}
+
+/// Times a request, enforces the route's body limit, and records it.
+async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = request.method().to_string();
+    let path = request.uri().path().to_string();
+    let matched = state.config.policy.classify(&path);
+    let route = matched.route.name.clone();
+    let limit = matched.route.max_body_bytes;
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let response = if declared.is_some_and(|n| n > limit) {
+        axum::response::IntoResponse::into_response(error::ApiError::bad(
+            "body",
+            format!("the body is larger than this route's limit of {limit} bytes"),
+        ))
+    } else {
+        let request = request.map(|body| {
+            axum::body::Body::new(http_body_util::Limited::new(
+                body,
+                usize::try_from(limit).unwrap_or(usize::MAX),
+            ))
+        });
+        next.run(request).await
+    };
+    let took = start.elapsed();
+    let status = response.status().as_u16();
+    state.metrics.observe(&route, &method, status, took);
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    state.traces.record(Trace {
+        at_ms: now_ms(),
+        method,
+        path,
+        route,
+        status,
+        took_us: u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+        cache: header(surge_shared::status::CACHE_STATUS_HEADER),
+        tier: header(surge_shared::status::TIER_HEADER),
+    });
+    response
 }

@@ -330,17 +330,28 @@ impl HybridCache {
     /// Invalidates `tags` and everything their cascades reach, in O(1) per tag: entries are
     /// not touched; reads see the new versions. Returns the tags invalidated.
     pub async fn invalidate_tags(&self, tags: &TagSet) -> Result<TagSet, CacheError> {
-        let expanded = self
-            .inner
-            .config
-            .cascade
-            .expand(tags)
-            .map_err(|e| CacheError::Tags(e.to_string()))?;
+        Ok(self.invalidate_tags_with(tags, true).await?.0)
+    }
+
+    /// [`HybridCache::invalidate_tags`] with cascades optional. Also says whether L2 recorded
+    /// the new versions: `None` without L2, `Some(false)` when Redis failed (the bump is then
+    /// local to this process until Redis returns).
+    pub async fn invalidate_tags_with(
+        &self,
+        tags: &TagSet,
+        cascade: bool,
+    ) -> Result<(TagSet, Option<bool>), CacheError> {
+        let expanded = if cascade {
+            self.cascade_of(tags)?
+        } else {
+            tags.clone()
+        };
         let names: Vec<String> = expanded.iter().map(|t| t.as_str().to_string()).collect();
         let versions = match &self.inner.l2 {
             Some(l2) => l2.bump_tags(&names).await,
             None => None,
         };
+        let in_l2 = self.inner.l2.as_ref().map(|_| versions.is_some());
         let versions: Vec<(String, u64)> = match versions {
             Some(v) => names.into_iter().zip(v).collect(),
             // Without L2 (absent or down) the bump is local; peers catch up when L2 returns.
@@ -352,7 +363,37 @@ impl HybridCache {
             std::sync::atomic::Ordering::Relaxed,
         );
         self.inner.publish(Event::Tags { versions }).await;
-        Ok(expanded)
+        Ok((expanded, in_l2))
+    }
+
+    /// `tags` with everything the policy's cascades add.
+    pub fn cascade_of(&self, tags: &TagSet) -> Result<TagSet, CacheError> {
+        self.inner
+            .config
+            .cascade
+            .expand(tags)
+            .map_err(|e| CacheError::Tags(e.to_string()))
+    }
+
+    /// Removes `keys` from L1 (here, and through the backplane in every process) and L2.
+    /// Says whether L2 took the removal: `None` without L2, `Some(false)` when Redis failed.
+    pub async fn remove_keys(&self, keys: &[String]) -> Result<Option<bool>, CacheError> {
+        for key in keys {
+            validate_key(key)?;
+        }
+        for key in keys {
+            self.inner.l1.remove(key).await;
+        }
+        let in_l2 = match &self.inner.l2 {
+            Some(l2) => Some(l2.remove(keys).await.is_some()),
+            None => None,
+        };
+        self.inner
+            .publish(Event::Evict {
+                keys: keys.to_vec(),
+            })
+            .await;
+        Ok(in_l2)
     }
 
     /// Fills the cache for each `(key, options, factory)`, `concurrency` at a time; returns the

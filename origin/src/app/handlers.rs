@@ -1,0 +1,324 @@
+//! The JSON API: elections, ballots and results (cached), login, votes (never cached,
+//! committed on the primary), and a voter's own vote (private, reads their own write).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use surge_shared::Tag;
+use time::OffsetDateTime;
+
+use super::model::{Ballot, Cast, LoginRequest, NewVote, VoteRequest, validate_voter_id};
+use super::respond::{Page, cached, unavailable};
+use super::session::COOKIE;
+use crate::api::error::ApiError;
+use crate::cache::options::EntryOptions;
+use crate::state::AppState;
+
+/// Parses an election id from the path.
+pub fn election_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "election {:?} does not exist: ids are positive integers",
+            raw.chars().take(40).collect::<String>()
+        ))
+    })
+}
+
+/// `GET /api/elections`
+pub async fn elections(
+    State(state): State<Arc<AppState>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let store = state.store.clone();
+    cached(&state, &uri, &headers, move || {
+        let store = store.clone();
+        async move { Ok(Page::json(&store.elections().await?)) }
+    })
+    .await
+}
+
+/// `GET /api/elections/{id}`
+pub async fn election(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = election_id(&id)?;
+    let store = state.store.clone();
+    Ok(cached(&state, &uri, &headers, move || {
+        let store = store.clone();
+        async move {
+            Ok(match store.election(id).await? {
+                Some(e) => Page::json(&e),
+                None => Page::not_found(&format!("election {id}")),
+            })
+        }
+    })
+    .await)
+}
+
+/// `GET /api/elections/{id}/ballot`
+pub async fn ballot(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = election_id(&id)?;
+    let store = state.store.clone();
+    Ok(cached(&state, &uri, &headers, move || {
+        let store = store.clone();
+        async move {
+            Ok(match store.ballot(id).await? {
+                Some(b) => Page::json(&b),
+                None => Page::not_found(&format!("election {id}")),
+            })
+        }
+    })
+    .await)
+}
+
+/// `GET /api/elections/{id}/results`
+pub async fn results(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = election_id(&id)?;
+    let store = state.store.clone();
+    Ok(cached(&state, &uri, &headers, move || {
+        let store = store.clone();
+        async move {
+            Ok(match store.results(id).await? {
+                Some(r) => Page::json(&r),
+                None => Page::not_found(&format!("election {id}")),
+            })
+        }
+    })
+    .await)
+}
+
+/// What `POST /api/login` answers.
+#[derive(Debug, Serialize)]
+pub struct LoginReply {
+    /// Who is logged in.
+    pub voter_id: String,
+    /// When the session ends.
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<T, ApiError> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.trim_start().starts_with("application/json"));
+    if !json {
+        return Err(ApiError::bad(
+            "content-type",
+            "send the body as JSON with Content-Type: application/json",
+        ));
+    }
+    surge_shared::admin::parse_json(body).map_err(|e| ApiError::BadRequest {
+        field: Some(e.field),
+        message: e.message,
+    })
+}
+
+fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `POST /api/login` with `{"voter_id": "…"}`: sets the signed `auth_token` cookie.
+pub async fn login(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request: LoginRequest = parse_body(&headers, &body)?;
+    validate_voter_id(&request.voter_id).map_err(|m| ApiError::bad("voter_id", m))?;
+    let now = OffsetDateTime::now_utc();
+    let now_s = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+    let token = state.sessions.issue(&request.voter_id, now_s);
+    let cookie = state
+        .sessions
+        .set_cookie(&token, state.config.secure_cookies);
+    let reply = LoginReply {
+        voter_id: request.voter_id,
+        expires_at: now + state.sessions.ttl(),
+    };
+    let mut response = no_store(Json(reply).into_response());
+    let value =
+        HeaderValue::from_str(&cookie).map_err(|e| ApiError::Internal(format!("cookie: {e}")))?;
+    response.headers_mut().insert(header::SET_COOKIE, value);
+    Ok(response)
+}
+
+/// The voter a request's `auth_token` cookie proves, or 401.
+pub fn voter(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    let token = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|h| surge_shared::auth::cookie_value(h, COOKIE))
+        .ok_or(ApiError::Session(super::session::SessionError::Missing))?;
+    let now = u64::try_from(OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
+    state.sessions.verify(token, now).map_err(ApiError::Session)
+}
+
+/// The ballot, through the cache (tagged so election and ballot purges reach it).
+async fn ballot_for_vote(state: &Arc<AppState>, id: i64) -> Result<Option<Ballot>, ApiError> {
+    let tags: Vec<Tag> = [format!("ballot:{id}"), format!("election:{id}")]
+        .iter()
+        .filter_map(|t| Tag::new(t).ok())
+        .collect();
+    let options = EntryOptions::default()
+        .ttl(std::time::Duration::from_secs(60))
+        .tagged(tags);
+    let store = state.store.clone();
+    let key = format!("surge:v1:data ballot:{id}");
+    let lookup = state
+        .cache
+        .get_or_set(&key, &options, move || {
+            let store = store.clone();
+            async move { store.ballot(id).await }
+        })
+        .await;
+    match lookup {
+        Ok(found) => Ok(found.value),
+        Err(crate::cache::CacheError::Factory(m)) => {
+            Err(unavailable(&super::store::StoreError::Unavailable(m)))
+        }
+        Err(e) => Err(ApiError::Internal(e.to_string())),
+    }
+}
+
+fn new_receipt() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        bytes.iter_mut().for_each(|b| *b = fastrand::u8(..));
+    }
+    format!("r-{}", hex::encode(bytes))
+}
+
+/// A vote's answer body.
+#[derive(Debug, Serialize)]
+struct VoteReply<'a> {
+    status: &'static str,
+    #[serde(flatten)]
+    receipt: &'a super::model::Receipt,
+}
+
+/// `POST /api/elections/{id}/votes` with `{"option_id": n}` and the login cookie.
+pub async fn vote(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let voter_id = voter(&state, &headers)?;
+    let id = election_id(&id)?;
+    let request: VoteRequest = parse_body(&headers, &body)?;
+    let ballot = ballot_for_vote(&state, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("election {id} does not exist")))?;
+    if !ballot.options.iter().any(|o| o.id == request.option_id) {
+        let valid: Vec<String> = ballot.options.iter().map(|o| o.id.to_string()).collect();
+        return Err(ApiError::Unprocessable {
+            field: Some("option_id".into()),
+            message: format!(
+                "option {} is not on election {id}'s ballot; choose one of {}",
+                request.option_id,
+                valid.join(", ")
+            ),
+        });
+    }
+    let now = OffsetDateTime::now_utc();
+    if !ballot.election.is_open(now) {
+        return Err(ApiError::Conflict {
+            code: "voting_closed",
+            message: format!(
+                "voting in election {id} is open from {} to {}",
+                ballot.election.opens_at, ballot.election.closes_at
+            ),
+        });
+    }
+    let outcome = state
+        .store
+        .cast(NewVote {
+            election_id: id,
+            voter_id,
+            option_id: request.option_id,
+            receipt: new_receipt(),
+        })
+        .await
+        .map_err(|e| unavailable(&e))?;
+    let (status, word, receipt) = match outcome {
+        Cast::Recorded(r) => {
+            if let Ok(tag) = Tag::new(&format!("results:{id}")) {
+                state.vote_purges.mark(tag);
+            }
+            (StatusCode::CREATED, "recorded", r)
+        }
+        Cast::AlreadyRecorded(r) => (StatusCode::OK, "already_recorded", r),
+        Cast::Conflict(r) => {
+            return Err(ApiError::Conflict {
+                code: "already_voted",
+                message: format!(
+                    "you already voted in election {id} (option {}, receipt {}); a vote cannot be changed",
+                    r.option_id, r.receipt
+                ),
+            });
+        }
+        Cast::UnknownOption => {
+            return Err(ApiError::Unprocessable {
+                field: Some("option_id".into()),
+                message: format!(
+                    "option {} is not on election {id}'s ballot",
+                    request.option_id
+                ),
+            });
+        }
+    };
+    let reply = VoteReply {
+        status: word,
+        receipt: &receipt,
+    };
+    Ok(no_store((status, Json(&reply)).into_response()))
+}
+
+/// `GET /api/me/votes/{id}`: the caller's own vote (private; reads their own write).
+pub async fn my_vote(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let voter_id = voter(&state, &headers)?;
+    let id = election_id(&id)?;
+    let receipt = state
+        .store
+        .vote_of(id, voter_id)
+        .await
+        .map_err(|e| unavailable(&e))?
+        .ok_or_else(|| ApiError::NotFound(format!("you have not voted in election {id}")))?;
+    let mut response = Json(receipt).into_response();
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    Ok(response)
+}

@@ -1,0 +1,196 @@
+//! Serving a cacheable route: classify the path with the shared policy, key the request with
+//! the shared scheme, answer through the hybrid cache, and send the policy's `Cache-Control`
+//! and `Cache-Tag` so the edge caches and purges it the same way.
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use surge_shared::key::HeaderLookup;
+use surge_shared::status::{CACHE_STATUS_HEADER, REGION_HEADER, TIER_HEADER};
+use surge_shared::{CacheKey, CacheStatus, Layer};
+
+use super::store::StoreError;
+use crate::api::error::ApiError;
+use crate::cache::options::EntryOptions;
+use crate::cache::{CacheError, Lookup, Tier};
+use crate::state::AppState;
+
+/// How long the CDN may keep a 404 (new ids appear without a purge).
+const NOT_FOUND_S_MAXAGE: u64 = 5;
+/// What a client is told to wait when the data tier is down.
+pub const RETRY_AFTER_SECS: u64 = 5;
+
+/// A rendered response body, as cached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page {
+    /// HTTP status.
+    pub status: u16,
+    /// `Content-Type`.
+    pub content_type: String,
+    /// The body.
+    pub body: String,
+}
+
+impl Page {
+    /// A JSON page.
+    pub fn json<T: Serialize>(value: &T) -> Self {
+        Self {
+            status: 200,
+            content_type: "application/json".into(),
+            body: serde_json::to_string(value).unwrap_or_else(|_| "null".into()),
+        }
+    }
+
+    /// A JSON 404 naming what is missing.
+    pub fn not_found(what: &str) -> Self {
+        let body = surge_shared::admin::ErrorBody {
+            error: "not_found".into(),
+            message: format!("{what} does not exist"),
+            field: None,
+        };
+        Self {
+            status: 404,
+            content_type: "application/json".into(),
+            body: serde_json::to_string(&body).unwrap_or_default(),
+        }
+    }
+
+    /// An HTML page.
+    pub fn html(status: u16, body: String) -> Self {
+        Self {
+            status,
+            content_type: "text/html; charset=utf-8".into(),
+            body,
+        }
+    }
+}
+
+/// Request headers through the shared [`HeaderLookup`].
+pub struct Headers<'a>(pub &'a HeaderMap);
+
+impl HeaderLookup for Headers<'_> {
+    fn header(&self, name: &str) -> Option<String> {
+        let mut values = self.0.get_all(name).iter().filter_map(|v| v.to_str().ok());
+        let first = values.next()?.to_string();
+        Some(values.fold(first, |mut acc, v| {
+            acc.push_str(", ");
+            acc.push_str(v);
+            acc
+        }))
+    }
+}
+
+/// The absolute URL of a request as the client addressed it.
+pub fn request_url(uri: &Uri, headers: &HeaderMap) -> String {
+    let scheme = match headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some("https") => "https",
+        _ => "http",
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost");
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    format!("{scheme}://{host}{path}")
+}
+
+/// A store failure as the client sees it.
+pub fn unavailable(e: &StoreError) -> ApiError {
+    match e {
+        StoreError::Unavailable(_) => ApiError::Unavailable {
+            message: "the election database is unavailable; try again shortly".into(),
+            retry_after: RETRY_AFTER_SECS,
+        },
+        StoreError::Failed(m) => ApiError::Internal(format!("database error: {m}")),
+    }
+}
+
+/// Answers a GET for `uri` with what `make` renders, through the cache when the route is
+/// cacheable.
+pub async fn cached<F, Fut>(
+    state: &Arc<AppState>,
+    uri: &Uri,
+    headers: &HeaderMap,
+    make: F,
+) -> Response
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Page, StoreError>> + Send + 'static,
+{
+    let policy = &state.config.policy;
+    let matched = policy.classify(uri.path());
+    let route = matched.route;
+    let tags = match route.tags(&matched.params) {
+        Ok(tags) => tags,
+        Err(e) => return ApiError::bad("path", e.to_string()).into_response(),
+    };
+    let layers = route.layers();
+    let cacheable = route.class.is_shared_cacheable()
+        && (layers.contains(Layer::L1) || layers.contains(Layer::L2));
+    let lookup = if cacheable {
+        let url = request_url(uri, headers);
+        let key = match CacheKey::new(&policy.key, "GET", &url, &Headers(headers)) {
+            Ok(key) => key,
+            Err(e) => return ApiError::bad("url", e.to_string()).into_response(),
+        };
+        let options = EntryOptions::for_route(route, tags.iter().cloned().collect());
+        let make = move || {
+            let fut = make();
+            async move { fut.await.map_err(|e| e.to_string()) }
+        };
+        match state.cache.get_or_set(key.as_str(), &options, make).await {
+            Ok(lookup) => lookup,
+            Err(CacheError::Factory(_)) => {
+                return unavailable(&StoreError::Unavailable(String::new())).into_response();
+            }
+            Err(e) => return ApiError::Internal(e.to_string()).into_response(),
+        }
+    } else {
+        match make().await {
+            Ok(value) => Lookup {
+                value,
+                status: CacheStatus::Bypass,
+                tier: Tier::Factory,
+                fail_safe: false,
+            },
+            Err(e) => return unavailable(&e).into_response(),
+        }
+    };
+    let page = lookup.value;
+    let cache_control = match page.status {
+        200 => route.cache_control(),
+        404 if cacheable => {
+            format!("public, max-age=0, s-maxage={NOT_FOUND_S_MAXAGE}")
+        }
+        _ => "no-store".into(),
+    };
+    let status = StatusCode::from_u16(page.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, page.body).into_response();
+    let h = response.headers_mut();
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(name, v);
+        }
+    };
+    set("content-type", &page.content_type);
+    set("cache-control", &cache_control);
+    if cacheable && let Ok(tag_header) = tags.to_cache_tag_header() {
+        set("cache-tag", &tag_header);
+    }
+    set(CACHE_STATUS_HEADER, lookup.status.as_str());
+    set(
+        TIER_HEADER,
+        match lookup.tier {
+            Tier::L1 => "l1",
+            Tier::L2 => "l2",
+            Tier::Factory => "origin",
+        },
+    );
+    set(REGION_HEADER, &state.config.region);
+    response
+}

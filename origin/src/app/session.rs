@@ -1,0 +1,186 @@
+//! Signed login cookies: `auth_token=v1.<voter>.<expiry>.<hmac>` with HMAC-SHA256 over the
+//! first three fields. The newest key signs; every configured key verifies, so keys rotate
+//! without logging voters out (add the new key first, drop the old one a session-TTL later).
+
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::model::validate_voter_id;
+
+/// The cookie's name (the shared policy's auth cookie).
+pub const COOKIE: &str = "auth_token";
+const VERSION: &str = "v1";
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Why a cookie was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    /// No cookie at all.
+    #[error("not logged in: POST /api/login first")]
+    Missing,
+    /// The cookie is not in the expected shape or its signature does not verify.
+    #[error("the auth_token cookie is invalid: log in again")]
+    Invalid,
+    /// The cookie verified but has expired.
+    #[error("the session has expired: log in again")]
+    Expired,
+}
+
+/// Signing and verifying keys, newest first.
+#[derive(Clone)]
+pub struct SessionKeys {
+    keys: Vec<Vec<u8>>,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for SessionKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionKeys")
+            .field("keys", &self.keys.len())
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
+fn mac(key: &[u8], payload: &str) -> HmacSha256 {
+    let mut mac = HmacSha256::new_from_slice(key).unwrap_or_else(|_| {
+        // HMAC takes keys of any length; this branch cannot be reached.
+        unreachable!("HMAC accepts every key length")
+    });
+    mac.update(payload.as_bytes());
+    mac
+}
+
+impl SessionKeys {
+    /// Keys newest first; with none, one random key for this process.
+    pub fn new(keys: Vec<Vec<u8>>, ttl: Duration) -> Self {
+        let keys = if keys.is_empty() {
+            let mut key = vec![0u8; 32];
+            getrandom::fill(&mut key).unwrap_or_else(|_| {
+                key.iter_mut().for_each(|b| *b = fastrand::u8(..));
+            });
+            vec![key]
+        } else {
+            keys
+        };
+        Self { keys, ttl }
+    }
+
+    /// How long a session lasts.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// A signed token for `voter` valid until `now + ttl` (Unix seconds).
+    pub fn issue(&self, voter: &str, now: u64) -> String {
+        let payload = format!("{VERSION}.{voter}.{}", now + self.ttl.as_secs());
+        let tag = mac(&self.keys[0], &payload).finalize().into_bytes();
+        format!("{payload}.{}", hex::encode(tag))
+    }
+
+    /// The voter a token belongs to, if it verifies under any key and has not expired.
+    pub fn verify(&self, token: &str, now: u64) -> Result<String, SessionError> {
+        let (payload, sig) = token.rsplit_once('.').ok_or(SessionError::Invalid)?;
+        let sig = hex::decode(sig).map_err(|_| SessionError::Invalid)?;
+        let mut parts = payload.split('.');
+        let (Some(VERSION), Some(voter), Some(expiry), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(SessionError::Invalid);
+        };
+        validate_voter_id(voter).map_err(|_| SessionError::Invalid)?;
+        let expiry: u64 = expiry.parse().map_err(|_| SessionError::Invalid)?;
+        let verified = self
+            .keys
+            .iter()
+            .any(|key| mac(key, payload).verify_slice(&sig).is_ok());
+        if !verified {
+            return Err(SessionError::Invalid);
+        }
+        if expiry <= now {
+            return Err(SessionError::Expired);
+        }
+        Ok(voter.to_string())
+    }
+
+    /// The `Set-Cookie` value for a new session.
+    pub fn set_cookie(&self, token: &str, secure: bool) -> String {
+        let secure = if secure { "; Secure" } else { "" };
+        format!(
+            "{COOKIE}={token}; Path=/; Max-Age={}; HttpOnly{secure}; SameSite=Lax",
+            self.ttl.as_secs()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn keys(k: &[&str]) -> SessionKeys {
+        SessionKeys::new(k.iter().map(|k| k.as_bytes().to_vec()).collect(), HOUR)
+    }
+
+    #[test]
+    fn a_token_verifies_until_it_expires() {
+        let s = keys(&["k1-0123456789abcdef0123456789abcdef"]);
+        let token = s.issue("voter-1", 1000);
+        assert_eq!(s.verify(&token, 1000).as_deref(), Ok("voter-1"));
+        assert_eq!(s.verify(&token, 1000 + 3599).as_deref(), Ok("voter-1"));
+        assert_eq!(s.verify(&token, 1000 + 3600), Err(SessionError::Expired));
+    }
+
+    #[test]
+    fn tampering_is_refused() {
+        let s = keys(&["k1-0123456789abcdef0123456789abcdef"]);
+        let token = s.issue("voter-1", 1000);
+        let forged = token.replace("voter-1", "voter-2");
+        assert_eq!(s.verify(&forged, 1000), Err(SessionError::Invalid));
+        let longer = token.replace(".4600.", ".9999999.");
+        assert_eq!(s.verify(&longer, 1000), Err(SessionError::Invalid));
+        let mut flipped = token.clone();
+        let last = flipped.pop().map(|c| if c == '0' { '1' } else { '0' });
+        flipped.extend(last);
+        assert_eq!(s.verify(&flipped, 1000), Err(SessionError::Invalid));
+        for junk in ["", "v1", "v1.a.b.c", "v2.voter-1.4600.00", "v1.a b.4600.00"] {
+            assert_eq!(s.verify(junk, 1000), Err(SessionError::Invalid), "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn rotation_accepts_old_tokens_and_signs_with_the_new_key() {
+        let old = keys(&["old-0123456789abcdef0123456789abcdef"]);
+        let token = old.issue("voter-1", 1000);
+        let rotating = keys(&[
+            "new-0123456789abcdef0123456789abcdef",
+            "old-0123456789abcdef0123456789abcdef",
+        ]);
+        assert_eq!(rotating.verify(&token, 1000).as_deref(), Ok("voter-1"));
+        let fresh = rotating.issue("voter-1", 1000);
+        assert_eq!(old.verify(&fresh, 1000), Err(SessionError::Invalid));
+        let rotated = keys(&["new-0123456789abcdef0123456789abcdef"]);
+        assert_eq!(rotated.verify(&token, 1000), Err(SessionError::Invalid));
+        assert_eq!(rotated.verify(&fresh, 1000).as_deref(), Ok("voter-1"));
+    }
+
+    #[test]
+    fn the_cookie_is_locked_down() {
+        let s = keys(&["k1-0123456789abcdef0123456789abcdef"]);
+        let c = s.set_cookie("t", true);
+        for attr in [
+            "HttpOnly",
+            "Secure",
+            "SameSite=Lax",
+            "Path=/",
+            "Max-Age=3600",
+        ] {
+            assert!(c.contains(attr), "{c} lacks {attr}");
+        }
+        assert!(!s.set_cookie("t", false).contains("Secure"));
+    }
+}

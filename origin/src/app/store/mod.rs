@@ -1,0 +1,73 @@
+//! Where the workload's data lives, behind one narrow trait: Postgres (primary for votes,
+//! lag-aware replicas for reads) in production, an in-process store seeded with a demo
+//! election when no database is configured.
+
+pub mod memory;
+pub mod postgres;
+
+use futures_util::future::BoxFuture;
+
+use super::model::{Ballot, Cast, Election, NewVote, Receipt, Results};
+
+/// What a store call can fail with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The backing database cannot be reached or refused the connection; retry later.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else.
+    #[error("database error: {0}")]
+    Failed(String),
+}
+
+/// Future returned by store calls.
+pub type StoreFuture<'a, T> = BoxFuture<'a, Result<T, StoreError>>;
+
+/// The workload's data operations.
+pub trait ElectionStore: Send + Sync + 'static {
+    /// `"postgres"` or `"memory"`.
+    fn kind(&self) -> &'static str;
+    /// Every election, by id.
+    fn elections(&self) -> StoreFuture<'_, Vec<Election>>;
+    /// One election.
+    fn election(&self, id: i64) -> StoreFuture<'_, Option<Election>>;
+    /// An election with its choices.
+    fn ballot(&self, id: i64) -> StoreFuture<'_, Option<Ballot>>;
+    /// The running count.
+    fn results(&self, id: i64) -> StoreFuture<'_, Option<Results>>;
+    /// Records a vote, durably, before returning `Recorded`; idempotent per voter and
+    /// election.
+    fn cast(&self, vote: NewVote) -> StoreFuture<'_, Cast>;
+    /// The voter's recorded vote, reading their own writes.
+    fn vote_of(&self, election_id: i64, voter_id: String) -> StoreFuture<'_, Option<Receipt>>;
+}
+
+/// The demo election both stores can be seeded with: id 1, open from a day ago for a year.
+pub fn demo_ballot(now: time::OffsetDateTime) -> Ballot {
+    use super::model::BallotOption;
+    let now = now
+        .replace_nanosecond(0)
+        .and_then(|t| t.replace_second(0))
+        .unwrap_or(now);
+    Ballot {
+        election: Election {
+            id: 1,
+            slug: "general-2026".into(),
+            title: "General Election 2026".into(),
+            opens_at: now - time::Duration::days(1),
+            closes_at: now + time::Duration::days(365),
+        },
+        options: [
+            "Proposal A: extend library hours",
+            "Proposal B: new cycle lanes",
+            "Proposal C: neither",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, label)| BallotOption {
+            id: i32::try_from(i + 1).unwrap_or(i32::MAX),
+            label: (*label).to_string(),
+        })
+        .collect(),
+    }
+}

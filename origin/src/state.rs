@@ -1,0 +1,170 @@
+//! Start-up: turns a validated [`Config`] into the running parts every handler shares —
+//! the hybrid cache, the store (Postgres with replicas, or the embedded demo store), the
+//! purger, the vote purge coalescer, sessions, metrics and traces.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::app::coalesce::Coalescer;
+use crate::app::session::SessionKeys;
+use crate::app::store::ElectionStore;
+use crate::app::store::memory::MemoryStore;
+use crate::app::store::postgres::PgStore;
+use crate::cache::{CacheConfig, HybridCache, now_ms};
+use crate::cdn::Cdn;
+use crate::cdn::cloudflare::{Cloudflare, RetryPolicy};
+use crate::config::Config;
+use crate::db::migrate;
+use crate::db::pool::{DbPool, PoolSettings};
+use crate::db::router::{ReplicaConfig, ReplicaRouter};
+use crate::db::slowlog::SlowLog;
+use crate::observe::{Metrics, TraceLog};
+use crate::purge::Purger;
+
+/// How often replica lag is measured.
+const LAG_PROBE: Duration = Duration::from_millis(500);
+/// Statements at least this slow go to the slow-query log.
+const SLOW_QUERY: Duration = Duration::from_millis(100);
+
+/// The Postgres tier, when configured.
+pub struct Database {
+    /// Primary and replicas.
+    pub router: Arc<ReplicaRouter>,
+    /// Statements slower than the threshold.
+    pub slow: Arc<SlowLog>,
+}
+
+/// What every handler can reach.
+pub struct AppState {
+    /// The validated configuration.
+    pub config: Config,
+    /// L1 + L2.
+    pub cache: HybridCache,
+    /// The workload's data.
+    pub store: Arc<dyn ElectionStore>,
+    /// Postgres, when configured.
+    pub db: Option<Database>,
+    /// Purges across L1, L2 and the CDN.
+    pub purger: Purger,
+    /// Gathers results purges caused by votes.
+    pub vote_purges: Arc<Coalescer>,
+    /// Login cookies.
+    pub sessions: SessionKeys,
+    /// Request metrics.
+    pub metrics: Arc<Metrics>,
+    /// Recent and slowest requests.
+    pub traces: Arc<TraceLog>,
+    /// Failed admin authentications per client address.
+    pub admin_failures: moka::sync::Cache<std::net::IpAddr, u32>,
+    /// When the process started.
+    pub started: Instant,
+}
+
+/// Why the origin could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {message}")]
+pub struct StartError {
+    /// The dependency at fault, named as configured.
+    pub what: &'static str,
+    /// What happened and what to check.
+    pub message: String,
+}
+
+impl AppState {
+    /// Connects to what `config` names (Redis, Postgres, the CDN API), runs migrations and
+    /// starts the background tasks.
+    pub async fn start(config: Config) -> Result<Arc<Self>, StartError> {
+        let cache = HybridCache::new(CacheConfig {
+            instance: format!("{}-{}-{}", config.region, std::process::id(), now_ms()),
+            redis: config.redis.clone(),
+            cascade: config.policy.cascade.clone(),
+            ..CacheConfig::default()
+        })
+        .await
+        .map_err(|e| StartError {
+            what: "REDIS_URL",
+            message: e.to_string(),
+        })?;
+        let cdn = match &config.cloudflare {
+            None => None,
+            Some(cf) => Some(
+                Arc::new(Cloudflare::new(cf.clone(), RetryPolicy::default()).map_err(
+                    |message| StartError {
+                        what: "CLOUDFLARE_API_BASE",
+                        message,
+                    },
+                )?) as Arc<dyn Cdn>,
+            ),
+        };
+        let purger = Purger::new(cache.clone(), cdn, config.policy.key.clone());
+        let (store, db): (Arc<dyn ElectionStore>, _) = match &config.database {
+            None => (Arc::new(MemoryStore::demo()), None),
+            Some(settings) => {
+                let db_error = |what: &'static str| {
+                    move |e: crate::db::DbError| StartError {
+                        what,
+                        message: e.to_string(),
+                    }
+                };
+                let pool_settings = PoolSettings {
+                    max_size: settings.pool_size,
+                    ..PoolSettings::default()
+                };
+                let primary = DbPool::new(&settings.primary, &pool_settings)
+                    .map_err(db_error("DATABASE_URL"))?;
+                migrate::run(&primary, migrate::MIGRATIONS)
+                    .await
+                    .map_err(db_error("DATABASE_URL"))?;
+                let mut replicas = Vec::new();
+                for url in &settings.replicas {
+                    replicas.push(ReplicaConfig {
+                        pool: DbPool::new(url, &pool_settings)
+                            .map_err(db_error("DATABASE_REPLICA_URLS"))?,
+                        weight: 1,
+                        max_lag: settings.max_lag,
+                    });
+                }
+                let router = Arc::new(ReplicaRouter::new(primary, replicas));
+                router.refresh().await;
+                let monitor = Arc::downgrade(&router);
+                tokio::spawn(async move {
+                    while let Some(router) = monitor.upgrade() {
+                        router.refresh().await;
+                        drop(router);
+                        tokio::time::sleep(LAG_PROBE).await;
+                    }
+                });
+                let slow = Arc::new(SlowLog::new(SLOW_QUERY, 256));
+                let store = PgStore::new(router.clone(), slow.clone());
+                if settings.seed_demo {
+                    store.seed_demo().await.map_err(|e| StartError {
+                        what: "SURGE_SEED_DEMO",
+                        message: e.to_string(),
+                    })?;
+                }
+                (
+                    Arc::new(store) as Arc<dyn ElectionStore>,
+                    Some(Database { router, slow }),
+                )
+            }
+        };
+        let vote_purges = Coalescer::spawn(purger.clone(), config.purge_coalesce);
+        let sessions = SessionKeys::new(config.cookie_keys.clone(), config.session_ttl);
+        Ok(Arc::new(Self {
+            cache,
+            store,
+            db,
+            purger,
+            vote_purges,
+            sessions,
+            metrics: Arc::new(Metrics::default()),
+            traces: Arc::new(TraceLog::new(512)),
+            admin_failures: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
+            started: Instant::now(),
+            config,
+        }))
+    }
+}
