@@ -135,13 +135,20 @@ impl AppState {
                     }
                 });
                 let slow = Arc::new(SlowLog::new(SLOW_QUERY, 256));
-                let store = PgStore::new(router.clone(), slow.clone());
+                let mut store = PgStore::new(router.clone(), slow.clone());
                 if settings.seed_demo {
                     store.seed_demo().await.map_err(|e| StartError {
                         what: "SURGE_SEED_DEMO",
                         message: e.to_string(),
                     })?;
                 }
+                store
+                    .set_read_floor(Duration::from_secs(5))
+                    .await
+                    .map_err(|e| StartError {
+                        what: "DATABASE_URL",
+                        message: e.to_string(),
+                    })?;
                 (
                     Arc::new(store) as Arc<dyn ElectionStore>,
                     Some(Database { router, slow }),

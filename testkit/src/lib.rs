@@ -7,11 +7,14 @@
 //! - [`redis::RedisCluster`]: three masters and three replicas, ready only when the cluster
 //!   state is ok everywhere and every replica's link to its master is up.
 //! - [`origin::TestOrigin`]: a scriptable HTTP origin that can be stopped and resumed.
+//! - [`cloudflare::CloudflareStandin`]: Cloudflare's purge API, checked against its
+//!   documented contract (the real API is not reachable from tests).
 //! - [`wrangler::WranglerDev`]: the edge Worker under workerd (`wrangler dev --local`).
 //!
 //! Every handle can stop and start its services again, for fault tests. The harness is
 //! synchronous (it runs commands and polls) so it works from plain and async tests alike.
 
+pub mod cloudflare;
 pub mod net;
 pub mod origin;
 pub mod postgres;

@@ -145,7 +145,8 @@ where
         };
         match state.cache.get_or_set(key.as_str(), &options, make).await {
             Ok(lookup) => lookup,
-            Err(CacheError::Factory(_)) => {
+            Err(CacheError::Factory(why)) => {
+                tracing::warn!(route = %route.name, error = %why, "no value and nothing stale to serve");
                 return unavailable(&StoreError::Unavailable(String::new())).into_response();
             }
             Err(e) => return ApiError::Internal(e.to_string()).into_response(),

@@ -209,7 +209,9 @@ impl ReplicaRouter {
     }
 
     /// A connection for a read, and where it goes. A replica that fails to give one is skipped
-    /// for the primary.
+    /// for the primary. When the primary cannot give one either, a healthy replica that has
+    /// replayed the session's writes answers even if it is over `max_lag`: a late answer beats
+    /// no answer while the primary is down.
     pub async fn read(&self, session: &Session) -> Result<(Object, Target), DbError> {
         if let Target::Replica(i) = self.pick_read(session)
             && let Some(replica) = self.replicas.get(i)
@@ -217,7 +219,29 @@ impl ReplicaRouter {
         {
             return Ok((conn, Target::Replica(i)));
         }
-        Ok((self.primary.get().await?, Target::Primary))
+        let primary_error = match self.primary.get().await {
+            Ok(conn) => return Ok((conn, Target::Primary)),
+            Err(e) => e,
+        };
+        for (i, replica) in self.replicas.iter().enumerate() {
+            let usable = replica
+                .measured
+                .lock()
+                .is_ok_and(|m| m.healthy && session.last_write.is_none_or(|w| m.replay_lsn >= w));
+            if usable && let Ok(conn) = replica.config.pool.get().await {
+                return Ok((conn, Target::Replica(i)));
+            }
+        }
+        Err(primary_error)
+    }
+
+    /// Whether every replica answers and has replayed up to `session`'s last write.
+    pub fn caught_up(&self, session: &Session) -> bool {
+        self.replicas.iter().all(|r| {
+            r.measured
+                .lock()
+                .is_ok_and(|m| m.healthy && session.last_write.is_none_or(|w| m.replay_lsn >= w))
+        })
     }
 
     /// A connection to the primary, for writes.

@@ -28,6 +28,7 @@ pub struct PgStore {
     router: Arc<ReplicaRouter>,
     slow: Arc<SlowLog>,
     sessions: moka::sync::Cache<(i64, String), Session>,
+    floor: Session,
 }
 
 impl From<DbError> for StoreError {
@@ -79,6 +80,27 @@ impl PgStore {
                 .max_capacity(1_000_000)
                 .time_to_live(SESSION_TTL)
                 .build(),
+            floor: Session::default(),
+        }
+    }
+
+    /// Makes every read skip replicas that have not replayed the primary's current position
+    /// (the migrations and seed just applied at start-up), then gives the replicas up to
+    /// `wait` to catch up so reads spread from the first request.
+    pub async fn set_read_floor(&mut self, wait: Duration) -> Result<(), StoreError> {
+        let mut floor = Session::default();
+        {
+            let conn = self.router.write().await?;
+            self.router.wrote(&conn, &mut floor).await?;
+        }
+        self.floor = floor;
+        let start = Instant::now();
+        loop {
+            self.router.refresh().await;
+            if self.router.caught_up(&floor) || start.elapsed() >= wait {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -132,12 +154,12 @@ impl PgStore {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
-        let (conn, _) = self.router.read(&Session::default()).await?;
+        let (conn, _) = self.router.read(&self.floor).await?;
         self.query(&conn, sql, params).await
     }
 
     async fn ballot_rows(&self, id: i64) -> Result<Option<Ballot>, StoreError> {
-        let (conn, _) = self.router.read(&Session::default()).await?;
+        let (conn, _) = self.router.read(&self.floor).await?;
         let sql = format!("SELECT {ELECTION_COLUMNS} FROM elections WHERE id = $1");
         let Some(row) = self.query(&conn, &sql, &[&id]).await?.into_iter().next() else {
             return Ok(None);
@@ -236,7 +258,7 @@ impl ElectionStore for PgStore {
 
     fn results(&self, id: i64) -> StoreFuture<'_, Option<Results>> {
         Box::pin(async move {
-            let (conn, _) = self.router.read(&Session::default()).await?;
+            let (conn, _) = self.router.read(&self.floor).await?;
             let exists = self
                 .query(&conn, "SELECT 1 FROM elections WHERE id = $1", &[&id])
                 .await?;
@@ -278,7 +300,8 @@ impl ElectionStore for PgStore {
             let session = self
                 .sessions
                 .get(&(election_id, voter_id.clone()))
-                .unwrap_or_default();
+                .filter(|s| s.last_write >= self.floor.last_write)
+                .unwrap_or(self.floor);
             let (conn, _) = self.router.read(&session).await?;
             let rows = self
                 .query(

@@ -1,0 +1,138 @@
+//! Runs the real `surge-origin` binary on a free loopback port for tests that need whole
+//! processes (several origins on one Redis, killing an origin mid-flight).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use surge_testkit::net::free_port;
+use surge_testkit::process::{ChildGuard, tail};
+
+/// The admin token every test origin uses.
+pub const TOKEN: &str = "test-admin-token-0123456789";
+/// The cookie key every test origin uses (so processes accept each other's logins).
+pub const COOKIE_KEY: &str = "test-cookie-key-0123456789abcdef0123456789";
+
+/// One origin process.
+pub struct OriginProcess {
+    child: ChildGuard,
+    port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl OriginProcess {
+    /// Starts the binary with `env` (plus listen address, admin token and cookie key) and
+    /// waits for `/healthz`.
+    pub fn start(env: &[(&str, String)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port().expect("port");
+        let log = dir.path().join("origin.log");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_surge-origin"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("SURGE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("SURGE_ADMIN_TOKEN", TOKEN)
+            .env("SURGE_COOKIE_KEYS", COOKIE_KEY)
+            .env("SURGE_INSECURE_COOKIES", "true")
+            .env("RUST_LOG", "warn");
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let child = ChildGuard::spawn(&mut command, &log).expect("spawn surge-origin");
+        let mut me = Self {
+            child,
+            port,
+            log,
+            _dir: dir,
+        };
+        let start = Instant::now();
+        loop {
+            if healthy(port) {
+                break;
+            }
+            assert!(
+                me.child.is_running() && start.elapsed() < Duration::from_secs(30),
+                "surge-origin did not start: {}",
+                tail(&me.log, 40)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        me
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Kills the process with SIGKILL (no graceful shutdown).
+    pub fn kill(&mut self) {
+        self.child.kill();
+    }
+
+    /// The last lines of its log.
+    pub fn log_tail(&self) -> String {
+        tail(&self.log, 40)
+    }
+}
+
+/// Whether `GET /healthz` on `port` answers 200 (plain HTTP/1.0 over a socket, so this
+/// works before any async runtime exists).
+fn healthy(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+    else {
+        return false;
+    };
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok();
+    if stream
+        .write_all(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.ends_with(b"200")
+}
+
+/// An HTTP client that keeps cookies off (tests send them explicitly).
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client")
+}
+
+/// Polls `check` until it holds or 20 s pass.
+pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Logs `voter` in on `origin` and returns the `auth_token=…` cookie pair.
+pub async fn login(client: &reqwest::Client, origin: &OriginProcess, voter: &str) -> String {
+    let response = client
+        .post(origin.url("/api/login"))
+        .header("content-type", "application/json")
+        .body(format!("{{\"voter_id\":\"{voter}\"}}"))
+        .send()
+        .await
+        .expect("login request");
+    assert_eq!(response.status(), 200, "login failed");
+    let set_cookie = response
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .expect("Set-Cookie")
+        .to_string();
+    set_cookie.split(';').next().unwrap_or_default().to_string()
+}
