@@ -132,3 +132,55 @@ async fn health_is_public() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["region"], "local");
 }
+
+#[tokio::test]
+async fn the_openapi_document_matches_the_routes() {
+    let bearer = format!("Bearer {TOKEN}");
+    let (status, doc, _) = call(
+        app(Some(TOKEN)).await,
+        "/performance/openapi.json",
+        Some(&bearer),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    for schema in [
+        "InvalidateRequest",
+        "InvalidateReport",
+        "WarmRequest",
+        "ErrorBody",
+    ] {
+        assert!(
+            doc["components"]["schemas"][schema].is_object(),
+            "{schema} missing"
+        );
+    }
+    let paths = doc["paths"].as_object().expect("paths");
+    assert_eq!(paths.len(), 13, "{:?}", paths.keys().collect::<Vec<_>>());
+    // Every documented operation is routed (a wrong path or method would be 404/405).
+    for (path, operations) in paths {
+        let concrete = path.replace("{pattern}", "https%3A%2F%2Fvote.example%2F*");
+        for method in operations.as_object().expect("operations").keys() {
+            let request = Request::builder()
+                .method(method.to_uppercase().as_str())
+                .uri(&concrete)
+                .header(header::AUTHORIZATION, &bearer)
+                .body(Body::empty())
+                .expect("request");
+            let response = app(Some(TOKEN))
+                .await
+                .oneshot(request)
+                .await
+                .expect("router answers");
+            assert!(
+                !matches!(
+                    response.status(),
+                    StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
+                ),
+                "{method} {path} is documented but not routed ({})",
+                response.status()
+            );
+        }
+    }
+}

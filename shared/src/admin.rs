@@ -53,6 +53,7 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, AdminError> {
 
 /// The JSON error body every admin endpoint answers with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// A stable, machine-readable code (`invalid_request`, `unauthorized`, …).
     pub error: String,
@@ -66,6 +67,7 @@ pub struct ErrorBody {
 /// `POST /performance/cache/invalidate`: purge across tiers in one call.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InvalidateRequest {
     /// Absolute URLs (keyed with the shared scheme) or canonical keys (`surge:v1:…`).
     #[serde(default)]
@@ -87,6 +89,7 @@ pub struct InvalidateRequest {
     pub everything: bool,
     /// Layers to purge; all when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<String>>, example = json!(["l1", "l2", "l3"])))]
     pub layers: Option<Layers>,
     /// Whether tag cascades apply (default true).
     #[serde(default = "yes")]
@@ -202,6 +205,7 @@ impl InvalidateRequest {
 /// How one tier's part of an operation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum TierOutcome {
     /// Everything asked of the tier was done.
     Done,
@@ -215,6 +219,7 @@ pub enum TierOutcome {
 
 /// One tier's line in a report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TierReport {
     /// The tier.
     pub layer: Layer,
@@ -234,6 +239,7 @@ pub struct TierReport {
 
 /// The answer to an invalidate request: one line per tier.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InvalidateReport {
     /// True when no tier failed or was partial.
     pub ok: bool,
@@ -257,6 +263,7 @@ impl InvalidateReport {
 /// `POST /performance/cache/warm`: fetch these URLs through the cache.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WarmRequest {
     /// Absolute http(s) URLs or origin paths (`/api/elections/7`).
     pub urls: Vec<String>,
@@ -301,6 +308,7 @@ impl WarmRequest {
 
 /// One URL that could not be warmed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WarmFailure {
     /// The URL.
     pub url: String,
@@ -310,6 +318,7 @@ pub struct WarmFailure {
 
 /// The answer to a warm request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WarmReport {
     /// URLs now in cache.
     pub warmed: u64,
@@ -351,14 +360,17 @@ fn check_workloads(field: &str, targets: &BTreeMap<String, u32>) -> Result<(), A
 /// `POST /performance/scaling/event`: pre-scale for a known event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScalingEventRequest {
     /// A name such as `election-night-2026`.
     pub name: String,
     /// When the scale-up takes effect (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub start: OffsetDateTime,
     /// When it is undone (RFC 3339); after `start`.
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub end: OffsetDateTime,
     /// Minimum replicas per workload during the event.
     pub targets: BTreeMap<String, u32>,
@@ -389,11 +401,13 @@ impl ScalingEventRequest {
 /// `POST /performance/scaling/emergency`: scale up now, revert after `duration`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EmergencyScaleRequest {
     /// Minimum replicas per workload.
     pub targets: BTreeMap<String, u32>,
     /// How long the scale-up holds before it is reverted (`"30m"`).
     #[serde(with = "duration")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "30m"))]
     pub duration: Duration,
     /// Why, for the audit log.
     pub reason: String,
@@ -419,6 +433,7 @@ impl EmergencyScaleRequest {
 /// Where a scheduled event stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum EventState {
     /// Waiting for its start.
     Pending,
@@ -430,6 +445,7 @@ pub enum EventState {
 
 /// A scheduled scaling event as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScheduledEvent {
     /// The request that created it.
     #[serde(flatten)]
@@ -440,6 +456,7 @@ pub struct ScheduledEvent {
 
 /// One workload's scaling picture.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkloadStatus {
     /// Deployment name.
     pub name: String,
@@ -458,6 +475,7 @@ pub struct WorkloadStatus {
 
 /// `GET /performance/scaling/status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScalingStatus {
     /// Workloads under management.
     pub workloads: Vec<WorkloadStatus>,

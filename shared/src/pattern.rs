@@ -48,6 +48,7 @@ pub enum PatternError {
 /// A validated purge pattern.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String, example = "https://vote.example/api/elections/*"))]
 pub struct KeyPattern(String);
 
 impl KeyPattern {

@@ -67,6 +67,7 @@ impl FromStr for CacheStatus {
 /// A cache tier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Layer {
     /// In-process memory on each origin pod.
     L1,

@@ -53,6 +53,7 @@ pub enum TagError {
 /// A validated, lower-cased cache tag such as `election:42`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String, example = "election:42"))]
 pub struct Tag(String);
 
 impl Tag {

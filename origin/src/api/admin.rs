@@ -16,10 +16,11 @@ use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use surge_shared::admin::{
-    EmergencyScaleRequest, InvalidateReport, InvalidateRequest, ScalingEventRequest, WarmFailure,
-    WarmReport, WarmRequest, parse_json,
+    EmergencyScaleRequest, ErrorBody, InvalidateReport, InvalidateRequest, ScalingEventRequest,
+    ScalingStatus, ScheduledEvent, WarmFailure, WarmReport, WarmRequest, parse_json,
 };
 use surge_shared::{CacheClass, CacheKey, KeyPattern};
+use utoipa::OpenApi;
 
 use super::AppState;
 use super::error::ApiError;
@@ -40,6 +41,39 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/scaling/emergency", post(scaling_emergency))
         .route("/apm/traces", get(traces))
         .route("/apm/slow-queries", get(slow_queries))
+        .route("/openapi.json", get(openapi))
+}
+
+/// The admin API's OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Surge origin admin API",
+        description = "Operators' API for purges, cache inspection, health, metrics, scaling and APM. Every call needs `Authorization: Bearer <SURGE_ADMIN_TOKEN>`."
+    ),
+    paths(
+        health, metrics, stats, cache_stats, cache_key, invalidate, delete_pattern, warm,
+        scaling_status, scaling_event, scaling_emergency, traces, slow_queries
+    ),
+    modifiers(&BearerAuth)
+)]
+pub struct AdminApi;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(AdminApi::openapi())
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
@@ -49,6 +83,8 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     })
 }
 
+#[utoipa::path(get, path = "/performance/health", tag = "health", security(("bearer" = [])),
+    responses((status = 200, description = "Per-dependency status: Postgres primary and replicas with lag, Redis, CDN", body = Object), (status = 401, description = "missing or wrong token", body = ErrorBody), (status = 429, description = "too many failed tokens", body = ErrorBody)))]
 async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
     let mut degraded = false;
     let postgres = match &state.db {
@@ -99,6 +135,8 @@ fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
     registry.register(name, help, ConstCounter::new(value));
 }
 
+#[utoipa::path(get, path = "/performance/metrics", tag = "health", security(("bearer" = [])),
+    responses((status = 200, description = "OpenMetrics text: latency histograms by route, cache hit ratios per tier, pool stats, replica lag", content_type = "application/openmetrics-text", body = String), (status = 401, description = "missing or wrong token", body = ErrorBody), (status = 429, description = "too many failed tokens", body = ErrorBody)))]
 async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let mut registry = Registry::with_prefix("surge");
     registry.register(
@@ -212,15 +250,24 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiErro
     Ok(response)
 }
 
-#[derive(Serialize)]
-struct CacheStats {
-    counters: crate::cache::stats::StatsSnapshot,
-    l1_hit_ratio: f64,
-    l2_hit_ratio: f64,
-    l1_entries: u64,
-    l1_bytes: u64,
-    l2_configured: bool,
-    l2_available: Option<bool>,
+/// `GET /performance/cache/stats`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CacheStats {
+    /// Raw counters.
+    #[schema(value_type = Object)]
+    pub counters: crate::cache::stats::StatsSnapshot,
+    /// L1 hits / L1 lookups.
+    pub l1_hit_ratio: f64,
+    /// L2 hits / L2 lookups.
+    pub l2_hit_ratio: f64,
+    /// Entries in this process's L1.
+    pub l1_entries: u64,
+    /// Bytes held by this process's L1.
+    pub l1_bytes: u64,
+    /// Whether Redis is configured.
+    pub l2_configured: bool,
+    /// Whether Redis answers now (absent without Redis).
+    pub l2_available: Option<bool>,
 }
 
 async fn cache_stats_of(state: &AppState) -> CacheStats {
@@ -236,10 +283,14 @@ async fn cache_stats_of(state: &AppState) -> CacheStats {
     }
 }
 
+#[utoipa::path(get, path = "/performance/cache/stats", tag = "cache", security(("bearer" = [])),
+    responses((status = 200, body = CacheStats), (status = 401, description = "missing or wrong token", body = ErrorBody), (status = 429, description = "too many failed tokens", body = ErrorBody)))]
 async fn cache_stats(State(state): State<Arc<AppState>>) -> Json<CacheStats> {
     Json(cache_stats_of(&state).await)
 }
 
+#[utoipa::path(get, path = "/performance/stats", tag = "health", security(("bearer" = [])),
+    responses((status = 200, description = "Cache, pools, replicas and vote purge counters", body = Object), (status = 401, description = "missing or wrong token", body = ErrorBody), (status = 429, description = "too many failed tokens", body = ErrorBody)))]
 async fn stats(State(state): State<Arc<AppState>>) -> Json<Value> {
     let pools = state.db.as_ref().map(|db| {
         json!({
@@ -265,7 +316,7 @@ pub struct KeyQuery {
 }
 
 /// What a URL maps to in the key/tag scheme.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KeyInfo {
     /// The canonical key.
     pub key: String,
@@ -274,6 +325,7 @@ pub struct KeyInfo {
     /// The route that matched.
     pub route: String,
     /// The route's cache class.
+    #[schema(value_type = String, example = "public")]
     pub class: CacheClass,
     /// The tags responses carry.
     pub tags: Vec<String>,
@@ -281,6 +333,9 @@ pub struct KeyInfo {
     pub cache_control: String,
 }
 
+#[utoipa::path(get, path = "/performance/cache/key", tag = "cache", security(("bearer" = [])),
+    params(("url" = String, Query, description = "Absolute URL, percent-encoded")),
+    responses((status = 200, body = KeyInfo), (status = 400, body = ErrorBody), (status = 401, description = "missing or wrong token", body = ErrorBody), (status = 429, description = "too many failed tokens", body = ErrorBody)))]
 async fn cache_key(
     State(state): State<Arc<AppState>>,
     Query(query): Query<KeyQuery>,
@@ -344,11 +399,20 @@ async fn run_invalidate(
     Ok(report_response(state.purger.invalidate(&request).await))
 }
 
+#[utoipa::path(post, path = "/performance/cache/invalidate", tag = "cache", security(("bearer" = [])),
+    request_body = InvalidateRequest,
+    responses((status = 200, description = "Every tier done or skipped", body = InvalidateReport),
+        (status = 207, description = "Some tier failed; see its line", body = InvalidateReport),
+        (status = 400, body = ErrorBody), (status = 401, description = "missing or wrong token", body = ErrorBody), (status = 429, description = "too many failed tokens", body = ErrorBody)))]
 async fn invalidate(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
     let request: InvalidateRequest = parse(&body)?;
     run_invalidate(&state, request).await
 }
 
+#[utoipa::path(delete, path = "/performance/cache/{pattern}", tag = "cache", security(("bearer" = [])),
+    params(("pattern" = String, Path, description = "A URL glob, percent-encoded (at least 8 literal characters before any wildcard)")),
+    responses((status = 200, body = InvalidateReport), (status = 207, body = InvalidateReport),
+        (status = 400, body = ErrorBody), (status = 401, description = "missing or wrong token", body = ErrorBody), (status = 429, description = "too many failed tokens", body = ErrorBody)))]
 async fn delete_pattern(
     State(state): State<Arc<AppState>>,
     Path(pattern): Path<String>,
@@ -365,6 +429,9 @@ async fn delete_pattern(
     .await
 }
 
+#[utoipa::path(post, path = "/performance/cache/warm", tag = "cache", security(("bearer" = [])),
+    request_body = WarmRequest,
+    responses((status = 200, body = WarmReport), (status = 400, body = ErrorBody), (status = 401, description = "missing or wrong token", body = ErrorBody), (status = 429, description = "too many failed tokens", body = ErrorBody)))]
 async fn warm(
     State(state): State<Arc<AppState>>,
     body: Bytes,
@@ -422,10 +489,15 @@ async fn warm(
 
 const NO_SCALING: &str = "scaling hooks are not part of this build yet: scale with kubectl or the HPA directly; this endpoint validates requests so clients can be tested against it";
 
+#[utoipa::path(get, path = "/performance/scaling/status", tag = "scaling", security(("bearer" = [])),
+    responses((status = 200, body = ScalingStatus), (status = 501, body = ErrorBody), (status = 401, description = "missing or wrong token", body = ErrorBody), (status = 429, description = "too many failed tokens", body = ErrorBody)))]
 async fn scaling_status() -> ApiError {
     ApiError::NotImplemented(NO_SCALING.into())
 }
 
+#[utoipa::path(post, path = "/performance/scaling/event", tag = "scaling", security(("bearer" = [])),
+    request_body = ScalingEventRequest,
+    responses((status = 200, body = ScheduledEvent), (status = 400, body = ErrorBody), (status = 501, body = ErrorBody), (status = 401, description = "missing or wrong token", body = ErrorBody), (status = 429, description = "too many failed tokens", body = ErrorBody)))]
 async fn scaling_event(body: Bytes) -> Result<Response, ApiError> {
     let request: ScalingEventRequest = parse(&body)?;
     request.validate().map_err(|e| ApiError::BadRequest {
@@ -435,6 +507,9 @@ async fn scaling_event(body: Bytes) -> Result<Response, ApiError> {
     Err(ApiError::NotImplemented(NO_SCALING.into()))
 }
 
+#[utoipa::path(post, path = "/performance/scaling/emergency", tag = "scaling", security(("bearer" = [])),
+    request_body = EmergencyScaleRequest,
+    responses((status = 200, body = ScalingStatus), (status = 400, body = ErrorBody), (status = 501, body = ErrorBody), (status = 401, description = "missing or wrong token", body = ErrorBody), (status = 429, description = "too many failed tokens", body = ErrorBody)))]
 async fn scaling_emergency(body: Bytes) -> Result<Response, ApiError> {
     let request: EmergencyScaleRequest = parse(&body)?;
     request.validate().map_err(|e| ApiError::BadRequest {
@@ -451,6 +526,9 @@ pub struct TraceQuery {
     pub limit: Option<usize>,
 }
 
+#[utoipa::path(get, path = "/performance/apm/traces", tag = "apm", security(("bearer" = [])),
+    params(("limit" = Option<usize>, Query, description = "Most traces per list, 1–512 (default 50)")),
+    responses((status = 200, description = "Recent and slowest requests", body = Object), (status = 400, body = ErrorBody), (status = 401, description = "missing or wrong token", body = ErrorBody), (status = 429, description = "too many failed tokens", body = ErrorBody)))]
 async fn traces(
     State(state): State<Arc<AppState>>,
     Query(query): Query<TraceQuery>,
@@ -462,6 +540,8 @@ async fn traces(
     Ok(Json(state.traces.report(limit)))
 }
 
+#[utoipa::path(get, path = "/performance/apm/slow-queries", tag = "apm", security(("bearer" = [])),
+    responses((status = 200, description = "Statements over the slow-query threshold, newest first", body = Object), (status = 401, description = "missing or wrong token", body = ErrorBody), (status = 429, description = "too many failed tokens", body = ErrorBody)))]
 async fn slow_queries(State(state): State<Arc<AppState>>) -> Json<Value> {
     match &state.db {
         None => Json(json!({ "configured": false, "queries": [] })),
