@@ -10,5 +10,6 @@ pub mod cdn;
 pub mod config;
 pub mod db;
 pub mod observe;
+pub mod profile;
 pub mod purge;
 pub mod state;

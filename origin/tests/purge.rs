@@ -454,3 +454,75 @@ async fn repeated_wrong_tokens_are_locked_out() {
     );
     assert!(r.headers().contains_key("retry-after"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cpu_profile_comes_back_as_folded_stacks() {
+    let origin = OriginProcess::start(&[]);
+    let client = http();
+    let post = reqwest::Method::POST;
+    let (status, reply) = admin(
+        &client,
+        &origin,
+        post.clone(),
+        "/performance/apm/profile",
+        Some(json!({ "seconds": 0 })),
+    )
+    .await;
+    assert_eq!(
+        (status, reply["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("seconds"))
+    );
+
+    let busy_url = origin.url("/api/elections/1/ballot");
+    let load_client = client.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_load = stop.clone();
+    let load = tokio::spawn(async move {
+        let mut sent = 0u64;
+        while !stop_load.load(std::sync::atomic::Ordering::Relaxed) {
+            if load_client.get(&busy_url).send().await.is_ok() {
+                sent += 1;
+            }
+        }
+        sent
+    });
+    let first = admin(
+        &client,
+        &origin,
+        post.clone(),
+        "/performance/apm/profile",
+        Some(json!({ "seconds": 2 })),
+    );
+    let second = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        admin(
+            &client,
+            &origin,
+            post.clone(),
+            "/performance/apm/profile",
+            Some(json!({ "seconds": 1 })),
+        )
+        .await
+    };
+    let ((status, folded), (busy, busy_reply)) = tokio::join!(first, second);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = load.await.expect("load task");
+    assert!(sent > 0, "the load reached the origin");
+    assert_eq!(status, 200, "{folded}");
+    assert_eq!(busy, 409, "{busy_reply}");
+    let text = folded.as_str().expect("folded stacks are text");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        !lines.is_empty(),
+        "no samples while serving {sent} requests"
+    );
+    for line in &lines {
+        let (stack, count) = line.rsplit_once(' ').expect("`stack count`");
+        assert!(count.parse::<u64>().is_ok_and(|n| n > 0), "{line}");
+        assert!(!stack.is_empty());
+    }
+    assert!(
+        text.contains("surge_origin"),
+        "the origin's own frames are named: {text}"
+    );
+}

@@ -41,7 +41,48 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/scaling/emergency", post(scaling_emergency))
         .route("/apm/traces", get(traces))
         .route("/apm/slow-queries", get(slow_queries))
+        .route("/apm/profile", post(profile))
         .route("/openapi.json", get(openapi))
+}
+
+/// `POST /performance/apm/profile` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileRequest {
+    /// How long to sample, 1–30 s.
+    pub seconds: u64,
+}
+
+#[utoipa::path(post, path = "/performance/apm/profile", tag = "apm", security(("bearer" = [])),
+    request_body = ProfileRequest,
+    responses((status = 200, description = "Folded stacks (`thread;root;…;leaf samples` per line) for flamegraph tools", content_type = "text/plain", body = String),
+        (status = 400, body = ErrorBody), (status = 409, description = "a profile is already running", body = ErrorBody),
+        (status = 401, description = "missing or wrong token", body = ErrorBody)))]
+async fn profile(body: Bytes) -> Result<Response, ApiError> {
+    let request: ProfileRequest = parse(&body)?;
+    if !(1..=crate::profile::MAX_SECONDS).contains(&request.seconds) {
+        return Err(ApiError::bad(
+            "seconds",
+            format!("profile for 1 to {} seconds", crate::profile::MAX_SECONDS),
+        ));
+    }
+    let duration = Duration::from_secs(request.seconds);
+    let folded = tokio::task::spawn_blocking(move || crate::profile::folded_stacks(duration))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| match e {
+            crate::profile::ProfileError::Busy => ApiError::Conflict {
+                code: "profile_running",
+                message: e.to_string(),
+            },
+            crate::profile::ProfileError::Failed(m) => ApiError::Internal(m),
+        })?;
+    let mut response = folded.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    Ok(response)
 }
 
 /// The admin API's OpenAPI document.
@@ -53,7 +94,7 @@ pub fn routes() -> Router<Arc<AppState>> {
     ),
     paths(
         health, metrics, stats, cache_stats, cache_key, invalidate, delete_pattern, warm,
-        scaling_status, scaling_event, scaling_emergency, traces, slow_queries
+        scaling_status, scaling_event, scaling_emergency, traces, slow_queries, profile
     ),
     modifiers(&BearerAuth)
 )]
