@@ -5,7 +5,8 @@
 //! - `test`: `setup`, then the whole suite: wasm32 builds of the shared and edge crates, the
 //!   benches in quick mode, doc tests, and the unit, property and real-service integration
 //!   tests (nextest when installed, else `cargo test`).
-//! - `run`: starts Surge locally (the origin with embedded defaults).
+//! - `run`: starts Surge locally (`stack`): Postgres primary + replica, Redis and the origin
+//!   when installed, else the origin with its embedded demo store; `--edge` adds the Worker.
 //! - `worker-build`: builds the edge Worker (`wrangler.toml`'s build command) unless the build
 //!   is newer than every source it comes from.
 
@@ -13,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use clap::{Parser, Subcommand};
+
+mod stack;
 
 #[derive(Parser)]
 #[command(about = "Surge project automation")]
@@ -27,8 +30,16 @@ enum Task {
     Setup,
     /// Run the whole test suite (runs `setup` first).
     Test,
-    /// Start Surge locally.
-    Run,
+    /// Start Surge locally: the real stack (Postgres primary + replica, Redis) when
+    /// installed, else the origin with its embedded demo store.
+    Run {
+        /// Use the embedded demo store even when Postgres and Redis are installed.
+        #[arg(long)]
+        embedded: bool,
+        /// Also start the edge Worker under `wrangler dev` in front of the origin.
+        #[arg(long)]
+        edge: bool,
+    },
     /// Build the edge Worker into edge/build (skipped when up to date).
     WorkerBuild,
 }
@@ -43,7 +54,7 @@ fn main() -> ExitCode {
     let result = match cli.task {
         Task::Setup => setup(),
         Task::Test => setup().and_then(|()| test()),
-        Task::Run => run(),
+        Task::Run { embedded, edge } => stack::run(&stack::RunOptions { embedded, edge }),
         Task::WorkerBuild => worker_build(),
     };
     match result {
@@ -305,9 +316,4 @@ fn test() -> Step {
         status(cargo().args(["test", "--workspace", "--lib", "--bins", "--tests"]))?;
     }
     Ok(())
-}
-
-fn run() -> Step {
-    println!("xtask: starting surge-origin with embedded defaults (Ctrl-C stops it)");
-    status(cargo().args(["run", "--release", "-p", "surge-origin"]))
 }

@@ -1,0 +1,193 @@
+//! `cargo xtask run`: Surge on this machine. With PostgreSQL and Redis installed, the real
+//! stack on loopback — a Postgres primary with a streaming replica, Redis, migrations and the
+//! demo election — under the origin; without them (or with `--embedded`), the origin alone
+//! with its in-process demo store. `--edge` puts the Worker under `wrangler dev` in front.
+//! Services live in temporary directories and stop with Ctrl-C.
+
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use surge_testkit::postgres::PgPair;
+use surge_testkit::redis::RedisServer;
+use surge_testkit::wrangler::WranglerDev;
+
+use crate::{Failure, Step, cargo, on_path, postgres_server_present, root, status};
+
+/// What `run` was asked for.
+pub struct RunOptions {
+    /// Skip Postgres and Redis even when installed.
+    pub embedded: bool,
+    /// Start the edge Worker too.
+    pub edge: bool,
+}
+
+fn random_hex(bytes: usize) -> String {
+    use std::io::Read;
+    let mut buf = vec![0u8; bytes];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .is_err()
+    {
+        let seed = std::process::id() as u8;
+        buf.iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b = seed.wrapping_mul(i as u8 + 31));
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn env_or(name: &str, default: impl FnOnce() -> String) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(default)
+}
+
+struct Services {
+    _pg: Option<PgPair>,
+    _redis: Option<RedisServer>,
+    env: Vec<(&'static str, String)>,
+    summary: Vec<String>,
+}
+
+fn start_services(embedded: bool) -> Result<Services, Failure> {
+    let configured =
+        std::env::var_os("DATABASE_URL").is_some() || std::env::var_os("REDIS_URL").is_some();
+    let mut services = Services {
+        _pg: None,
+        _redis: None,
+        env: Vec::new(),
+        summary: Vec::new(),
+    };
+    if embedded || configured {
+        services.summary.push(if configured {
+            "data and cache: as configured by DATABASE_URL / REDIS_URL".into()
+        } else {
+            "data: embedded demo store (in memory); cache: L1 only".into()
+        });
+        return Ok(services);
+    }
+    if !postgres_server_present() || !on_path("redis-server") {
+        services.summary.push(
+            "data: embedded demo store (install postgresql and redis-server, or run `cargo xtask setup`, for the real stack)".into(),
+        );
+        return Ok(services);
+    }
+    println!("xtask: starting PostgreSQL primary + streaming replica and Redis on 127.0.0.1");
+    let pg = PgPair::start().map_err(|e| Failure(format!("PostgreSQL: {e}")))?;
+    let redis = RedisServer::start().map_err(|e| Failure(format!("Redis: {e}")))?;
+    services.env = vec![
+        ("DATABASE_URL", pg.primary.url("postgres")),
+        ("DATABASE_REPLICA_URLS", pg.replica.url("postgres")),
+        ("SURGE_SEED_DEMO", "true".into()),
+        ("REDIS_URL", redis.url()),
+    ];
+    services.summary = vec![
+        format!("postgres primary: {}", pg.primary.url("postgres")),
+        format!(
+            "postgres replica: {} (streaming)",
+            pg.replica.url("postgres")
+        ),
+        format!("redis: {}", redis.url()),
+    ];
+    services._pg = Some(pg);
+    services._redis = Some(redis);
+    Ok(services)
+}
+
+fn terminate(child: &mut Child) {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .ok();
+    for _ in 0..100 {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().ok();
+    child.wait().ok();
+}
+
+/// Runs the local stack until Ctrl-C.
+pub fn run(options: &RunOptions) -> Step {
+    status(cargo().args(["build", "--release", "-p", "surge-origin"]))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+        .map_err(|e| Failure(format!("cannot handle Ctrl-C: {e}")))?;
+
+    let services = start_services(options.embedded)?;
+    let listen = env_or("SURGE_LISTEN", || "127.0.0.1:8080".into());
+    let token = env_or("SURGE_ADMIN_TOKEN", || random_hex(16));
+    let mut command = Command::new(root().join("target/release/surge-origin"));
+    command
+        .env("SURGE_LISTEN", &listen)
+        .env("SURGE_ADMIN_TOKEN", &token)
+        .env(
+            "SURGE_INSECURE_COOKIES",
+            env_or("SURGE_INSECURE_COOKIES", || "true".into()),
+        )
+        .env(
+            "SURGE_COOKIE_KEYS",
+            env_or("SURGE_COOKIE_KEYS", || random_hex(32)),
+        );
+    for (name, value) in &services.env {
+        command.env(name, value);
+    }
+    let mut origin = command
+        .spawn()
+        .map_err(|e| Failure(format!("cannot start surge-origin: {e}")))?;
+
+    let edge = if options.edge {
+        std::thread::sleep(Duration::from_millis(500));
+        let geo = format!(
+            r#"{{"regions":{{"local":{{"origin":"http://{listen}","timeout":"5s"}}}},"countries":{{}},"default":["local"]}}"#
+        );
+        println!("xtask: starting the edge Worker under wrangler dev (builds it first if needed)");
+        match WranglerDev::start(&[("SURGE_GEO", &geo)], None) {
+            Ok(edge) => Some(edge),
+            Err(e) => {
+                terminate(&mut origin);
+                return Err(Failure(format!(
+                    "the edge did not start: {e} (run `cargo xtask setup` for wrangler and the Worker tools)"
+                )));
+            }
+        }
+    } else {
+        None
+    };
+
+    println!("\nxtask: Surge is running (Ctrl-C stops everything)");
+    for line in &services.summary {
+        println!("  {line}");
+    }
+    println!("  origin: http://{listen}  (try /elections/1 and /api/elections/1/results)");
+    if let Some(edge) = &edge {
+        println!(
+            "  edge:   {}  (the Worker, caching in front of the origin)",
+            edge.url("/")
+        );
+    }
+    println!(
+        "  admin:  curl -H 'Authorization: Bearer {token}' http://{listen}/performance/health"
+    );
+
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            println!("\nxtask: stopping");
+            terminate(&mut origin);
+            return Ok(());
+        }
+        match origin.try_wait() {
+            Ok(Some(exit)) => {
+                return Err(Failure(format!("surge-origin exited ({exit})")));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => return Err(Failure(format!("cannot watch surge-origin: {e}"))),
+        }
+    }
+}
