@@ -103,10 +103,11 @@ fn is_root() -> bool {
 }
 
 /// Debian packages the suite needs: (program that proves it is installed, package).
-const APT_PACKAGES: [(&str, &str); 3] = [
+const APT_PACKAGES: [(&str, &str); 4] = [
     ("redis-server", "redis-server"),
     ("redis-cli", "redis-tools"),
     ("psql", "postgresql-client"),
+    ("chromium", "chromium"),
 ];
 
 /// Rust targets the suite builds for.

@@ -88,9 +88,10 @@ pub fn render_election(ballot: &Ballot) -> String {
 /// The results page.
 pub fn render_results(title: &str, results: &Results) -> String {
     let mut body = format!(
-        "<h1>{} — results</h1><p id=\"total\">{} votes counted</p><ul id=\"tallies\">",
+        "<h1>{} — results</h1><p id=\"total\">{} vote{} counted</p><ul id=\"tallies\">",
         escape(title),
-        results.total
+        results.total,
+        if results.total == 1 { "" } else { "s" }
     );
     for t in &results.tallies {
         let share = if results.total > 0 {
