@@ -31,7 +31,7 @@ fn rendered_dom(url: &str, profile: &Path) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn chromium_sees_the_election_pages_through_the_edge() {
-    let origin = OriginProcess::start(&[("SURGE_PURGE_COALESCE", "100ms".into())]);
+    let mut origin = OriginProcess::start(&[("SURGE_PURGE_COALESCE", "100ms".into())]);
     let geo = format!(
         r#"{{"regions":{{"local":{{"origin":"{}","timeout":"5s"}}}},"countries":{{}},"default":["local"]}}"#,
         origin.url("")
@@ -65,9 +65,23 @@ async fn chromium_sees_the_election_pages_through_the_edge() {
         .send()
         .await
         .expect("vote through the edge");
-    assert_eq!(vote.status(), 201, "{}", edge.log_tail());
+    assert_eq!(
+        vote.status(),
+        201,
+        "{}\n{}",
+        edge.log_tail(),
+        origin.log_tail()
+    );
     eventually("the results page to count the vote", async || {
         rendered_dom(&edge.url("/elections/1/results"), profile.path()).contains("1 vote counted")
     })
     .await;
+
+    // With the origin gone, the browser still gets the election page from the edge's copy.
+    origin.kill();
+    let page = rendered_dom(&edge.url("/elections/1"), profile.path());
+    assert!(
+        page.contains("<h1 id=\"title\">General Election 2026</h1>"),
+        "{page}"
+    );
 }
