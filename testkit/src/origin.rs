@@ -87,6 +87,9 @@ pub struct TestOrigin {
     log: Arc<Mutex<Vec<Seen>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    /// While stopped: a socket bound to the port but not listening, so connections are
+    /// refused and no other test can take the port.
+    hold: Option<socket2::Socket>,
 }
 
 impl TestOrigin {
@@ -98,6 +101,7 @@ impl TestOrigin {
             log: Arc::new(Mutex::new(Vec::new())),
             stop: Arc::new(AtomicBool::new(false)),
             thread: None,
+            hold: None,
         };
         origin.resume()?;
         Ok(origin)
@@ -120,11 +124,12 @@ impl TestOrigin {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
-    /// Stops listening: new connections are refused.
+    /// Stops listening: new connections are refused, and the port stays reserved.
     pub fn stop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
             t.join().ok();
+            self.hold = hold_port(self.port);
         }
     }
 
@@ -133,6 +138,7 @@ impl TestOrigin {
         if self.thread.is_some() {
             return Ok(());
         }
+        self.hold = None;
         let server = tiny_http::Server::http(("127.0.0.1", self.port)).map_err(|e| {
             HarnessError::Command {
                 command: format!("test origin on port {}", self.port),
@@ -187,6 +193,15 @@ impl TestOrigin {
         }));
         Ok(())
     }
+}
+
+/// Binds `port` on 127.0.0.1 without listening.
+fn hold_port(port: u16) -> Option<socket2::Socket> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+    socket.set_reuse_address(true).ok()?;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    socket.bind(&addr.into()).ok()?;
+    Some(socket)
 }
 
 impl Drop for TestOrigin {
