@@ -9,7 +9,6 @@ pub mod cache;
 pub mod cdn;
 pub mod config;
 pub mod db;
-pub mod observe;
-pub mod profile;
 pub mod purge;
 pub mod state;
+pub mod telemetry;

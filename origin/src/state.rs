@@ -18,8 +18,8 @@ use crate::db::migrate;
 use crate::db::pool::{DbPool, PoolSettings};
 use crate::db::router::{ReplicaConfig, ReplicaRouter};
 use crate::db::slowlog::SlowLog;
-use crate::observe::{Metrics, TraceLog};
 use crate::purge::Purger;
+use crate::telemetry::{Metrics, TraceLog};
 
 /// How often replica lag is measured.
 const LAG_PROBE: Duration = Duration::from_millis(500);

@@ -60,23 +60,27 @@ pub struct ProfileRequest {
         (status = 401, description = "missing or wrong token", body = ErrorBody)))]
 async fn profile(body: Bytes) -> Result<Response, ApiError> {
     let request: ProfileRequest = parse(&body)?;
-    if !(1..=crate::profile::MAX_SECONDS).contains(&request.seconds) {
+    if !(1..=crate::telemetry::profile::MAX_SECONDS).contains(&request.seconds) {
         return Err(ApiError::bad(
             "seconds",
-            format!("profile for 1 to {} seconds", crate::profile::MAX_SECONDS),
+            format!(
+                "profile for 1 to {} seconds",
+                crate::telemetry::profile::MAX_SECONDS
+            ),
         ));
     }
     let duration = Duration::from_secs(request.seconds);
-    let folded = tokio::task::spawn_blocking(move || crate::profile::folded_stacks(duration))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| match e {
-            crate::profile::ProfileError::Busy => ApiError::Conflict {
-                code: "profile_running",
-                message: e.to_string(),
-            },
-            crate::profile::ProfileError::Failed(m) => ApiError::Internal(m),
-        })?;
+    let folded =
+        tokio::task::spawn_blocking(move || crate::telemetry::profile::folded_stacks(duration))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(|e| match e {
+                crate::telemetry::profile::ProfileError::Busy => ApiError::Conflict {
+                    code: "profile_running",
+                    message: e.to_string(),
+                },
+                crate::telemetry::profile::ProfileError::Failed(m) => ApiError::Internal(m),
+            })?;
     let mut response = folded.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -573,7 +577,7 @@ pub struct TraceQuery {
 async fn traces(
     State(state): State<Arc<AppState>>,
     Query(query): Query<TraceQuery>,
-) -> Result<Json<crate::observe::TraceReport>, ApiError> {
+) -> Result<Json<crate::telemetry::TraceReport>, ApiError> {
     let limit = query.limit.unwrap_or(50);
     if !(1..=512).contains(&limit) {
         return Err(ApiError::bad("limit", "must be between 1 and 512"));

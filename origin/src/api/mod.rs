@@ -18,8 +18,8 @@ use axum::{Json, Router, middleware};
 use serde_json::{Value, json};
 
 use crate::cache::now_ms;
-use crate::observe::Trace;
 pub use crate::state::AppState;
+use crate::telemetry::Trace;
 
 /// Largest request body accepted anywhere (the policy's per-route limits are smaller).
 const MAX_BODY: usize = 64 * 1024;

@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 use super::model::{Ballot, Cast, LoginRequest, NewVote, VoteRequest, validate_voter_id};
 use super::respond::{Page, cached, unavailable};
 use super::session::COOKIE;
+use super::store::{ElectionStore, StoreError};
 use crate::api::error::ApiError;
 use crate::cache::options::EntryOptions;
 use crate::state::AppState;
@@ -43,6 +44,34 @@ pub async fn elections(
     .await
 }
 
+/// Serves one election's JSON view of `fetch`, through the cache; 404 when it is missing.
+async fn by_id<T, F, Fut>(
+    state: Arc<AppState>,
+    raw: &str,
+    uri: Uri,
+    headers: HeaderMap,
+    fetch: F,
+) -> Result<Response, ApiError>
+where
+    T: Serialize,
+    F: Fn(Arc<dyn ElectionStore>, i64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Option<T>, StoreError>> + Send + 'static,
+{
+    let id = election_id(raw)?;
+    let store = state.store.clone();
+    let fetch = Arc::new(fetch);
+    Ok(cached(&state, &uri, &headers, move || {
+        let (store, fetch) = (store.clone(), fetch.clone());
+        async move {
+            Ok(match fetch(store, id).await? {
+                Some(value) => Page::json(&value),
+                None => Page::not_found(&format!("election {id}")),
+            })
+        }
+    })
+    .await)
+}
+
 /// `GET /api/elections/{id}`
 pub async fn election(
     State(state): State<Arc<AppState>>,
@@ -50,18 +79,10 @@ pub async fn election(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let id = election_id(&id)?;
-    let store = state.store.clone();
-    Ok(cached(&state, &uri, &headers, move || {
-        let store = store.clone();
-        async move {
-            Ok(match store.election(id).await? {
-                Some(e) => Page::json(&e),
-                None => Page::not_found(&format!("election {id}")),
-            })
-        }
+    by_id(state, &id, uri, headers, |store, id| async move {
+        store.election(id).await
     })
-    .await)
+    .await
 }
 
 /// `GET /api/elections/{id}/ballot`
@@ -71,18 +92,10 @@ pub async fn ballot(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let id = election_id(&id)?;
-    let store = state.store.clone();
-    Ok(cached(&state, &uri, &headers, move || {
-        let store = store.clone();
-        async move {
-            Ok(match store.ballot(id).await? {
-                Some(b) => Page::json(&b),
-                None => Page::not_found(&format!("election {id}")),
-            })
-        }
+    by_id(state, &id, uri, headers, |store, id| async move {
+        store.ballot(id).await
     })
-    .await)
+    .await
 }
 
 /// `GET /api/elections/{id}/results`
@@ -92,18 +105,10 @@ pub async fn results(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let id = election_id(&id)?;
-    let store = state.store.clone();
-    Ok(cached(&state, &uri, &headers, move || {
-        let store = store.clone();
-        async move {
-            Ok(match store.results(id).await? {
-                Some(r) => Page::json(&r),
-                None => Page::not_found(&format!("election {id}")),
-            })
-        }
+    by_id(state, &id, uri, headers, |store, id| async move {
+        store.results(id).await
     })
-    .await)
+    .await
 }
 
 /// What `POST /api/login` answers.

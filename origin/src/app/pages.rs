@@ -7,11 +7,12 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use super::handlers::election_id;
 use super::model::{Ballot, Results};
 use super::respond::{Page, cached};
+use super::store::{ElectionStore, StoreError};
 use crate::state::AppState;
 
 /// Escapes text for HTML element content and quoted attributes.
@@ -115,6 +116,37 @@ pub fn render_results(title: &str, results: &Results) -> String {
     layout(&format!("{title} — results"), &body)
 }
 
+/// Serves the page `render` makes for one election, through the cache; an HTML 404 when the
+/// id is not an election.
+async fn page<F, Fut>(
+    state: Arc<AppState>,
+    raw: &str,
+    uri: Uri,
+    headers: HeaderMap,
+    render: F,
+) -> Response
+where
+    F: Fn(Arc<dyn ElectionStore>, i64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Option<String>, StoreError>> + Send + 'static,
+{
+    let id = election_id(raw).unwrap_or(0);
+    let store = state.store.clone();
+    let render = Arc::new(render);
+    cached(&state, &uri, &headers, move || {
+        let (store, render) = (store.clone(), render.clone());
+        async move {
+            if id == 0 {
+                return Ok(not_found(0));
+            }
+            Ok(match render(store, id).await? {
+                Some(html) => Page::html(200, html),
+                None => not_found(id),
+            })
+        }
+    })
+    .await
+}
+
 /// `GET /elections/{id}`
 pub async fn election(
     State(state): State<Arc<AppState>>,
@@ -122,21 +154,10 @@ pub async fn election(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let Ok(id) = election_id(&raw) else {
-        return cached(&state, &uri, &headers, || async { Ok(not_found(0)) }).await;
-    };
-    let store = state.store.clone();
-    cached(&state, &uri, &headers, move || {
-        let store = store.clone();
-        async move {
-            Ok(match store.ballot(id).await? {
-                Some(b) => Page::html(200, render_election(&b)),
-                None => not_found(id),
-            })
-        }
+    page(state, &raw, uri, headers, |store, id| async move {
+        Ok(store.ballot(id).await?.map(|b| render_election(&b)))
     })
     .await
-    .into_response()
 }
 
 /// `GET /elections/{id}/results`
@@ -146,21 +167,14 @@ pub async fn results(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let Ok(id) = election_id(&raw) else {
-        return cached(&state, &uri, &headers, || async { Ok(not_found(0)) }).await;
-    };
-    let store = state.store.clone();
-    cached(&state, &uri, &headers, move || {
-        let store = store.clone();
-        async move {
-            let Some(election) = store.election(id).await? else {
-                return Ok(not_found(id));
-            };
-            Ok(match store.results(id).await? {
-                Some(r) => Page::html(200, render_results(&election.title, &r)),
-                None => not_found(id),
-            })
-        }
+    page(state, &raw, uri, headers, |store, id| async move {
+        let Some(election) = store.election(id).await? else {
+            return Ok(None);
+        };
+        Ok(store
+            .results(id)
+            .await?
+            .map(|r| render_results(&election.title, &r)))
     })
     .await
 }

@@ -1,7 +1,9 @@
 //! What the origin knows about its own traffic: request latency histograms by route and
-//! status class (Prometheus text via `prometheus-client`), and a trace log of recent and
-//! slowest requests for `GET /performance/apm/traces`. Routes are the policy's route names,
-//! so label cardinality is bounded by the policy.
+//! status class (Prometheus text via `prometheus-client`), a trace log of recent and slowest
+//! requests for `GET /performance/apm/traces`, and CPU profiles on demand (`profile`).
+//! Routes are the policy's route names, so label cardinality is bounded by the policy.
+
+pub mod profile;
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
