@@ -1,5 +1,7 @@
 //! Surge's benchmarks: inputs shaped like election-night traffic, shared by the criterion
-//! suites in `benches/`.
+//! suites in `benches/`, and the `surge-load` load generator (`load`).
+
+pub mod load;
 
 /// Request URLs as browsers send them: tracking parameters, unsorted queries, mixed case.
 pub fn election_urls() -> Vec<String> {

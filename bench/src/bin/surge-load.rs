@@ -1,0 +1,203 @@
+//! `surge-load`: runs an election-day scenario against the edge or the origin and reports
+//! latency (from each request's intended start), errors, cache status mix and throughput;
+//! compares a run with a baseline; searches for the maximum sustainable rate.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use surge_bench::load::capacity::{CapacitySettings, capacity};
+use surge_bench::load::compare::{compare, table};
+use surge_bench::load::report::Report;
+use surge_bench::load::runner::{RunSettings, run};
+use surge_bench::load::scenario::Scenario;
+use surge_bench::load::threshold::{Threshold, broken};
+
+#[derive(Parser)]
+#[command(
+    name = "surge-load",
+    about = "Load generator for Surge's election-day scenarios"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct Target {
+    /// Scenario file (TOML), e.g. bench/scenarios/election-day.toml.
+    #[arg(long)]
+    scenario: PathBuf,
+    /// Base URL of the edge or the origin.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    target: String,
+    /// Multiply the scenario's rates (open) or users (closed), e.g. 0.01 for one machine.
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
+    /// Multiply every duration of the scenario, e.g. 0.01 for a minute-long peak.
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
+    /// Per-request timeout.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Seed of the step and placeholder draws.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Pass/fail criteria, e.g. 'p99<1000ms', 'errors<0.1%', 'p99{step=cast_vote}<800ms'.
+    #[arg(long = "threshold")]
+    thresholds: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a scenario; exit 1 when a threshold breaks.
+    Run {
+        #[command(flatten)]
+        target: Target,
+        /// Write the JSON report here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Write the HTML report here.
+        #[arg(long)]
+        html: Option<PathBuf>,
+        /// No live progress line.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Compare a report with a baseline; exit 1 on a regression beyond the tolerance.
+    Compare {
+        /// The baseline report (JSON).
+        baseline: PathBuf,
+        /// The current report (JSON).
+        current: PathBuf,
+        /// Allowed worsening, in %.
+        #[arg(long, default_value_t = 10.0)]
+        tolerance: f64,
+    },
+    /// Step the arrival rate up until a threshold breaks; report the maximum sustainable rate.
+    Capacity {
+        #[command(flatten)]
+        target: Target,
+        /// First rate (requests/s).
+        #[arg(long, default_value_t = 100.0)]
+        start: f64,
+        /// Added per step.
+        #[arg(long, default_value_t = 100.0)]
+        step: f64,
+        /// Highest rate tried.
+        #[arg(long, default_value_t = 100_000.0)]
+        max: f64,
+        /// Time at each rate.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        stage: Duration,
+    },
+}
+
+fn load_scenario(target: &Target) -> Result<Scenario, String> {
+    let path = &target.scenario;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Scenario::from_toml(&text)
+        .and_then(|s| s.scaled(target.scale))
+        .and_then(|s| s.time_scaled(target.time_scale))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn parse_thresholds(texts: &[String]) -> Result<Vec<Threshold>, String> {
+    texts.iter().map(|t| Threshold::parse(t)).collect()
+}
+
+fn read_report(path: &Path) -> Result<Report, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    serde_json::from_str(&text)
+        .map_err(|e| format!("{} is not a surge-load report: {e}", path.display()))
+}
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+async fn main_result(cli: Cli) -> Result<bool, String> {
+    match cli.command {
+        Command::Run {
+            target,
+            out,
+            html,
+            quiet,
+        } => {
+            let scenario = load_scenario(&target)?;
+            let thresholds = parse_thresholds(&target.thresholds)?;
+            let settings = RunSettings {
+                target: target.target,
+                timeout: target.timeout,
+                progress: !quiet,
+                seed: target.seed,
+            };
+            let report = run(&scenario, &settings).await.map_err(|e| e.to_string())?;
+            print!("{}", report.table());
+            if let Some(path) = out {
+                let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+                write(&path, &json)?;
+            }
+            if let Some(path) = html {
+                write(&path, &report.html())?;
+            }
+            let failed = broken(&thresholds, &report)?;
+            for line in &failed {
+                println!("threshold broken: {line}");
+            }
+            Ok(failed.is_empty())
+        }
+        Command::Compare {
+            baseline,
+            current,
+            tolerance,
+        } => {
+            let rows = compare(&read_report(&baseline)?, &read_report(&current)?, tolerance);
+            print!("{}", table(&rows, tolerance));
+            Ok(rows.iter().all(|r| !r.regression))
+        }
+        Command::Capacity {
+            target,
+            start,
+            step,
+            max,
+            stage,
+        } => {
+            let scenario = load_scenario(&target)?;
+            let thresholds = parse_thresholds(&target.thresholds)?;
+            if thresholds.is_empty() {
+                return Err("capacity needs at least one --threshold to know when to stop".into());
+            }
+            let settings = RunSettings {
+                target: target.target,
+                timeout: target.timeout,
+                progress: false,
+                seed: target.seed,
+            };
+            let search = CapacitySettings {
+                start,
+                step,
+                max,
+                stage,
+            };
+            let result = capacity(&scenario, &settings, &search, &thresholds).await?;
+            print!("{}", result.table());
+            Ok(result.max_sustainable.is_some())
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match main_result(Cli::parse()).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("surge-load: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

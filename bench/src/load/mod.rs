@@ -1,0 +1,11 @@
+//! The election-day load generator behind the `surge-load` binary: TOML scenarios
+//! (`scenario`), open and closed load models measured without coordinated omission
+//! (`runner`), reports as JSON, a table and HTML (`report`), k6-style thresholds
+//! (`threshold`), baseline comparison (`compare`) and the capacity search (`capacity`).
+
+pub mod capacity;
+pub mod compare;
+pub mod report;
+pub mod runner;
+pub mod scenario;
+pub mod threshold;
