@@ -23,6 +23,8 @@ use crate::telemetry::{Metrics, TraceLog};
 
 /// How often replica lag is measured.
 const LAG_PROBE: Duration = Duration::from_millis(500);
+/// How often pools close idle connections and top up to their minimum.
+const POOL_MAINTENANCE: Duration = Duration::from_secs(30);
 /// Statements at least this slow go to the slow-query log.
 const SLOW_QUERY: Duration = Duration::from_millis(100);
 
@@ -124,6 +126,17 @@ impl AppState {
                         max_lag: settings.max_lag,
                     });
                 }
+                let pools: Vec<DbPool> = std::iter::once(primary.clone())
+                    .chain(replicas.iter().map(|r| r.pool.clone()))
+                    .collect();
+                tokio::spawn(async move {
+                    loop {
+                        for pool in &pools {
+                            pool.maintain().await;
+                        }
+                        tokio::time::sleep(POOL_MAINTENANCE).await;
+                    }
+                });
                 let router = Arc::new(ReplicaRouter::new(primary, replicas));
                 router.refresh().await;
                 let monitor = Arc::downgrade(&router);

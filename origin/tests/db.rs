@@ -297,3 +297,42 @@ async fn migrations_apply_once_and_queries_are_explained_never_run() {
         .get(0);
     assert_eq!(before, after, "nothing was executed");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_connections_close_down_to_the_minimum_and_the_minimum_stays_warm() {
+    let pg = PgPair::start().expect("postgres");
+    let pool = DbPool::new(
+        &pg.primary.url("postgres"),
+        &PoolSettings {
+            min_idle: 2,
+            idle_timeout: Duration::from_millis(200),
+            ..PoolSettings::default()
+        },
+    )
+    .expect("pool");
+    assert_eq!(pool.stats().size, 0, "connections open lazily");
+    pool.maintain().await;
+    assert_eq!(pool.stats().size, 2, "topped up to min_idle");
+
+    let mut burst = Vec::new();
+    for _ in 0..6 {
+        burst.push(pool.get().await.expect("connection"));
+    }
+    drop(burst);
+    assert_eq!(pool.stats().size, 6);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    pool.maintain().await;
+    assert_eq!(
+        pool.stats().size,
+        2,
+        "idle connections beyond the minimum closed"
+    );
+    let conn = pool.get().await.expect("a kept connection still works");
+    assert_eq!(
+        conn.query_one("SELECT 1", &[])
+            .await
+            .expect("query")
+            .get::<_, i32>(0),
+        1
+    );
+}

@@ -20,6 +20,10 @@ pub struct PoolSettings {
     pub acquire_timeout: Duration,
     /// How long opening a connection may take (retried once).
     pub connect_timeout: Duration,
+    /// Connections kept open even when idle (warm for the next burst).
+    pub min_idle: usize,
+    /// Connections beyond `min_idle` unused this long are closed.
+    pub idle_timeout: Duration,
 }
 
 impl Default for PoolSettings {
@@ -28,6 +32,8 @@ impl Default for PoolSettings {
             max_size: 16,
             acquire_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(2),
+            min_idle: 2,
+            idle_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -53,6 +59,8 @@ pub struct PoolStats {
 #[derive(Clone)]
 pub struct DbPool {
     pool: Pool,
+    min_idle: usize,
+    idle_timeout: Duration,
     latency: Arc<Mutex<Histogram<u64>>>,
     label: String,
 }
@@ -86,6 +94,8 @@ impl DbPool {
             .map_err(|e| DbError::Config(e.to_string()))?;
         Ok(Self {
             pool,
+            min_idle: settings.min_idle.min(settings.max_size.max(1)),
+            idle_timeout: settings.idle_timeout,
             latency: Arc::new(Mutex::new(latency)),
             label: redact(url),
         })
@@ -111,6 +121,26 @@ impl DbPool {
             h.saturating_record(u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX));
         }
         Ok(conn)
+    }
+
+    /// Closes connections idle longer than `idle_timeout` (keeping `min_idle`), then opens
+    /// connections until `min_idle` are there. Run it periodically (`AppState` does, every
+    /// 30 s); an unreachable server leaves the pool as it is.
+    pub async fn maintain(&self) {
+        let mut kept = 0usize;
+        let (min, timeout) = (self.min_idle, self.idle_timeout);
+        self.pool.retain(|_, metrics| {
+            kept += 1;
+            kept <= min || metrics.last_used() < timeout
+        });
+        let missing = min.saturating_sub(self.pool.status().size);
+        let mut warm = Vec::with_capacity(missing);
+        for _ in 0..missing {
+            match self.pool.get().await {
+                Ok(conn) => warm.push(conn),
+                Err(_) => break,
+            }
+        }
     }
 
     /// Size, idle, waiting and acquire latency.
