@@ -59,8 +59,10 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_for() {
-  for _ in $(seq 1 100); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done
-  echo "compare-anchors: $1 did not answer" >&2; exit 1
+  for _ in $(seq 1 100); do curl -fsS -o /dev/null "$1" 2>"$work/curl.log" && return 0; sleep 0.1; done
+  echo "compare-anchors: $1 did not answer; logs:" >&2
+  tail -n 20 "$work"/*.log "$work"/nginx/error.log >&2 2>/dev/null || true
+  exit 1
 }
 
 origin_port=$(free_port) nginx_port=$(free_port) varnish_port=$(free_port)
@@ -97,6 +99,11 @@ http {
   }
 }
 NGINX
+if [[ $EUID -eq 0 ]]; then
+  # nginx's workers drop to nobody: let them reach the cache.
+  chmod 755 "$work"
+  chown -R nobody:nogroup "$work/nginx"
+fi
 nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
 pids+=($!)
 

@@ -56,6 +56,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Recent and slowest requests.
     pub traces: Arc<TraceLog>,
+    /// Canonical keys of recent request URLs.
+    pub keys: crate::app::respond::KeyMemo,
     /// Failed admin authentications per client address.
     pub admin_failures: moka::sync::Cache<std::net::IpAddr, u32>,
     /// When the process started.
@@ -179,6 +181,7 @@ impl AppState {
             sessions,
             metrics: Arc::new(Metrics::default()),
             traces: Arc::new(TraceLog::new(512)),
+            keys: crate::app::respond::KeyMemo::new(100_000),
             admin_failures: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(60))

@@ -99,6 +99,46 @@ pub fn request_url(uri: &Uri, headers: &HeaderMap) -> String {
     format!("{scheme}://{host}{path}")
 }
 
+/// Remembers the canonical key of recent request URLs, so a hot URL is parsed and
+/// canonicalised once rather than on every hit. The memo is keyed by everything the key
+/// depends on: the URL as addressed and the raw values of the variant headers.
+pub struct KeyMemo {
+    memo: moka::sync::Cache<String, Arc<CacheKey>>,
+}
+
+impl KeyMemo {
+    /// A memo of at most `capacity` URLs.
+    pub fn new(capacity: u64) -> Self {
+        Self {
+            memo: moka::sync::Cache::new(capacity),
+        }
+    }
+
+    /// The request's key under `config`.
+    pub fn key_for(
+        &self,
+        config: &surge_shared::key::KeyConfig,
+        uri: &Uri,
+        headers: &HeaderMap,
+    ) -> Result<Arc<CacheKey>, surge_shared::key::KeyError> {
+        let url = request_url(uri, headers);
+        let mut memo_key = url.clone();
+        for name in ["accept-encoding", "accept-language"] {
+            memo_key.push('\n');
+            for value in headers.get_all(name) {
+                memo_key.push_str(value.to_str().unwrap_or("\u{fffd}"));
+                memo_key.push(',');
+            }
+        }
+        if let Some(key) = self.memo.get(&memo_key) {
+            return Ok(key);
+        }
+        let key = Arc::new(CacheKey::new(config, "GET", &url, &Headers(headers))?);
+        self.memo.insert(memo_key, key.clone());
+        Ok(key)
+    }
+}
+
 /// A store failure as the client sees it.
 pub fn unavailable(e: &StoreError) -> ApiError {
     match e {
@@ -133,8 +173,7 @@ where
     let cacheable = route.class.is_shared_cacheable()
         && (layers.contains(Layer::L1) || layers.contains(Layer::L2));
     let lookup = if cacheable {
-        let url = request_url(uri, headers);
-        let key = match CacheKey::new(&policy.key, "GET", &url, &Headers(headers)) {
+        let key = match state.keys.key_for(&policy.key, uri, headers) {
             Ok(key) => key,
             Err(e) => return ApiError::bad("url", e.to_string()).into_response(),
         };

@@ -517,6 +517,9 @@ impl Inner {
         if entry.meta.tags.is_empty() {
             return true;
         }
+        if let Some(valid) = self.tags.check_local(&entry.meta.tags) {
+            return valid;
+        }
         let names: Vec<String> = entry.meta.tags.iter().map(|(t, _)| t.clone()).collect();
         let current = self.tags.get(&names, self.l2.as_ref()).await;
         entry

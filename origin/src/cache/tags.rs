@@ -64,6 +64,23 @@ impl TagVersions {
         out
     }
 
+    /// Whether every `(tag, version)` is current, answered from memory alone (no allocation,
+    /// one lock): `None` when some version is unknown or due for a re-read from L2.
+    pub fn check_local(&self, tags: &[(String, u64)]) -> Option<bool> {
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        for (name, version) in tags {
+            let current = match known.get(name) {
+                Some((v, at)) if !self.with_l2 || at.elapsed() < REFRESH_AFTER => *v,
+                None if !self.with_l2 => 0,
+                _ => return None,
+            };
+            if current != *version {
+                return Some(false);
+            }
+        }
+        Some(true)
+    }
+
     /// Records versions (keeping the higher of old and new).
     pub fn set(&self, versions: &[(String, u64)]) {
         let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
@@ -108,5 +125,27 @@ mod tests {
         assert_eq!(t.bump_local(&names[..1]), [("a".to_string(), 1)]);
         t.set(&[("a".into(), 0), ("b".into(), 4)]);
         assert_eq!(futures_executor::block_on(t.get(&names, None)), [1, 4]);
+    }
+
+    #[test]
+    fn the_local_check_answers_only_what_memory_knows() {
+        let local = TagVersions::new(false);
+        assert_eq!(local.check_local(&[("a".into(), 0)]), Some(true));
+        local.bump_local(&["a".to_string()]);
+        assert_eq!(local.check_local(&[("a".into(), 0)]), Some(false));
+        assert_eq!(
+            local.check_local(&[("a".into(), 1), ("b".into(), 0)]),
+            Some(true)
+        );
+
+        let shared = TagVersions::new(true);
+        assert_eq!(
+            shared.check_local(&[("a".into(), 0)]),
+            None,
+            "unknown: ask L2"
+        );
+        shared.set(&[("a".into(), 3)]);
+        assert_eq!(shared.check_local(&[("a".into(), 3)]), Some(true));
+        assert_eq!(shared.check_local(&[("a".into(), 2)]), Some(false));
     }
 }
