@@ -1,10 +1,12 @@
 //! The election-day load generator behind the `surge-load` binary: TOML scenarios
 //! (`scenario`), open and closed load models measured without coordinated omission
 //! (`runner`), reports as JSON, a table and HTML (`report`), k6-style thresholds
-//! (`threshold`), baseline comparison (`compare`) and the capacity search (`capacity`).
+//! (`threshold`), baseline comparison (`compare`), the capacity search (`capacity`) and the
+//! capacity model (`model`).
 
 pub mod capacity;
 pub mod compare;
+pub mod model;
 pub mod report;
 pub mod runner;
 pub mod scenario;
