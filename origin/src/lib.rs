@@ -10,5 +10,6 @@ pub mod cdn;
 pub mod config;
 pub mod db;
 pub mod purge;
+pub mod scaling;
 pub mod state;
 pub mod telemetry;

@@ -56,6 +56,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Recent and slowest requests.
     pub traces: Arc<TraceLog>,
+    /// Requests per minute, for the forecaster.
+    pub rates: crate::scaling::history::RateHistory,
     /// Canonical keys of recent request URLs.
     pub keys: crate::app::respond::KeyMemo,
     /// Failed admin authentications per client address.
@@ -182,6 +184,7 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             traces: Arc::new(TraceLog::new(512)),
             keys: crate::app::respond::KeyMemo::new(100_000),
+            rates: crate::scaling::history::RateHistory::default(),
             admin_failures: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(60))

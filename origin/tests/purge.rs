@@ -416,6 +416,16 @@ async fn the_admin_api_refuses_bad_requests_by_name() {
         "{metrics}"
     );
     assert!(metrics.contains("surge_cache_l1_hits_total"), "{metrics}");
+    let (_, stats) = admin(
+        &client,
+        &origin,
+        reqwest::Method::GET,
+        "/performance/stats",
+        None,
+    )
+    .await;
+    assert!(stats["traffic"]["history_minutes"].is_u64(), "{stats}");
+    assert!(stats["traffic"]["forecast_method"].is_string(), "{stats}");
     let (_, health) = admin(
         &client,
         &origin,

@@ -350,7 +350,21 @@ async fn stats(State(state): State<Arc<AppState>>) -> Json<Value> {
         "cache": cache_stats_of(&state).await,
         "vote_purges": state.vote_purges.stats(),
         "postgres": pools,
+        "traffic": traffic(&state),
     }))
+}
+
+/// Requests per minute lately and the forecast for the next hour (daily seasonality).
+fn traffic(state: &AppState) -> Value {
+    use crate::scaling::forecast::forecast;
+    let series = state.rates.series(crate::cache::now_ms());
+    let next_hour = forecast(&series, 24 * 60, 60);
+    json!({
+        "history_minutes": series.len(),
+        "last_minutes_rpm": series.iter().rev().take(10).rev().collect::<Vec<_>>(),
+        "forecast_method": next_hour.method,
+        "forecast_peak_rpm_next_hour": next_hour.peak(),
+    })
 }
 
 /// Query of `GET /performance/cache/key`.

@@ -73,6 +73,7 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
     let took = start.elapsed();
     let status = response.status().as_u16();
     state.metrics.observe(&route, &method, status, took);
+    state.rates.record(now_ms());
     let header = |name: &str| {
         response
             .headers()
