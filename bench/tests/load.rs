@@ -185,3 +185,42 @@ fn bad_input_gets_a_clear_error() {
     assert_eq!(code, 2);
     assert!(stderr.contains("p99<fast"), "{stderr}");
 }
+
+#[test]
+fn client_addresses_are_spread_when_asked() {
+    let origin =
+        surge_testkit::origin::TestOrigin::start(|_| surge_testkit::origin::Reply::ok("ok"))
+            .expect("test origin");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let scenario = dir.path().join("reads.toml");
+    std::fs::write(
+        &scenario,
+        SCENARIO
+            .replace(
+                "weight = 2\nmethod = \"POST\"",
+                "weight = 2\nmethod = \"GET\"",
+            )
+            .replace("body = '{\"option_id\": {option}}'\nauth = true\n", ""),
+    )
+    .expect("write");
+    let (code, stdout, stderr) = surge_load(&[
+        "run",
+        "--quiet",
+        "--scenario",
+        scenario.to_str().expect("utf-8"),
+        "--target",
+        &origin.url(),
+        "--client-ips",
+        "3",
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let mut seen: Vec<String> = origin
+        .requests()
+        .iter()
+        .filter_map(|r| r.header("cf-connecting-ip").map(str::to_string))
+        .collect();
+    assert!(seen.len() >= 200, "every request carries an address");
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen, vec!["10.0.0.0", "10.0.0.1", "10.0.0.2"]);
+}

@@ -45,6 +45,10 @@ struct Target {
     /// Seed of the step and placeholder draws.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Spread requests over N client addresses (CF-Connecting-IP) for runs through
+    /// `wrangler dev`; Cloudflare itself overwrites the header.
+    #[arg(long)]
+    client_ips: Option<u32>,
     /// Pass/fail criteria, e.g. 'p99<1000ms', 'errors<0.1%', 'p99{step=cast_vote}<800ms'.
     #[arg(long = "threshold")]
     thresholds: Vec<String>,
@@ -178,6 +182,7 @@ async fn main_result(cli: Cli) -> Result<bool, String> {
                 timeout: target.timeout,
                 progress: !quiet,
                 seed: target.seed,
+                client_ips: target.client_ips,
             };
             let report = run(&scenario, &settings).await.map_err(|e| e.to_string())?;
             print!("{}", report.table());
@@ -220,6 +225,7 @@ async fn main_result(cli: Cli) -> Result<bool, String> {
                 timeout: target.timeout,
                 progress: false,
                 seed: target.seed,
+                client_ips: target.client_ips,
             };
             let search = CapacitySettings {
                 start,

@@ -43,6 +43,10 @@ pub struct RunSettings {
     pub progress: bool,
     /// Seed of the step and placeholder draws.
     pub seed: u64,
+    /// Spread requests over this many client addresses with `CF-Connecting-IP` (for runs
+    /// through `wrangler dev`, where the edge's per-IP quotas would otherwise see one client;
+    /// Cloudflare itself overwrites the header).
+    pub client_ips: Option<u32>,
 }
 
 enum Event {
@@ -56,6 +60,7 @@ struct Shared {
     target: String,
     run_id: String,
     counter: AtomicUsize,
+    client_ips: Option<u32>,
 }
 
 impl Shared {
@@ -73,12 +78,16 @@ impl Shared {
         path: &str,
         body: Option<String>,
         cookie: Option<&str>,
+        client_ip: Option<&str>,
     ) -> (Option<u16>, Option<String>, Option<String>) {
         let url = format!("{}{path}", self.target);
         let mut request = match method {
             StepMethod::Get => self.client.get(url),
             StepMethod::Post => self.client.post(url),
         };
+        if let Some(ip) = client_ip {
+            request = request.header("cf-connecting-ip", ip);
+        }
         if let Some(body) = body {
             request = request
                 .header("content-type", "application/json")
@@ -120,11 +129,21 @@ impl Shared {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let voter = format!("load-{}-{n}", self.run_id);
         let at = due.duration_since(start).as_secs_f64();
+        let client_ip = self.client_ips.map(|ips| {
+            let i = u64::try_from(n).unwrap_or(0) % u64::from(ips.max(1));
+            format!("10.{}.{}.{}", (i >> 16) & 0xff, (i >> 8) & 0xff, i & 0xff)
+        });
         let mut cookie = None;
         if step.auth {
             let body = format!("{{\"voter_id\":\"{voter}\"}}");
             let (status, cache, set) = self
-                .send(StepMethod::Post, "/api/login", Some(body), None)
+                .send(
+                    StepMethod::Post,
+                    "/api/login",
+                    Some(body),
+                    None,
+                    client_ip.as_deref(),
+                )
                 .await;
             tx.send(Event::Sample(Sample {
                 step: None,
@@ -141,7 +160,15 @@ impl Shared {
         }
         let path = self.fill(&step.path, rng, &voter);
         let body = step.body.as_ref().map(|b| self.fill(b, rng, &voter));
-        let (status, cache, _) = self.send(step.method, &path, body, cookie.as_deref()).await;
+        let (status, cache, _) = self
+            .send(
+                step.method,
+                &path,
+                body,
+                cookie.as_deref(),
+                client_ip.as_deref(),
+            )
+            .await;
         tx.send(Event::Sample(Sample {
             step: Some(index),
             at,
@@ -196,6 +223,7 @@ pub async fn run(scenario: &Scenario, settings: &RunSettings) -> Result<Report, 
         target: target.clone(),
         run_id: format!("{:x}", settings.seed ^ u64::from(std::process::id())),
         counter: AtomicUsize::new(0),
+        client_ips: settings.client_ips,
     });
     let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
     let names: Vec<String> = scenario.steps.iter().map(|s| s.name.clone()).collect();
