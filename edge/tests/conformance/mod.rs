@@ -185,9 +185,12 @@ pub fn stale_while_revalidate_serves_stale_then_fresh<E: Edge>(s: &mut Stack<E>)
     std::thread::sleep(Duration::from_millis(1300));
     let stale = get(&s.edge.url("/api/elections/103"));
     assert_eq!((stale.cache(), stale.body.as_str()), ("STALE", "v1"));
+    // The refreshed copy replaces v1. Under load a poll can come more than the 1 s TTL after
+    // the refresh landed, so the newer copy may itself be served stale (and refreshed again):
+    // what matters is that v1 is gone and the answers still come from the cache.
     eventually("the background revalidation to land", || {
         let r = get(&s.edge.url("/api/elections/103"));
-        r.cache() == "HIT" && r.body == "v2"
+        matches!(r.cache(), "HIT" | "STALE") && r.body != "v1" && r.body.starts_with('v')
     });
 }
 
