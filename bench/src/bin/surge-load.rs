@@ -100,45 +100,8 @@ enum Command {
     /// How many origin pods, Redis shards and Postgres servers a peak needs (see
     /// bench/RESULTS.md for the formula and the measured defaults).
     CapacityModel {
-        /// Peak requests/s at the edge.
-        #[arg(long, default_value_t = 100_000.0)]
-        peak_rps: f64,
-        /// Share the edge answers from cache.
-        #[arg(long, default_value_t = 0.9)]
-        edge_hit_ratio: f64,
-        /// Origin requests/s per core (measured L1-hit figure, halved for misses and TLS).
-        #[arg(long, default_value_t = 7_500.0)]
-        origin_rps_per_core: f64,
-        /// Cores per origin pod.
-        #[arg(long, default_value_t = 2.0)]
-        cores_per_pod: f64,
-        /// Target utilisation.
-        #[arg(long, default_value_t = 0.6)]
-        utilisation: f64,
-        /// Share of origin requests that are reads.
-        #[arg(long, default_value_t = 0.5)]
-        read_share: f64,
-        /// Share of edge requests that are votes.
-        #[arg(long, default_value_t = 0.05)]
-        vote_share: f64,
-        /// Origin L1 hit ratio on reads.
-        #[arg(long, default_value_t = 0.99)]
-        l1_hit_ratio: f64,
-        /// L2 hit ratio for L1 misses.
-        #[arg(long, default_value_t = 0.5)]
-        l2_hit_ratio: f64,
-        /// Operations/s per Redis shard.
-        #[arg(long, default_value_t = 80_000.0)]
-        redis_ops_per_shard: f64,
-        /// Read queries/s per Postgres replica.
-        #[arg(long, default_value_t = 5_000.0)]
-        reads_per_replica: f64,
-        /// Vote inserts/s per Postgres primary.
-        #[arg(long, default_value_t = 3_000.0)]
-        writes_per_primary: f64,
-        /// Origin pods available: prints the edge hit ratio they need.
-        #[arg(long)]
-        pod_budget: Option<u32>,
+        #[command(flatten)]
+        inputs: ModelInputs,
     },
 }
 
@@ -237,36 +200,7 @@ async fn main_result(cli: Cli) -> Result<bool, String> {
             print!("{}", result.table());
             Ok(result.max_sustainable.is_some())
         }
-        Command::CapacityModel {
-            peak_rps,
-            edge_hit_ratio,
-            origin_rps_per_core,
-            cores_per_pod,
-            utilisation,
-            read_share,
-            vote_share,
-            l1_hit_ratio,
-            l2_hit_ratio,
-            redis_ops_per_shard,
-            reads_per_replica,
-            writes_per_primary,
-            pod_budget,
-        } => {
-            let inputs = ModelInputs {
-                peak_rps,
-                edge_hit_ratio,
-                origin_rps_per_core,
-                cores_per_pod,
-                utilisation,
-                read_share,
-                vote_share,
-                l1_hit_ratio,
-                l2_hit_ratio,
-                redis_ops_per_shard,
-                reads_per_replica,
-                writes_per_primary,
-                pod_budget,
-            };
+        Command::CapacityModel { inputs } => {
             inputs.validate()?;
             print!("{}", inputs.solve().table());
             Ok(true)

@@ -14,34 +14,48 @@
 
 use serde::Serialize;
 
-/// The inputs.
-#[derive(Debug, Clone, PartialEq)]
+/// The inputs (also the `surge-load capacity-model` flags, with measured defaults).
+#[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct ModelInputs {
     /// Peak requests/s at the edge.
+    #[arg(long, default_value_t = 100_000.0)]
     pub peak_rps: f64,
     /// Share of requests the edge answers from its cache.
+    #[arg(long, default_value_t = 0.9)]
     pub edge_hit_ratio: f64,
-    /// Origin requests/s one core sustains (measured: `compare-anchors.sh`).
+    /// Origin requests/s one core sustains (the measured L1-hit figure, halved for misses,
+    /// TLS and the real mix).
+    #[arg(long, default_value_t = 7_500.0)]
     pub origin_rps_per_core: f64,
     /// Cores per origin pod.
+    #[arg(long, default_value_t = 2.0)]
     pub cores_per_pod: f64,
     /// Target utilisation of every component (headroom for bursts and failover).
+    #[arg(long, default_value_t = 0.6)]
     pub utilisation: f64,
     /// Share of origin requests that are reads.
+    #[arg(long, default_value_t = 0.5)]
     pub read_share: f64,
     /// Share of edge requests that are votes.
+    #[arg(long, default_value_t = 0.05)]
     pub vote_share: f64,
     /// L1 hit ratio at the origin (measured: a `surge-load` report).
+    #[arg(long, default_value_t = 0.99)]
     pub l1_hit_ratio: f64,
     /// L2 hit ratio for L1 misses.
+    #[arg(long, default_value_t = 0.5)]
     pub l2_hit_ratio: f64,
     /// Operations/s one Redis shard sustains.
+    #[arg(long, default_value_t = 80_000.0)]
     pub redis_ops_per_shard: f64,
     /// Read queries/s one Postgres replica sustains.
+    #[arg(long, default_value_t = 5_000.0)]
     pub reads_per_replica: f64,
     /// Vote inserts/s one Postgres primary sustains.
+    #[arg(long, default_value_t = 3_000.0)]
     pub writes_per_primary: f64,
-    /// Origin pods available, for the required-edge-hit-ratio answer.
+    /// Origin pods available: prints the edge hit ratio they need.
+    #[arg(long)]
     pub pod_budget: Option<u32>,
 }
 
