@@ -80,11 +80,6 @@ impl Purger {
         Self { cache, cdn, keys }
     }
 
-    /// The cache it purges.
-    pub fn cache(&self) -> &HybridCache {
-        &self.cache
-    }
-
     /// Translates the request's targets for the local tiers and the CDN.
     fn plan(
         &self,

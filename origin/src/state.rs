@@ -141,8 +141,8 @@ impl AppState {
                         tokio::time::sleep(POOL_MAINTENANCE).await;
                     }
                 });
+                // The monitor and the read floor below measure the replicas first.
                 let router = Arc::new(ReplicaRouter::new(primary, replicas));
-                router.refresh().await;
                 let monitor = Arc::downgrade(&router);
                 tokio::spawn(async move {
                     while let Some(router) = monitor.upgrade() {

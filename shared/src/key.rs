@@ -317,6 +317,13 @@ impl CacheKey {
         keys.into_iter().map(Self).collect()
     }
 
+    /// The key of an application object that is not an HTTP response (`ballot:7`), in the
+    /// same versioned namespace as request keys but never equal to one (request keys hold
+    /// `GET <url>`).
+    pub fn data(name: &str) -> Self {
+        Self(format!("{KEY_PREFIX}data {name}"))
+    }
+
     /// The full, readable key.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -655,6 +662,11 @@ mod tests {
             let key = CacheKey::new(&cfg, "GET", url, &headers[..]).expect("valid URL");
             assert!(all.contains(&key), "{key} missing from {all:?}");
         }
+        assert!(!all.contains(&CacheKey::data("ballot:1")));
+        assert_eq!(
+            CacheKey::data("ballot:1").as_str(),
+            "surge:v1:data ballot:1"
+        );
         let plain = CacheKey::all_variants(&KeyConfig::default(), url);
         assert_eq!(plain.len(), 1);
         assert_eq!(plain[0].as_str(), "surge:v1:GET https://vote.example/a");

@@ -195,10 +195,10 @@ async fn ballot_for_vote(state: &Arc<AppState>, id: i64) -> Result<Option<Ballot
         .ttl(std::time::Duration::from_secs(60))
         .tagged(tags);
     let store = state.store.clone();
-    let key = format!("surge:v1:data ballot:{id}");
+    let key = surge_shared::CacheKey::data(&format!("ballot:{id}"));
     let lookup = state
         .cache
-        .get_or_set(&key, &options, move || {
+        .get_or_set(key.as_str(), &options, move || {
             let store = store.clone();
             async move { store.ballot(id).await }
         })
