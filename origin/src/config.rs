@@ -107,6 +107,48 @@ impl std::fmt::Debug for DatabaseConfig {
     }
 }
 
+/// How the origin reaches the Kubernetes API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KubeAccess {
+    /// The pod's service account (`SURGE_KUBE=in-cluster`).
+    InCluster,
+    /// `KUBECONFIG` or `~/.kube/config`, current context (`SURGE_KUBE=kubeconfig`).
+    Kubeconfig,
+}
+
+/// Predictive scaling settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PredictiveConfig {
+    /// The workload whose floor the forecast sets (`SURGE_PREDICTIVE_WORKLOAD`, default the
+    /// first managed workload).
+    pub workload: String,
+    /// Requests/s one pod serves within the SLA, measured with `surge-load capacity`
+    /// (`SURGE_POD_CAPACITY_RPS`; predictive scaling is off without it).
+    pub per_pod_rps: f64,
+    /// How far ahead to forecast (`SURGE_LOOK_AHEAD_MINUTES`, default 15).
+    pub look_ahead_minutes: usize,
+}
+
+/// The scaling hooks' settings; scaling is off without `SURGE_KUBE`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScalingConfig {
+    /// How to reach the API server.
+    pub access: KubeAccess,
+    /// Namespace of the workloads (`SURGE_KUBE_NAMESPACE`, default `surge`).
+    pub namespace: String,
+    /// Deployments managed, each with an HPA of the same name (`SURGE_SCALING_WORKLOADS`,
+    /// default `api-gateway,auth-service,voting-service`).
+    pub workloads: Vec<String>,
+    /// How often scheduled events, expiries and the forecast are applied
+    /// (`SURGE_SCALING_TICK`, default 15s).
+    pub tick: Duration,
+    /// Paths warmed when an event with `warm_cache` starts (`SURGE_WARM_URLS`, default
+    /// `/,/api/elections`).
+    pub warm_urls: Vec<String>,
+    /// The forecast floor, when `SURGE_POD_CAPACITY_RPS` is set.
+    pub predictive: Option<PredictiveConfig>,
+}
+
 /// The origin's configuration.
 #[derive(Clone)]
 pub struct Config {
@@ -136,6 +178,8 @@ pub struct Config {
     /// How long tag purges caused by votes are gathered before one purge goes out
     /// (`SURGE_PURGE_COALESCE`, default 1s).
     pub purge_coalesce: Duration,
+    /// Scaling hooks; off without `SURGE_KUBE`.
+    pub scaling: Option<ScalingConfig>,
 }
 
 impl std::fmt::Debug for Config {
@@ -154,6 +198,7 @@ impl std::fmt::Debug for Config {
             .field("session_ttl", &self.session_ttl)
             .field("secure_cookies", &self.secure_cookies)
             .field("purge_coalesce", &self.purge_coalesce)
+            .field("scaling", &self.scaling)
             .finish_non_exhaustive()
     }
 }
@@ -196,7 +241,7 @@ fn file_key(var: &str) -> String {
 }
 
 /// Every setting, for the config file's unknown-key check.
-const VARS: [&str; 16] = [
+const VARS: [&str; 24] = [
     "SURGE_LISTEN",
     "SURGE_ADMIN_TOKEN",
     "SURGE_REGION",
@@ -213,6 +258,14 @@ const VARS: [&str; 16] = [
     "SURGE_COOKIE_KEYS",
     "SURGE_SESSION_TTL",
     "SURGE_PURGE_COALESCE",
+    "SURGE_KUBE",
+    "SURGE_KUBE_NAMESPACE",
+    "SURGE_SCALING_WORKLOADS",
+    "SURGE_SCALING_TICK",
+    "SURGE_WARM_URLS",
+    "SURGE_POD_CAPACITY_RPS",
+    "SURGE_PREDICTIVE_WORKLOAD",
+    "SURGE_LOOK_AHEAD_MINUTES",
 ];
 
 fn read_config_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
@@ -392,6 +445,7 @@ impl Config {
         if purge_coalesce < Duration::from_millis(10) || purge_coalesce > Duration::from_secs(60) {
             return Err(fail("SURGE_PURGE_COALESCE", "must be between 10ms and 60s"));
         }
+        let scaling = scaling(&src)?;
         Ok(Self {
             listen,
             admin_token,
@@ -404,8 +458,137 @@ impl Config {
             session_ttl,
             secure_cookies,
             purge_coalesce,
+            scaling,
         })
     }
+}
+
+fn is_kube_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+fn scaling<F: Fn(&str) -> Option<String>>(
+    src: &Source<F>,
+) -> Result<Option<ScalingConfig>, ConfigError> {
+    let access = match src.get("SURGE_KUBE")?.as_deref() {
+        None | Some("off") => return Ok(None),
+        Some("in-cluster") => KubeAccess::InCluster,
+        Some("kubeconfig") => KubeAccess::Kubeconfig,
+        Some(other) => {
+            return Err(fail(
+                "SURGE_KUBE",
+                format!(
+                    "{other:?}: use `in-cluster` (inside a pod), `kubeconfig` (KUBECONFIG or ~/.kube/config) or `off`"
+                ),
+            ));
+        }
+    };
+    let namespace = src
+        .get("SURGE_KUBE_NAMESPACE")?
+        .unwrap_or_else(|| "surge".into());
+    if !is_kube_name(&namespace) {
+        return Err(fail(
+            "SURGE_KUBE_NAMESPACE",
+            format!(
+                "{namespace:?} is not a Kubernetes namespace name (lower-case letters, digits, '-')"
+            ),
+        ));
+    }
+    let workloads: Vec<String> = src
+        .get("SURGE_SCALING_WORKLOADS")?
+        .unwrap_or_else(|| "api-gateway,auth-service,voting-service".into())
+        .split(',')
+        .map(|w| w.trim().to_string())
+        .collect();
+    if let Some(bad) = workloads.iter().find(|w| !is_kube_name(w)) {
+        return Err(fail(
+            "SURGE_SCALING_WORKLOADS",
+            format!(
+                "{bad:?} is not a Deployment name; list names separated by commas, e.g. api-gateway,voting-service"
+            ),
+        ));
+    }
+    let tick = match src.get("SURGE_SCALING_TICK")? {
+        None => Duration::from_secs(15),
+        Some(text) => parse_duration("SURGE_SCALING_TICK", &text)?,
+    };
+    if tick < Duration::from_millis(100) || tick > Duration::from_secs(300) {
+        return Err(fail("SURGE_SCALING_TICK", "must be between 100ms and 5m"));
+    }
+    let warm_urls: Vec<String> = src
+        .get("SURGE_WARM_URLS")?
+        .unwrap_or_else(|| "/,/api/elections".into())
+        .split(',')
+        .map(|u| u.trim().to_string())
+        .collect();
+    if let Some(bad) = warm_urls
+        .iter()
+        .find(|u| !u.starts_with('/') || u.contains(' '))
+    {
+        return Err(fail(
+            "SURGE_WARM_URLS",
+            format!("{bad:?}: list paths of this origin starting with '/', separated by commas"),
+        ));
+    }
+    let predictive = match src.get("SURGE_POD_CAPACITY_RPS")? {
+        None => None,
+        Some(text) => {
+            let per_pod_rps: f64 = text
+                .parse()
+                .ok()
+                .filter(|v: &f64| v.is_finite() && *v > 0.0)
+                .ok_or_else(|| {
+                    fail(
+                        "SURGE_POD_CAPACITY_RPS",
+                        format!("{text:?}: give the requests/s one pod sustains (a positive number, e.g. 2500)"),
+                    )
+                })?;
+            let workload = src
+                .get("SURGE_PREDICTIVE_WORKLOAD")?
+                .unwrap_or_else(|| workloads[0].clone());
+            if !workloads.contains(&workload) {
+                return Err(fail(
+                    "SURGE_PREDICTIVE_WORKLOAD",
+                    format!(
+                        "{workload:?} is not one of SURGE_SCALING_WORKLOADS ({})",
+                        workloads.join(", ")
+                    ),
+                ));
+            }
+            let look_ahead_minutes = match src.get("SURGE_LOOK_AHEAD_MINUTES")? {
+                None => 15,
+                Some(text) => text
+                    .parse()
+                    .ok()
+                    .filter(|m| (1..=1440).contains(m))
+                    .ok_or_else(|| {
+                        fail(
+                            "SURGE_LOOK_AHEAD_MINUTES",
+                            format!("{text:?}: a whole number of minutes, 1–1440"),
+                        )
+                    })?,
+            };
+            Some(PredictiveConfig {
+                workload,
+                per_pod_rps,
+                look_ahead_minutes,
+            })
+        }
+    };
+    Ok(Some(ScalingConfig {
+        access,
+        namespace,
+        workloads,
+        tick,
+        warm_urls,
+        predictive,
+    }))
 }
 
 fn database<F: Fn(&str) -> Option<String>>(

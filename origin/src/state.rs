@@ -57,7 +57,9 @@ pub struct AppState {
     /// Recent and slowest requests.
     pub traces: Arc<TraceLog>,
     /// Requests per minute, for the forecaster.
-    pub rates: crate::scaling::history::RateHistory,
+    pub rates: Arc<crate::scaling::history::RateHistory>,
+    /// The scaling controller, when `SURGE_KUBE` is set.
+    pub scaler: Option<Arc<crate::scaling::controller::Scaler>>,
     /// Canonical keys of recent request URLs.
     pub keys: crate::app::respond::KeyMemo,
     /// Failed admin authentications per client address.
@@ -172,6 +174,13 @@ impl AppState {
                 )
             }
         };
+        let rates = Arc::new(crate::scaling::history::RateHistory::default());
+        let scaler = match &config.scaling {
+            None => None,
+            Some(settings) => {
+                Some(start_scaler(&config, settings, db.as_ref(), rates.clone()).await?)
+            }
+        };
         let vote_purges = Coalescer::spawn(purger.clone(), config.purge_coalesce);
         let sessions = SessionKeys::new(config.cookie_keys.clone(), config.session_ttl);
         Ok(Arc::new(Self {
@@ -184,7 +193,8 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             traces: Arc::new(TraceLog::new(512)),
             keys: crate::app::respond::KeyMemo::new(100_000),
-            rates: crate::scaling::history::RateHistory::default(),
+            rates,
+            scaler,
             admin_failures: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(60))
@@ -193,4 +203,58 @@ impl AppState {
             config,
         }))
     }
+}
+
+/// Connects to the cluster, picks the scaling store and starts the controller's tick.
+async fn start_scaler(
+    config: &Config,
+    settings: &crate::config::ScalingConfig,
+    db: Option<&Database>,
+    rates: Arc<crate::scaling::history::RateHistory>,
+) -> Result<Arc<crate::scaling::controller::Scaler>, StartError> {
+    use crate::scaling::cluster::KubeCluster;
+    use crate::scaling::controller::Scaler;
+    use crate::scaling::store::{MemoryScalingStore, PgScalingStore, ScalingStore};
+    let cluster = KubeCluster::connect(
+        settings.access == crate::config::KubeAccess::InCluster,
+        &settings.namespace,
+    )
+    .await
+    .map_err(|e| StartError {
+        what: "SURGE_KUBE",
+        message: e.to_string(),
+    })?;
+    let store: Arc<dyn ScalingStore> = match db {
+        Some(db) => Arc::new(PgScalingStore::new(db.router.primary().clone())),
+        None => Arc::new(MemoryScalingStore::default()),
+    };
+    let holder = format!("{}-{}-{}", config.region, std::process::id(), now_ms());
+    let scaler = Arc::new(Scaler::new(
+        cluster,
+        store,
+        settings.clone(),
+        holder,
+        config.listen,
+        rates,
+    ));
+    let weak = Arc::downgrade(&scaler);
+    tokio::spawn(async move {
+        // The first tick waits for the listener (an event starting now may warm the cache).
+        tokio::time::sleep(settings_first_tick(&weak)).await;
+        while let Some(scaler) = weak.upgrade() {
+            if let Err(e) = scaler.tick().await {
+                tracing::warn!("scaling tick: {e}");
+            }
+            let every = scaler.every();
+            drop(scaler);
+            tokio::time::sleep(every).await;
+        }
+    });
+    Ok(scaler)
+}
+
+fn settings_first_tick(scaler: &std::sync::Weak<crate::scaling::controller::Scaler>) -> Duration {
+    scaler
+        .upgrade()
+        .map_or(Duration::ZERO, |s| s.every().min(Duration::from_secs(1)))
 }

@@ -454,33 +454,110 @@ pub struct ScheduledEvent {
     pub state: EventState,
 }
 
+/// Where an emergency scale-up stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum EmergencyState {
+    /// Holding the floor until `expires`.
+    Active,
+    /// Expired; the autoscaler floor is back to its base.
+    Reverted,
+}
+
+/// An emergency scale-up as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EmergencyScale {
+    /// Its id, for the audit log.
+    pub id: i64,
+    /// Minimum replicas per workload while it holds.
+    pub targets: BTreeMap<String, u32>,
+    /// Why it was asked for.
+    pub reason: String,
+    /// When it was asked for (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub started: OffsetDateTime,
+    /// When it is reverted (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub expires: OffsetDateTime,
+    /// Its state now.
+    pub state: EmergencyState,
+}
+
 /// One workload's scaling picture.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkloadStatus {
-    /// Deployment name.
+    /// Deployment (and HorizontalPodAutoscaler) name.
     pub name: String,
     /// Replicas running.
     pub current_replicas: u32,
     /// Replicas the autoscaler wants.
     pub desired_replicas: u32,
-    /// The autoscaler's floor.
+    /// The autoscaler's floor now.
     pub min_replicas: u32,
+    /// The floor the autoscaler returns to when no event, emergency or forecast raises it.
+    pub base_min_replicas: u32,
     /// The autoscaler's ceiling.
     pub max_replicas: u32,
     /// Autoscaler targets and current values, e.g. `cpu: 45% / 60%`.
     #[serde(default)]
     pub metrics: Vec<String>,
+    /// What holds the floor above its base (`event:election-night`, `emergency:4`,
+    /// `forecast`).
+    #[serde(default)]
+    pub raised_by: Vec<String>,
+}
+
+/// The predictive floor, when enabled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PredictiveFloor {
+    /// The workload whose floor it sets.
+    pub workload: String,
+    /// The model used (`holt-winters`, `holt`, `naive`).
+    pub method: String,
+    /// Predicted peak over the look-ahead, requests/s across all pods.
+    pub peak_rps: f64,
+    /// The replica floor that peak needs.
+    pub floor: u32,
 }
 
 /// `GET /performance/scaling/status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScalingStatus {
+    /// The Kubernetes namespace of the workloads.
+    pub namespace: String,
     /// Workloads under management.
     pub workloads: Vec<WorkloadStatus>,
     /// Scheduled events not yet done.
     pub events: Vec<ScheduledEvent>,
+    /// Emergency scale-ups, active first, then the latest reverted ones.
+    pub emergencies: Vec<EmergencyScale>,
+    /// The forecast floor, when predictive scaling is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predictive: Option<PredictiveFloor>,
+    /// The latest scaling actions, newest first.
+    pub audit: Vec<AuditEntry>,
+}
+
+/// One scaling action in the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditEntry {
+    /// When (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub at: OffsetDateTime,
+    /// `event.scheduled`, `event.started`, `event.ended`, `emergency.started`,
+    /// `emergency.repeated`, `emergency.reverted`, `floor.raised`, `floor.restored`.
+    pub action: String,
+    /// What exactly: names, targets, reasons, replica counts.
+    pub detail: String,
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! `/performance/*` handlers: health, metrics, stats, cache purge/warm/inspection, scaling
-//! (answered 501 until the scaling hooks exist), and APM (traces, slow queries).
+//! (status, scheduled events, emergencies), and APM (traces, slow queries, profiles).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,14 +16,16 @@ use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use surge_shared::admin::{
-    EmergencyScaleRequest, ErrorBody, InvalidateReport, InvalidateRequest, ScalingEventRequest,
-    ScalingStatus, ScheduledEvent, WarmFailure, WarmReport, WarmRequest, parse_json,
+    EmergencyScale, EmergencyScaleRequest, ErrorBody, InvalidateReport, InvalidateRequest,
+    ScalingEventRequest, ScalingStatus, ScheduledEvent, WarmReport, WarmRequest, parse_json,
 };
 use surge_shared::{CacheClass, CacheKey, KeyPattern};
 use utoipa::OpenApi;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::scaling::cluster::ClusterError;
+use crate::scaling::controller::{Accepted, ScaleError, Scaler};
 
 /// The admin routes (mounted under `/performance`).
 pub fn routes() -> Router<Arc<AppState>> {
@@ -500,82 +502,101 @@ async fn warm(
         field: Some(e.field),
         message: e.message,
     })?;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let listen = state.config.listen;
-    let fetches = request.urls.into_iter().map(|url| {
-        let client = client.clone();
-        async move {
-            // Warm through this origin's own public routes, so the cache fills exactly as a
-            // reader's request would fill it; an absolute URL keeps its host.
-            let (host, path) = match url.split_once("://") {
-                Some((_, rest)) => match rest.find('/') {
-                    Some(i) => (Some(rest[..i].to_string()), rest[i..].to_string()),
-                    None => (Some(rest.to_string()), "/".to_string()),
-                },
-                None => (None, url.clone()),
-            };
-            let mut req = client.get(format!("http://{listen}{path}"));
-            if let Some(host) = host {
-                req = req.header(header::HOST, host);
-            }
-            match req.send().await {
-                Ok(r) if r.status().is_success() => Ok(()),
-                Ok(r) => Err(WarmFailure {
-                    url,
-                    error: format!("HTTP {}", r.status().as_u16()),
-                }),
-                Err(e) => Err(WarmFailure {
-                    url,
-                    error: e.to_string(),
-                }),
-            }
-        }
-    });
-    use futures_util::stream::{self, StreamExt};
-    let results: Vec<Result<(), WarmFailure>> = stream::iter(fetches)
-        .buffer_unordered(usize::from(request.concurrency))
-        .collect()
-        .await;
-    let warmed = results.iter().filter(|r| r.is_ok()).count();
-    Ok(Json(WarmReport {
-        warmed: u64::try_from(warmed).unwrap_or(u64::MAX),
-        failed: results.into_iter().filter_map(Result::err).collect(),
-    }))
+    Ok(Json(
+        crate::app::warm::warm(
+            state.config.listen,
+            request.urls,
+            usize::from(request.concurrency),
+        )
+        .await,
+    ))
 }
 
-const NO_SCALING: &str = "scaling hooks are not part of this build yet: scale with kubectl or the HPA directly; this endpoint validates requests so clients can be tested against it";
+impl From<ScaleError> for ApiError {
+    fn from(e: ScaleError) -> Self {
+        match e {
+            ScaleError::Invalid(e) => ApiError::BadRequest {
+                field: Some(e.field),
+                message: e.message,
+            },
+            ScaleError::Exists(_) => ApiError::Conflict {
+                code: "event_exists",
+                message: e.to_string(),
+            },
+            ScaleError::Cluster(ClusterError::NotFound { .. }) => ApiError::NotFound(e.to_string()),
+            ScaleError::Cluster(ClusterError::Conflict(_)) => ApiError::Conflict {
+                code: "cluster_conflict",
+                message: e.to_string(),
+            },
+            ScaleError::Cluster(ClusterError::Forbidden(_)) => ApiError::BadGateway {
+                code: "cluster_forbidden",
+                message: e.to_string(),
+            },
+            ScaleError::Cluster(ClusterError::Failed(_)) => ApiError::BadGateway {
+                code: "cluster_error",
+                message: e.to_string(),
+            },
+            ScaleError::Store(e) => ApiError::Unavailable {
+                message: format!("scaling state: {e}"),
+                retry_after: 5,
+            },
+        }
+    }
+}
+
+fn scaler(state: &AppState) -> Result<&Scaler, ApiError> {
+    state.scaler.as_deref().ok_or_else(|| {
+        ApiError::NotConfigured(
+            "scaling hooks are off in this process: start the origin with SURGE_KUBE=in-cluster (inside a pod) or SURGE_KUBE=kubeconfig (KUBECONFIG)".into(),
+        )
+    })
+}
+
+fn accepted<T: Serialize>(a: Accepted<T>) -> Response {
+    let status = if a.new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(a.value)).into_response()
+}
 
 #[utoipa::path(get, path = "/performance/scaling/status", tag = "scaling", security(("bearer" = [])),
-    responses((status = 200, body = ScalingStatus), (status = 501, body = ErrorBody), (status = 401, description = "missing or wrong token", body = ErrorBody), (status = 429, description = "too many failed tokens", body = ErrorBody)))]
-async fn scaling_status() -> ApiError {
-    ApiError::NotImplemented(NO_SCALING.into())
+    responses((status = 200, body = ScalingStatus), (status = 404, description = "a managed workload has no HPA or Deployment", body = ErrorBody), (status = 502, description = "the Kubernetes API failed or refused", body = ErrorBody), (status = 503, description = "scaling is off (no SURGE_KUBE)", body = ErrorBody), (status = 401, description = "missing or wrong token", body = ErrorBody), (status = 429, description = "too many failed tokens", body = ErrorBody)))]
+async fn scaling_status(
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<ScalingStatus>, ApiError> {
+    Ok(Json(scaler(&state)?.status().await?))
 }
 
 #[utoipa::path(post, path = "/performance/scaling/event", tag = "scaling", security(("bearer" = [])),
     request_body = ScalingEventRequest,
-    responses((status = 200, body = ScheduledEvent), (status = 400, body = ErrorBody), (status = 501, body = ErrorBody), (status = 401, description = "missing or wrong token", body = ErrorBody), (status = 429, description = "too many failed tokens", body = ErrorBody)))]
-async fn scaling_event(body: Bytes) -> Result<Response, ApiError> {
+    responses((status = 201, description = "Scheduled", body = ScheduledEvent), (status = 200, description = "The same event was scheduled before", body = ScheduledEvent), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "another event has this name", body = ErrorBody), (status = 502, body = ErrorBody), (status = 503, body = ErrorBody), (status = 401, description = "missing or wrong token", body = ErrorBody), (status = 429, description = "too many failed tokens", body = ErrorBody)))]
+async fn scaling_event(
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let request: ScalingEventRequest = parse(&body)?;
     request.validate().map_err(|e| ApiError::BadRequest {
         field: Some(e.field),
         message: e.message,
     })?;
-    Err(ApiError::NotImplemented(NO_SCALING.into()))
+    Ok(accepted(scaler(&state)?.schedule(request).await?))
 }
 
 #[utoipa::path(post, path = "/performance/scaling/emergency", tag = "scaling", security(("bearer" = [])),
     request_body = EmergencyScaleRequest,
-    responses((status = 200, body = ScalingStatus), (status = 400, body = ErrorBody), (status = 501, body = ErrorBody), (status = 401, description = "missing or wrong token", body = ErrorBody), (status = 429, description = "too many failed tokens", body = ErrorBody)))]
-async fn scaling_emergency(body: Bytes) -> Result<Response, ApiError> {
+    responses((status = 201, description = "Scaled up", body = EmergencyScale), (status = 200, description = "An emergency with these targets already holds", body = EmergencyScale), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody), (status = 503, body = ErrorBody), (status = 401, description = "missing or wrong token", body = ErrorBody), (status = 429, description = "too many failed tokens", body = ErrorBody)))]
+async fn scaling_emergency(
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let request: EmergencyScaleRequest = parse(&body)?;
     request.validate().map_err(|e| ApiError::BadRequest {
         field: Some(e.field),
         message: e.message,
     })?;
-    Err(ApiError::NotImplemented(NO_SCALING.into()))
+    Ok(accepted(scaler(&state)?.emergency(request).await?))
 }
 
 /// Query of `GET /performance/apm/traces`.

@@ -58,9 +58,17 @@ pub enum ApiError {
         /// Seconds to wait.
         retry_after: u64,
     },
-    /// The operation is not available in this build or configuration.
+    /// The operation needs configuration this process was started without.
     #[error("{0}")]
-    NotImplemented(String),
+    NotConfigured(String),
+    /// A system this call depends on failed or refused; `code` says which.
+    #[error("{message}")]
+    BadGateway {
+        /// Machine-readable code (`cluster_forbidden`, `cluster_error`).
+        code: &'static str,
+        /// What happened and how to fix it.
+        message: String,
+    },
     /// Something failed that the caller cannot fix.
     #[error("{0}")]
     Internal(String),
@@ -86,7 +94,8 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             ApiError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            ApiError::NotImplemented(_) => (StatusCode::NOT_IMPLEMENTED, "not_implemented"),
+            ApiError::NotConfigured(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_configured"),
+            ApiError::BadGateway { code, .. } => (StatusCode::BAD_GATEWAY, code),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -16,6 +16,7 @@ pub mod pages;
 pub mod respond;
 pub mod session;
 pub mod store;
+pub mod warm;
 
 use std::sync::Arc;
 

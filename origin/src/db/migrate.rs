@@ -8,11 +8,18 @@ use super::pool::DbPool;
 pub type Migration = (i64, &'static str, &'static str);
 
 /// Every migration, in version order.
-pub const MIGRATIONS: &[Migration] = &[(
-    1,
-    "elections",
-    include_str!("../../migrations/0001_elections.sql"),
-)];
+pub const MIGRATIONS: &[Migration] = &[
+    (
+        1,
+        "elections",
+        include_str!("../../migrations/0001_elections.sql"),
+    ),
+    (
+        2,
+        "scaling",
+        include_str!("../../migrations/0002_scaling.sql"),
+    ),
+];
 
 /// Key of the advisory lock held while migrating.
 const LOCK_KEY: i64 = 0x5355_5247_454d_4947;

@@ -1,0 +1,433 @@
+//! The scaling controller: takes operators' scheduled events and emergencies, stores them,
+//! and on every tick (and right after each request) moves each workload's HPA floor to what
+//! [`plan::floors`] says — raised while an event, emergency or forecast asks, back to the
+//! recorded base otherwise. Level-triggered: a missed tick or a restart is caught up by the
+//! next one. One origin process at a time applies (a lease in the store).
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use surge_shared::admin::{
+    AdminError, EmergencyScale, EmergencyScaleRequest, EventState, PredictiveFloor,
+    ScalingEventRequest, ScalingStatus, ScheduledEvent, WorkloadStatus,
+};
+use time::OffsetDateTime;
+
+use super::cluster::{ClusterError, KubeCluster, Workload};
+use super::forecast::{forecast, replica_floor};
+use super::history::RateHistory;
+use super::plan::{self, Floor};
+use super::store::{Added, ScalingStore};
+use crate::app::store::StoreError;
+use crate::config::ScalingConfig;
+
+/// Minutes of history the forecast needs before it may set a floor.
+const MIN_HISTORY_MINUTES: usize = 10;
+/// Seasonal period of the forecast: one day of minutes.
+const DAY_MINUTES: usize = 24 * 60;
+/// Reverted emergencies shown in the status.
+const RECENT_EMERGENCIES: usize = 10;
+/// Audit entries shown in the status.
+const RECENT_AUDIT: usize = 20;
+
+/// What a scaling request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ScaleError {
+    /// The request names something this origin does not manage or allow.
+    #[error("{0}")]
+    Invalid(AdminError),
+    /// An event of that name exists with other content.
+    #[error("an event named `{0}` already exists with other settings: pick another name")]
+    Exists(String),
+    /// The cluster said no.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn invalid(field: String, message: String) -> ScaleError {
+    ScaleError::Invalid(AdminError { field, message })
+}
+
+/// What an accepted request did.
+#[derive(Debug)]
+pub struct Accepted<T> {
+    /// The stored event or emergency.
+    pub value: T,
+    /// False when the same request had been accepted before (a retry).
+    pub new: bool,
+}
+
+/// The controller.
+pub struct Scaler {
+    cluster: KubeCluster,
+    store: Arc<dyn ScalingStore>,
+    config: ScalingConfig,
+    holder: String,
+    listen: SocketAddr,
+    rates: Arc<RateHistory>,
+    lock: tokio::sync::Mutex<()>,
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+fn describe(targets: &std::collections::BTreeMap<String, u32>) -> String {
+    let mut out = String::new();
+    for (i, (w, n)) in targets.iter().enumerate() {
+        let _ = write!(out, "{}{w}={n}", if i > 0 { " " } else { "" });
+    }
+    out
+}
+
+impl Scaler {
+    /// A controller for `config`'s workloads; `holder` names this process in the lease,
+    /// `listen` is where cache warming fetches from, `rates` feeds the forecast.
+    pub fn new(
+        cluster: KubeCluster,
+        store: Arc<dyn ScalingStore>,
+        config: ScalingConfig,
+        holder: String,
+        listen: SocketAddr,
+        rates: Arc<RateHistory>,
+    ) -> Self {
+        Self {
+            cluster,
+            store,
+            config,
+            holder,
+            listen,
+            rates,
+            lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// How often [`tick`](Self::tick) should run.
+    pub fn every(&self) -> Duration {
+        self.config.tick
+    }
+
+    async fn audit(&self, action: &str, detail: String) {
+        tracing::warn!(target: "surge::scaling::audit", action, %detail, "scaling action");
+        if let Err(e) = self.store.audit(now(), action, detail).await {
+            tracing::error!("scaling audit log: {e}");
+        }
+    }
+
+    /// Checks every target against the managed list and the HPA's `maxReplicas`.
+    async fn check_targets(
+        &self,
+        targets: &std::collections::BTreeMap<String, u32>,
+    ) -> Result<(), ScaleError> {
+        for (workload, replicas) in targets {
+            if !self.config.workloads.contains(workload) {
+                return Err(invalid(
+                    format!("targets.{workload}"),
+                    format!(
+                        "unknown workload; this origin manages {} (SURGE_SCALING_WORKLOADS)",
+                        self.config.workloads.join(", ")
+                    ),
+                ));
+            }
+            let w = self.cluster.workload(workload).await?;
+            if *replicas > w.max {
+                return Err(invalid(
+                    format!("targets.{workload}"),
+                    format!(
+                        "{replicas} replicas is above the HPA's maxReplicas ({}); raise maxReplicas first or ask for fewer",
+                        w.max
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores a scheduled event and applies it if its window has begun.
+    pub async fn schedule(
+        &self,
+        request: ScalingEventRequest,
+    ) -> Result<Accepted<ScheduledEvent>, ScaleError> {
+        request.validate().map_err(ScaleError::Invalid)?;
+        if request.end <= now() {
+            return Err(invalid(
+                "end".into(),
+                "is in the past: schedule events that have not ended yet".into(),
+            ));
+        }
+        self.check_targets(&request.targets).await?;
+        let accepted = match self.store.add_event(request).await? {
+            Added::New(event) => {
+                self.audit(
+                    "event.scheduled",
+                    format!(
+                        "{} from {} to {}: {}{}",
+                        event.request.name,
+                        event.request.start,
+                        event.request.end,
+                        describe(&event.request.targets),
+                        if event.request.warm_cache {
+                            ", warm cache"
+                        } else {
+                            ""
+                        }
+                    ),
+                )
+                .await;
+                Accepted {
+                    value: event,
+                    new: true,
+                }
+            }
+            Added::Same(event) => Accepted {
+                value: event,
+                new: false,
+            },
+            Added::Clash(event) => return Err(ScaleError::Exists(event.request.name)),
+        };
+        self.tick().await?;
+        let value = self
+            .store
+            .events()
+            .await?
+            .into_iter()
+            .find(|e| e.request.name == accepted.value.request.name)
+            .unwrap_or(ScheduledEvent {
+                state: EventState::Done,
+                ..accepted.value
+            });
+        Ok(Accepted {
+            value,
+            new: accepted.new,
+        })
+    }
+
+    /// Scales up now: the Deployments at once, the HPA floors until `duration` is over.
+    pub async fn emergency(
+        &self,
+        request: EmergencyScaleRequest,
+    ) -> Result<Accepted<EmergencyScale>, ScaleError> {
+        request.validate().map_err(ScaleError::Invalid)?;
+        self.check_targets(&request.targets).await?;
+        let started = now();
+        let expires = started + request.duration;
+        let result = self
+            .store
+            .add_emergency(request.targets, request.reason, started, expires)
+            .await?;
+        let e = &result.scale;
+        if result.new {
+            self.audit(
+                "emergency.started",
+                format!(
+                    "#{}: {} until {} — {}",
+                    e.id,
+                    describe(&e.targets),
+                    e.expires,
+                    e.reason
+                ),
+            )
+            .await;
+        } else {
+            self.audit(
+                "emergency.repeated",
+                format!("#{} already holds {}", e.id, describe(&e.targets)),
+            )
+            .await;
+        }
+        for (workload, replicas) in &e.targets {
+            if self.cluster.scale_up(workload, *replicas).await? {
+                self.audit(
+                    "deployment.scaled",
+                    format!("{workload} to {replicas} replicas for emergency #{}", e.id),
+                )
+                .await;
+            }
+        }
+        self.tick().await?;
+        Ok(Accepted {
+            value: result.scale,
+            new: result.new,
+        })
+    }
+
+    /// The forecast floor, when predictive scaling is on and there is enough history.
+    async fn predict(&self) -> Option<PredictiveFloor> {
+        let settings = self.config.predictive.as_ref()?;
+        let series = self.rates.series(crate::cache::now_ms());
+        if series.len() < MIN_HISTORY_MINUTES {
+            return None;
+        }
+        let workload = self.cluster.workload(&settings.workload).await.ok()?;
+        let ahead = forecast(&series, DAY_MINUTES, settings.look_ahead_minutes);
+        // This process sees its share of the workload's traffic; the pods share it evenly.
+        let peak_rps = ahead.peak() / 60.0 * f64::from(workload.current.max(1));
+        let floor = replica_floor(peak_rps, settings.per_pod_rps, 1, workload.max);
+        Some(PredictiveFloor {
+            workload: settings.workload.clone(),
+            method: serde_json::to_value(ahead.method)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            peak_rps,
+            floor,
+        })
+    }
+
+    /// Applies events, expiries and the forecast; a no-op unless this process holds the lease.
+    pub async fn tick(&self) -> Result<(), ScaleError> {
+        let _one_at_a_time = self.lock.lock().await;
+        let at = now();
+        if !self
+            .store
+            .lead(&self.holder, at, self.config.tick * 3)
+            .await?
+        {
+            return Ok(());
+        }
+        for event in self.store.events().await? {
+            let name = event.request.name.clone();
+            let over = at >= event.request.end;
+            if event.state == EventState::Pending && plan::in_window(&event, at) {
+                if self
+                    .store
+                    .advance(name.clone(), EventState::Pending, EventState::Active)
+                    .await?
+                {
+                    self.audit(
+                        "event.started",
+                        format!("{name}: {}", describe(&event.request.targets)),
+                    )
+                    .await;
+                    if event.request.warm_cache {
+                        let report =
+                            crate::app::warm::warm(self.listen, self.config.warm_urls.clone(), 8)
+                                .await;
+                        self.audit(
+                            "cache.warmed",
+                            format!(
+                                "{name}: {} warmed, {} failed",
+                                report.warmed,
+                                report.failed.len()
+                            ),
+                        )
+                        .await;
+                    }
+                }
+            } else if over
+                && self
+                    .store
+                    .advance(name.clone(), event.state, EventState::Done)
+                    .await?
+            {
+                self.audit("event.ended", name).await;
+            }
+        }
+        let events = self.store.events().await?;
+        let emergencies = self.store.emergencies(0).await?;
+        for e in emergencies.iter().filter(|e| !plan::holds(e, at)) {
+            if self.store.revert(e.id).await? {
+                self.audit(
+                    "emergency.reverted",
+                    format!("#{} expired: {}", e.id, describe(&e.targets)),
+                )
+                .await;
+            }
+        }
+        let predicted = self.predict().await;
+        let floors = plan::floors(
+            at,
+            &events,
+            &emergencies,
+            predicted.as_ref().map(|p| (p.workload.as_str(), p.floor)),
+        );
+        let mut first_error = None;
+        for workload in &self.config.workloads {
+            let floor = floors.get(workload).cloned().unwrap_or_default();
+            match self
+                .cluster
+                .set_floor(workload, floor.replicas, &floor.raised_by)
+                .await
+            {
+                Ok(Some(before)) => self.audit_floor(&before, &floor).await,
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!("scaling {workload}: {e}");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+
+    async fn audit_floor(&self, before: &Workload, floor: &Floor) {
+        let base = before.base_min();
+        if floor.replicas > base {
+            self.audit(
+                "floor.raised",
+                format!(
+                    "{}: minReplicas {} -> {} ({})",
+                    before.name,
+                    before.min,
+                    floor.replicas.min(before.max),
+                    floor.raised_by.join(", ")
+                ),
+            )
+            .await;
+        } else {
+            self.audit(
+                "floor.restored",
+                format!("{}: minReplicas {} -> {base}", before.name, before.min),
+            )
+            .await;
+        }
+    }
+
+    /// Replicas, autoscaler floors and metrics, pending events, emergencies, the forecast and
+    /// the latest audit entries.
+    pub async fn status(&self) -> Result<ScalingStatus, ScaleError> {
+        let at = now();
+        let events = self.store.events().await?;
+        let emergencies = self.store.emergencies(RECENT_EMERGENCIES).await?;
+        let predictive = self.predict().await;
+        let floors = plan::floors(
+            at,
+            &events,
+            &emergencies,
+            predictive.as_ref().map(|p| (p.workload.as_str(), p.floor)),
+        );
+        let mut workloads = Vec::new();
+        for name in &self.config.workloads {
+            let w = self.cluster.workload(name).await?;
+            workloads.push(WorkloadStatus {
+                name: w.name.clone(),
+                current_replicas: w.current,
+                desired_replicas: w.desired,
+                min_replicas: w.min,
+                base_min_replicas: w.base_min(),
+                max_replicas: w.max,
+                metrics: w.metrics.clone(),
+                raised_by: floors
+                    .get(name)
+                    .map(|f| f.raised_by.clone())
+                    .unwrap_or_default(),
+            });
+        }
+        Ok(ScalingStatus {
+            namespace: self.cluster.namespace().to_string(),
+            workloads,
+            events,
+            emergencies,
+            predictive,
+            audit: self.store.audit_log(RECENT_AUDIT).await?,
+        })
+    }
+}
