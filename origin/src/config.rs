@@ -143,7 +143,7 @@ pub struct ScalingConfig {
     /// (`SURGE_SCALING_TICK`, default 15s).
     pub tick: Duration,
     /// Paths warmed when an event with `warm_cache` starts (`SURGE_WARM_URLS`, default
-    /// `/,/api/elections`).
+    /// `/api/elections`).
     pub warm_urls: Vec<String>,
     /// The forecast floor, when `SURGE_POD_CAPACITY_RPS` is set.
     pub predictive: Option<PredictiveConfig>,
@@ -523,7 +523,7 @@ fn scaling<F: Fn(&str) -> Option<String>>(
     }
     let warm_urls: Vec<String> = src
         .get("SURGE_WARM_URLS")?
-        .unwrap_or_else(|| "/,/api/elections".into())
+        .unwrap_or_else(|| "/api/elections".into())
         .split(',')
         .map(|u| u.trim().to_string())
         .collect();
@@ -810,6 +810,55 @@ mod tests {
                 "SURGE_INSECURE_COOKIES",
             ),
             (&[("SURGE_CONFIG", "/nonexistent.toml")], "SURGE_CONFIG"),
+            (&[("SURGE_KUBE", "yes")], "SURGE_KUBE"),
+            (
+                &[
+                    ("SURGE_KUBE", "kubeconfig"),
+                    ("SURGE_KUBE_NAMESPACE", "Surge"),
+                ],
+                "SURGE_KUBE_NAMESPACE",
+            ),
+            (
+                &[
+                    ("SURGE_KUBE", "kubeconfig"),
+                    ("SURGE_SCALING_WORKLOADS", "api,Web"),
+                ],
+                "SURGE_SCALING_WORKLOADS",
+            ),
+            (
+                &[("SURGE_KUBE", "kubeconfig"), ("SURGE_SCALING_TICK", "1h")],
+                "SURGE_SCALING_TICK",
+            ),
+            (
+                &[
+                    ("SURGE_KUBE", "kubeconfig"),
+                    ("SURGE_WARM_URLS", "api/elections"),
+                ],
+                "SURGE_WARM_URLS",
+            ),
+            (
+                &[
+                    ("SURGE_KUBE", "kubeconfig"),
+                    ("SURGE_POD_CAPACITY_RPS", "-5"),
+                ],
+                "SURGE_POD_CAPACITY_RPS",
+            ),
+            (
+                &[
+                    ("SURGE_KUBE", "kubeconfig"),
+                    ("SURGE_POD_CAPACITY_RPS", "2500"),
+                    ("SURGE_PREDICTIVE_WORKLOAD", "web"),
+                ],
+                "SURGE_PREDICTIVE_WORKLOAD",
+            ),
+            (
+                &[
+                    ("SURGE_KUBE", "kubeconfig"),
+                    ("SURGE_POD_CAPACITY_RPS", "2500"),
+                    ("SURGE_LOOK_AHEAD_MINUTES", "0"),
+                ],
+                "SURGE_LOOK_AHEAD_MINUTES",
+            ),
         ];
         for (pairs, var) in cases {
             let err = config(pairs).err();
@@ -819,6 +868,28 @@ mod tests {
                 "{pairs:?}: {err:?}"
             );
         }
+    }
+
+    #[test]
+    fn scaling_is_off_by_default_and_has_sane_defaults_when_on() {
+        assert!(config(&[]).expect("valid").scaling.is_none());
+        let c = config(&[
+            ("SURGE_KUBE", "in-cluster"),
+            ("SURGE_POD_CAPACITY_RPS", "2500"),
+        ])
+        .expect("valid");
+        let s = c.scaling.expect("scaling on");
+        assert_eq!(s.access, KubeAccess::InCluster);
+        assert_eq!(s.namespace, "surge");
+        assert_eq!(
+            s.workloads,
+            ["api-gateway", "auth-service", "voting-service"]
+        );
+        let p = s.predictive.expect("predictive on");
+        assert_eq!(
+            (p.workload.as_str(), p.per_pod_rps, p.look_ahead_minutes),
+            ("api-gateway", 2500.0, 15)
+        );
     }
 
     #[test]

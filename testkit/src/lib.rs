@@ -15,6 +15,7 @@
 //! synchronous (it runs commands and polls) so it works from plain and async tests alike.
 
 pub mod cloudflare;
+pub mod kube;
 pub mod net;
 pub mod origin;
 pub mod postgres;

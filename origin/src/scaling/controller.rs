@@ -77,6 +77,11 @@ fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
 
+fn to_ms(t: OffsetDateTime) -> OffsetDateTime {
+    let nanos = t.nanosecond();
+    t.replace_nanosecond(nanos - nanos % 1_000_000).unwrap_or(t)
+}
+
 fn describe(targets: &std::collections::BTreeMap<String, u32>) -> String {
     let mut out = String::new();
     for (i, (w, n)) in targets.iter().enumerate() {
@@ -151,9 +156,12 @@ impl Scaler {
     /// Stores a scheduled event and applies it if its window has begun.
     pub async fn schedule(
         &self,
-        request: ScalingEventRequest,
+        mut request: ScalingEventRequest,
     ) -> Result<Accepted<ScheduledEvent>, ScaleError> {
         request.validate().map_err(ScaleError::Invalid)?;
+        // Stored to the millisecond: a retry must compare equal to what was stored.
+        request.start = to_ms(request.start);
+        request.end = to_ms(request.end);
         if request.end <= now() {
             return Err(invalid(
                 "end".into(),

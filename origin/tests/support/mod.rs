@@ -107,12 +107,17 @@ pub fn http() -> reqwest::Client {
 }
 
 /// Polls `check` until it holds or 20 s pass.
-pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+pub async fn eventually(what: &str, check: impl AsyncFnMut() -> bool) {
+    eventually_within(what, Duration::from_secs(20), check).await;
+}
+
+/// Polls `check` until it holds or `limit` passes.
+pub async fn eventually_within(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
     let start = Instant::now();
     while !check().await {
         assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

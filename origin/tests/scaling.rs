@@ -1,0 +1,376 @@
+//! The scaling endpoints end to end: the origin binary with a real Postgres (where events and
+//! emergencies persist) and the Kubernetes API stand-in (`surge_testkit::kube`), reached
+//! through a kubeconfig exactly as an operator's laptop or a CI job would reach a cluster.
+
+// Shared with the other test crates, which use the parts this one does not.
+#[allow(dead_code)]
+mod support;
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use support::{OriginProcess, TOKEN, eventually, eventually_within, http};
+use surge_testkit::kube::KubeStandin;
+use surge_testkit::postgres::PgPair;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+async fn admin(
+    origin: &OriginProcess,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = http().request(method, origin.url(path)).bearer_auth(TOKEN);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let r = request.send().await.expect("admin call");
+    let status = r.status();
+    let text = r.text().await.expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn status(origin: &OriginProcess) -> Value {
+    let (code, body) = admin(origin, Method::GET, "/performance/scaling/status", None).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    body
+}
+
+fn at(offset: Duration) -> String {
+    (OffsetDateTime::now_utc() + offset)
+        .format(&Rfc3339)
+        .expect("format")
+}
+
+fn ago(offset: Duration) -> String {
+    (OffsetDateTime::now_utc() - offset)
+        .format(&Rfc3339)
+        .expect("format")
+}
+
+fn actions(status: &Value) -> Vec<String> {
+    status["audit"]
+        .as_array()
+        .expect("audit")
+        .iter()
+        .map(|e| e["action"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_and_emergencies_move_hpa_floors_and_survive_a_restart() {
+    let pg = PgPair::start().expect("postgres");
+    let kube = KubeStandin::start(
+        "surge",
+        &[
+            ("api-gateway", 2, 20, 2),
+            ("auth-service", 2, 10, 2),
+            ("voting-service", 3, 50, 3),
+        ],
+    )
+    .expect("kube stand-in");
+    let dir = tempfile::tempdir().expect("dir");
+    let kubeconfig = kube.write_kubeconfig(dir.path()).expect("kubeconfig");
+    let env = vec![
+        ("DATABASE_URL", pg.primary.url("postgres")),
+        ("SURGE_SEED_DEMO", "true".to_string()),
+        ("SURGE_KUBE", "kubeconfig".to_string()),
+        ("KUBECONFIG", kubeconfig.display().to_string()),
+        ("SURGE_SCALING_TICK", "200ms".to_string()),
+        ("SURGE_WARM_URLS", "/api/elections,/elections/1".to_string()),
+    ];
+    let mut origin = OriginProcess::start(&env);
+
+    let s = status(&origin).await;
+    assert_eq!(s["namespace"], "surge");
+    let voting = &s["workloads"][2];
+    assert_eq!(voting["name"], "voting-service");
+    assert_eq!(
+        (
+            voting["min_replicas"].as_u64(),
+            voting["base_min_replicas"].as_u64(),
+            voting["max_replicas"].as_u64()
+        ),
+        (Some(3), Some(3), Some(50))
+    );
+    assert_eq!(voting["metrics"], json!(["cpu: 42% / 60%"]));
+
+    // Emergency: the Deployment is scaled before the answer, the floor holds it; a retry is
+    // the same emergency.
+    let emergency = json!({ "targets": { "api-gateway": 8 }, "duration": "1m", "reason": "turnout spike in the north" });
+    let (code, first) = admin(
+        &origin,
+        Method::POST,
+        "/performance/scaling/emergency",
+        Some(emergency.clone()),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{first}");
+    let gateway = kube.workload("api-gateway").expect("api-gateway");
+    assert_eq!((gateway.replicas, gateway.min), (8, 8));
+    assert_eq!(
+        gateway
+            .annotations
+            .get("surge.dev/base-min-replicas")
+            .map(String::as_str),
+        Some("2")
+    );
+    let (code, again) = admin(
+        &origin,
+        Method::POST,
+        "/performance/scaling/emergency",
+        Some(emergency),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{again}");
+    assert_eq!(again["id"], first["id"]);
+
+    // Bad requests name the field.
+    let bad = [
+        (
+            json!({ "name": "x", "start": at(Duration::from_secs(60)), "end": at(Duration::from_secs(120)), "targets": { "web": 4 } }),
+            "targets.web",
+        ),
+        (
+            json!({ "name": "x", "start": at(Duration::from_secs(60)), "end": at(Duration::from_secs(120)), "targets": { "voting-service": 51 } }),
+            "targets.voting-service",
+        ),
+        (
+            json!({ "name": "x", "start": ago(Duration::from_secs(120)), "end": ago(Duration::from_secs(60)), "targets": { "voting-service": 5 } }),
+            "end",
+        ),
+        (
+            json!({ "name": "x", "start": at(Duration::from_secs(120)), "end": at(Duration::from_secs(60)), "targets": { "voting-service": 5 } }),
+            "end",
+        ),
+    ];
+    for (body, field) in bad {
+        let (code, answer) = admin(
+            &origin,
+            Method::POST,
+            "/performance/scaling/event",
+            Some(body),
+        )
+        .await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{answer}");
+        assert_eq!(answer["field"], field, "{answer}");
+    }
+
+    // An event starting in a second, with a cache warm; a retry is 200, a clash 409.
+    let polls = json!({
+        "name": "polls-close",
+        "start": at(Duration::from_secs(1)),
+        "end": at(Duration::from_secs(5)),
+        "targets": { "voting-service": 20 },
+        "warm_cache": true,
+    });
+    let (code, event) = admin(
+        &origin,
+        Method::POST,
+        "/performance/scaling/event",
+        Some(polls.clone()),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{event}");
+    assert_eq!(event["state"], "pending");
+    let (code, _) = admin(
+        &origin,
+        Method::POST,
+        "/performance/scaling/event",
+        Some(polls.clone()),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    let mut clash = polls.clone();
+    clash["targets"]["voting-service"] = json!(30);
+    let (code, answer) = admin(
+        &origin,
+        Method::POST,
+        "/performance/scaling/event",
+        Some(clash),
+    )
+    .await;
+    assert_eq!(
+        (code, answer["error"].as_str()),
+        (StatusCode::CONFLICT, Some("event_exists"))
+    );
+    let later = json!({
+        "name": "certification",
+        "start": at(Duration::from_secs(3600)),
+        "end": at(Duration::from_secs(7200)),
+        "targets": { "auth-service": 6 },
+    });
+    let (code, _) = admin(
+        &origin,
+        Method::POST,
+        "/performance/scaling/event",
+        Some(later),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED);
+
+    eventually("the event to raise voting-service's floor", async || {
+        kube.workload("voting-service").is_some_and(|w| w.min == 20)
+    })
+    .await;
+    let voting = kube.workload("voting-service").expect("voting-service");
+    assert_eq!(
+        voting
+            .annotations
+            .get("surge.dev/base-min-replicas")
+            .map(String::as_str),
+        Some("3")
+    );
+    assert_eq!(
+        voting
+            .annotations
+            .get("surge.dev/raised-by")
+            .map(String::as_str),
+        Some("event:polls-close")
+    );
+
+    // A restart keeps the schedule and the emergency; the event still ends on time.
+    origin.kill();
+    let origin = OriginProcess::start(&env);
+    let s = status(&origin).await;
+    let names: Vec<&str> = s["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert!(names.contains(&"certification"), "{s}");
+    assert_eq!(s["emergencies"][0]["id"], first["id"]);
+    assert_eq!(s["emergencies"][0]["state"], "active");
+    eventually(
+        "the event's end to restore voting-service's floor",
+        async || {
+            kube.workload("voting-service")
+                .is_some_and(|w| w.min == 3 && w.annotations.is_empty())
+        },
+    )
+    .await;
+    assert_eq!(
+        kube.workload("auth-service").map(|w| w.min),
+        Some(2),
+        "a future event does not act early"
+    );
+
+    // Cluster errors are clear API errors.
+    kube.fail_next(403);
+    let (code, answer) = admin(&origin, Method::GET, "/performance/scaling/status", None).await;
+    assert_eq!(
+        (code, answer["error"].as_str()),
+        (StatusCode::BAD_GATEWAY, Some("cluster_forbidden")),
+        "{answer}"
+    );
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("rbac"),
+        "{answer}"
+    );
+
+    // The emergency expires after its minute and the floor goes back.
+    eventually_within(
+        "the emergency to be reverted",
+        Duration::from_secs(90),
+        async || {
+            kube.workload("api-gateway")
+                .is_some_and(|w| w.min == 2 && w.annotations.is_empty())
+        },
+    )
+    .await;
+    let s = status(&origin).await;
+    let done = actions(&s);
+    for action in [
+        "emergency.started",
+        "emergency.repeated",
+        "deployment.scaled",
+        "event.scheduled",
+        "event.started",
+        "cache.warmed",
+        "floor.raised",
+        "event.ended",
+        "floor.restored",
+        "emergency.reverted",
+    ] {
+        assert!(
+            done.iter().any(|a| a == action),
+            "{action} missing from the audit log: {done:?}"
+        );
+    }
+    let warmed = s["audit"]
+        .as_array()
+        .expect("audit")
+        .iter()
+        .find(|e| e["action"] == "cache.warmed")
+        .expect("warm entry");
+    assert!(
+        warmed["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("2 warmed, 0 failed"),
+        "{warmed}"
+    );
+    assert_eq!(s["emergencies"][0]["state"], "reverted");
+
+    // Every write the hooks made was a merge patch of the allowed fields (the stand-in
+    // refuses anything else), carrying the resourceVersion for HPAs.
+    for (path, patch) in kube.patches() {
+        if path.contains("horizontalpodautoscalers") {
+            assert!(
+                patch["metadata"]["resourceVersion"].is_string(),
+                "{path}: {patch}"
+            );
+        }
+    }
+
+    // A managed workload missing from the cluster is a 404 naming it.
+    kube.remove("auth-service");
+    let (code, answer) = admin(&origin, Method::GET, "/performance/scaling/status", None).await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("auth-service"),
+        "{answer}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_cluster_the_scaling_endpoints_say_how_to_enable_them() {
+    let origin = OriginProcess::start(&[]);
+    let (code, answer) = admin(&origin, Method::GET, "/performance/scaling/status", None).await;
+    assert_eq!(
+        (code, answer["error"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("not_configured"))
+    );
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("SURGE_KUBE"),
+        "{answer}"
+    );
+    let body = json!({ "targets": { "api-gateway": 0 }, "duration": "5m", "reason": "x" });
+    let (code, answer) = admin(
+        &origin,
+        Method::POST,
+        "/performance/scaling/emergency",
+        Some(body),
+    )
+    .await;
+    assert_eq!(
+        (code, answer["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("targets.api-gateway")),
+        "bad input is named before anything else"
+    );
+}
