@@ -192,6 +192,14 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiErro
         state.metrics.requests.clone(),
     );
     let s = state.cache.stats();
+    if let Some(up) = state.cache.l2_available() {
+        gauge(
+            &mut registry,
+            "redis_up",
+            "1 while this process reaches Redis (L2 and the backplane), 0 otherwise",
+            if up { 1.0 } else { 0.0 },
+        );
+    }
     counter(&mut registry, "cache_l1_hits", "L1 hits", s.l1_hits);
     counter(&mut registry, "cache_l1_misses", "L1 misses", s.l1_misses);
     counter(&mut registry, "cache_l2_hits", "L2 hits", s.l2_hits);
