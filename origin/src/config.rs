@@ -5,7 +5,7 @@
 //! The file holds the same settings as the environment, named in lower case without the
 //! `SURGE_` prefix (`listen = "127.0.0.1:8080"`, `database_url = "postgres://…"`); the
 //! environment wins over the file. Secrets (`SURGE_ADMIN_TOKEN`, `SURGE_COOKIE_KEYS`,
-//! `CLOUDFLARE_API_TOKEN`, `DATABASE_URL`) may instead be read from a file named by the same
+//! `CLOUDFLARE_API_TOKEN`, `DATABASE_URL`, `DATABASE_REPLICA_URLS`) may instead be read from a file named by the same
 //! variable with `_FILE` appended, so they never appear on a command line.
 
 use std::collections::BTreeMap;
@@ -27,11 +27,12 @@ pub const MIN_COOKIE_KEY_LEN: usize = 32;
 pub const CLOUDFLARE_API: &str = "https://api.cloudflare.com/client/v4";
 
 /// Settings whose values are secrets: they may come from `<NAME>_FILE`.
-const SECRETS: [&str; 4] = [
+const SECRETS: [&str; 5] = [
     "SURGE_ADMIN_TOKEN",
     "SURGE_COOKIE_KEYS",
     "CLOUDFLARE_API_TOKEN",
     "DATABASE_URL",
+    "DATABASE_REPLICA_URLS",
 ];
 
 /// A configuration value that cannot be used.

@@ -1,0 +1,233 @@
+//! `infrastructure/` stays true to the origin: the shard map in the manifests is the origin's
+//! own, every origin metric the alerts and the dashboard use is one the origin exports, and
+//! the operator scripts work against a real origin process.
+
+// Shared with the other test crates, which use the parts this one does not.
+#[allow(dead_code)]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::{OriginProcess, TOKEN, http};
+use surge_origin::db::shard::shard_for;
+use surge_testkit::redis::RedisServer;
+
+fn infra(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../infrastructure")
+        .join(path)
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(infra(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The block under `key: |` in a YAML ConfigMap's data.
+fn block(text: &str, key: &str) -> Vec<String> {
+    let marker = format!("  {key}: |");
+    let mut lines = text.lines().skip_while(|l| l.trim_end() != marker);
+    lines
+        .next()
+        .unwrap_or_else(|| panic!("no `{key}: |` block"));
+    lines
+        .take_while(|l| l.starts_with("    "))
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn the_shard_map_in_the_manifests_is_the_origins() {
+    let text = read("scaling/database/sharding.yaml");
+    assert!(text.contains("  hash: jump-sha256"), "hash scheme named");
+    let shards = block(&text, "shards");
+    assert_eq!(shards.len(), 4);
+    for (i, shard) in shards.iter().enumerate() {
+        assert!(
+            shard.starts_with(&format!("surge-db-shard-{i}-rw.")),
+            "shard {i} is listed in order: {shard}"
+        );
+        assert!(
+            read("scaling/database/shards.yaml").contains(&format!("name: surge-db-shard-{i}\n")),
+            "shard {i} has a cluster"
+        );
+    }
+    let samples = block(&text, "samples");
+    assert!(samples.len() >= 4);
+    for sample in samples {
+        let (key, shard) = sample.split_once(' ').expect("`key shard`");
+        assert_eq!(
+            shard_for(key, shards.len()).to_string(),
+            shard,
+            "{key} lands where sharding.yaml says"
+        );
+    }
+}
+
+/// `surge_*` metric names (recording rules `surge:…` excluded) in `text`.
+fn surge_metrics(text: &str) -> Vec<String> {
+    let mut names: Vec<String> = text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|w| w.starts_with("surge_") && !w.contains(':'))
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn alerts_and_dashboard_use_metrics_the_origin_exports() {
+    let redis = RedisServer::start().expect("redis");
+    let origin = OriginProcess::start(&[("REDIS_URL", redis.url())]);
+    let client = http();
+    for path in [
+        "/api/elections",
+        "/api/elections/1/ballot",
+        "/api/elections/1/ballot",
+    ] {
+        let r = client.get(origin.url(path)).send().await.expect("GET");
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    let exported = client
+        .get(origin.url("/performance/metrics"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let families: Vec<&str> = exported
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let is_exported = |name: &str| {
+        families.iter().any(|f| {
+            name == *f
+                || ["_total", "_bucket", "_count", "_sum"]
+                    .iter()
+                    .any(|suffix| name.strip_suffix(suffix) == Some(*f))
+        })
+    };
+    let used: Vec<String> = [
+        "monitoring/prometheus-rules.yaml",
+        "monitoring/grafana/surge-origin.json",
+        "scaling/kubernetes/base/prometheus-adapter.yaml",
+    ]
+    .iter()
+    // The adapter's `as:` (and its comment) name the metric it serves to the HPA, not one
+    // it reads.
+    .map(|f| {
+        read(f)
+            .lines()
+            .filter(|l| {
+                let l = l.trim_start();
+                !l.starts_with("as:") && !l.starts_with('#')
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+    .flat_map(|text| surge_metrics(&text))
+    .collect();
+    assert!(used.len() >= 10, "{used:?}");
+    // Postgres metrics appear only with a database; the rest must be in this scrape.
+    let missing: Vec<&String> = used
+        .iter()
+        .filter(|m| !m.starts_with("surge_db_") && !is_exported(m))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "used but not exported: {missing:?}\n{families:?}"
+    );
+    let db_metrics =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api/admin.rs"))
+            .expect("admin.rs");
+    for m in used.iter().filter(|m| m.starts_with("surge_db_")) {
+        let short = m.trim_start_matches("surge_");
+        assert!(
+            db_metrics.contains(&format!("\"{short}\"")),
+            "{m} is not registered by the metrics handler"
+        );
+    }
+}
+
+fn script(name: &str, origin: &OriginProcess, args: &[&str]) -> (bool, String, String) {
+    let dir = tempfile::tempdir().expect("dir");
+    let token = dir.path().join("token");
+    std::fs::write(&token, TOKEN).expect("token file");
+    let out = Command::new("bash")
+        .arg(infra("cdn/scripts").join(name))
+        .args(args)
+        .env("SURGE_ADMIN_URL", origin.url(""))
+        .env("SURGE_ADMIN_TOKEN_FILE", &token)
+        .env_remove("SURGE_ADMIN_TOKEN")
+        .output()
+        .expect("run script");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operator_scripts_purge_and_warm_a_real_origin() {
+    let origin = OriginProcess::start(&[]);
+    let (ok, out, err) = script(
+        "warm-cache.sh",
+        &origin,
+        &["/api/elections", "/api/elections/1/ballot"],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("\"warmed\":2"), "{out}");
+    let r = http()
+        .get(origin.url("/api/elections/1/ballot"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(
+        r.headers()
+            .get("x-surge-cache")
+            .and_then(|v| v.to_str().ok()),
+        Some("HIT"),
+        "warmed"
+    );
+
+    let (ok, out, err) = script("purge-cache.sh", &origin, &["--tag", "election:1"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("\"l1\""), "one line per tier: {out}");
+    let r = http()
+        .get(origin.url("/api/elections/1/ballot"))
+        .send()
+        .await
+        .expect("GET");
+    assert_ne!(
+        r.headers()
+            .get("x-surge-cache")
+            .and_then(|v| v.to_str().ok()),
+        Some("HIT"),
+        "purged"
+    );
+
+    // Refusals are clear and touch nothing.
+    let (ok, _, err) = script("purge-cache.sh", &origin, &["--everything"]);
+    assert!(!ok && err.contains("--yes-really"), "{err}");
+    let (ok, _, err) = script("warm-cache.sh", &origin, &["api/elections"]);
+    assert!(!ok && err.contains("neither a path"), "{err}");
+    // A wrong token is the API's 401, reported as such.
+    let out = Command::new("bash")
+        .arg(infra("cdn/scripts/purge-cache.sh"))
+        .args(["--tag", "election:1"])
+        .env("SURGE_ADMIN_URL", origin.url(""))
+        .env("SURGE_ADMIN_TOKEN", "wrong-token-0123456789")
+        .env_remove("SURGE_ADMIN_TOKEN_FILE")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("HTTP 401"),
+        "{out:?}"
+    );
+}
