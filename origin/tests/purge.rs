@@ -416,7 +416,10 @@ async fn the_admin_api_refuses_bad_requests_by_name() {
         "{metrics}"
     );
     assert!(metrics.contains("surge_cache_l1_hits_total"), "{metrics}");
-    assert!(!metrics.contains("surge_redis_up"), "no Redis configured, no Redis gauge");
+    assert!(
+        !metrics.contains("surge_redis_up"),
+        "no Redis configured, no Redis gauge"
+    );
     let (_, stats) = admin(
         &client,
         &origin,

@@ -16,12 +16,12 @@ use surge_shared::admin::{
 use time::OffsetDateTime;
 
 use super::cluster::{ClusterError, KubeCluster, Workload};
-use super::forecast::{forecast, replica_floor};
+use super::forecast::{Method, forecast, replica_floor};
 use super::history::RateHistory;
 use super::plan::{self, Floor};
 use super::store::{Added, ScalingStore};
 use crate::app::store::StoreError;
-use crate::config::ScalingConfig;
+use crate::config::{PredictiveConfig, ScalingConfig};
 
 /// Minutes of history the forecast needs before it may set a floor.
 const MIN_HISTORY_MINUTES: usize = 10;
@@ -31,6 +31,29 @@ const DAY_MINUTES: usize = 24 * 60;
 const RECENT_EMERGENCIES: usize = 10;
 /// Audit entries shown in the status.
 const RECENT_AUDIT: usize = 20;
+
+/// The floor the forecast of this process's per-minute request counts implies for a
+/// workload running `current` pods (which share its traffic evenly) with HPA ceiling `max`.
+pub fn predicted_floor(
+    settings: &PredictiveConfig,
+    series: &[f64],
+    current: u32,
+    max: u32,
+) -> PredictiveFloor {
+    let ahead = forecast(series, DAY_MINUTES, settings.look_ahead_minutes);
+    let peak_rps = ahead.peak() / 60.0 * f64::from(current.max(1));
+    PredictiveFloor {
+        workload: settings.workload.clone(),
+        method: match ahead.method {
+            Method::HoltWinters => "holt-winters",
+            Method::Holt => "holt",
+            Method::Naive => "naive",
+        }
+        .to_string(),
+        peak_rps,
+        floor: replica_floor(peak_rps, settings.per_pod_rps, 1, max),
+    }
+}
 
 /// What a scaling request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -272,19 +295,12 @@ impl Scaler {
             return None;
         }
         let workload = self.cluster.workload(&settings.workload).await.ok()?;
-        let ahead = forecast(&series, DAY_MINUTES, settings.look_ahead_minutes);
-        // This process sees its share of the workload's traffic; the pods share it evenly.
-        let peak_rps = ahead.peak() / 60.0 * f64::from(workload.current.max(1));
-        let floor = replica_floor(peak_rps, settings.per_pod_rps, 1, workload.max);
-        Some(PredictiveFloor {
-            workload: settings.workload.clone(),
-            method: serde_json::to_value(ahead.method)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
-            peak_rps,
-            floor,
-        })
+        Some(predicted_floor(
+            settings,
+            &series,
+            workload.current,
+            workload.max,
+        ))
     }
 
     /// Applies events, expiries and the forecast; a no-op unless this process holds the lease.
@@ -437,5 +453,38 @@ impl Scaler {
             predictive,
             audit: self.store.audit_log(RECENT_AUDIT).await?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> PredictiveConfig {
+        PredictiveConfig {
+            workload: "api-gateway".into(),
+            per_pod_rps: 100.0,
+            look_ahead_minutes: 15,
+        }
+    }
+
+    #[test]
+    fn a_rising_rate_raises_the_floor_ahead_of_the_peak() {
+        // This pod's share climbs 600 requests a minute every minute (10 req/s more each
+        // minute); three pods share the load. In 15 minutes: (6000 + 15 × 600) / 60 × 3
+        // = 750 req/s, so ⌈750 / 100⌉ = 8 pods.
+        let series: Vec<f64> = (1..=10).map(|m| f64::from(m) * 600.0).collect();
+        let floor = predicted_floor(&settings(), &series, 3, 50);
+        assert_eq!(floor.method, "holt");
+        assert!((floor.peak_rps - 750.0).abs() < 1.0, "{floor:?}");
+        assert_eq!(floor.floor, 8);
+    }
+
+    #[test]
+    fn the_floor_stays_within_the_hpa_ceiling_and_at_least_one() {
+        let busy = vec![60_000.0; 30];
+        assert_eq!(predicted_floor(&settings(), &busy, 10, 20).floor, 20);
+        let idle = vec![0.0; 30];
+        assert_eq!(predicted_floor(&settings(), &idle, 3, 20).floor, 1);
     }
 }
