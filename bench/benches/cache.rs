@@ -1,11 +1,16 @@
-//! Criterion benches of the hybrid cache: L1 hit, L2 hit (real Redis from the harness), and
-//! `get_or_set` on a hit beside raw `moka::future::Cache::get` on the same data.
+//! Criterion benches of the hybrid cache: L1 hit, L2 hit and the two-tier path (L1 miss, L2
+//! hit, promotion) on a real Redis from the harness; `get_or_set` on a hit beside raw
+//! `moka::future::Cache::get` on the same data; and the same lookups through
+//! `multi-tier-cache`, the crates.io crate doing the same job (moka L1 + Redis L2), in the
+//! same run on the same Redis.
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use multi_tier_cache::{Bytes, CacheManager, CacheStrategy, L1Cache, L2Cache, MokaCacheConfig};
+use surge_origin::cache::l1::L1Limits;
 use surge_origin::cache::l2::RedisTarget;
 use surge_origin::cache::options::EntryOptions;
 use surge_origin::cache::{CacheConfig, HybridCache};
@@ -62,6 +67,107 @@ fn l1_hits(c: &mut Criterion) {
     group.finish();
 }
 
+/// `multi-tier-cache`'s manager over its moka L1 (holding `l1_items`) and `redis`.
+async fn peer(redis: &str, l1_items: u64) -> CacheManager {
+    let l1 = L1Cache::new(MokaCacheConfig {
+        max_capacity: l1_items,
+        time_to_live: Duration::from_secs(3600),
+        time_to_idle: Duration::from_secs(3600),
+    })
+    .expect("peer L1");
+    let l2 = L2Cache::with_url(redis).await.expect("peer L2");
+    CacheManager::new(std::sync::Arc::new(l1), std::sync::Arc::new(l2))
+        .await
+        .expect("peer manager")
+}
+
+fn peer_l1_hits(c: &mut Criterion) {
+    let redis = RedisServer::start().expect("redis for the peer bench");
+    let rt = runtime();
+    let manager = rt.block_on(peer(&redis.url(), 10_000));
+    rt.block_on(manager.set_with_strategy(
+        "election:7",
+        Bytes::from(value()),
+        CacheStrategy::Custom(Duration::from_secs(3600)),
+    ))
+    .expect("peer set");
+    let found = rt.block_on(manager.get("election:7")).expect("peer get");
+    assert_eq!(
+        found.map(|b| b.len()),
+        Some(VALUE_BYTES),
+        "the peer serves the value"
+    );
+    c.bench_function("l1_hit_1KiB/multi_tier_cache_get", |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(manager.get("election:7").await) })
+    });
+}
+
+/// Keys cycled through a 16-entry L1: nearly every lookup misses L1, hits L2 and promotes.
+const CYCLED_KEYS: usize = 1024;
+
+fn two_tier_hits(c: &mut Criterion) {
+    let redis = RedisServer::start().expect("redis for the two-tier bench");
+    let rt = runtime();
+    let cache = rt.block_on(async {
+        HybridCache::new(CacheConfig {
+            redis: Some(RedisTarget::Single(redis.url())),
+            l1: L1Limits {
+                max_items: 16,
+                ..L1Limits::default()
+            },
+            ..CacheConfig::default()
+        })
+        .await
+        .expect("cache")
+    });
+    let manager = rt.block_on(peer(&redis.url(), 16));
+    let options = EntryOptions::default().ttl(Duration::from_secs(3600));
+    let keys: Vec<String> = (0..CYCLED_KEYS).map(|i| format!("ballot:{i}")).collect();
+    rt.block_on(async {
+        for key in &keys {
+            cache.set(key, value(), &options).await.expect("set");
+            manager
+                .set_with_strategy(
+                    &format!("peer:{key}"),
+                    Bytes::from(value()),
+                    CacheStrategy::Custom(Duration::from_secs(3600)),
+                )
+                .await
+                .expect("peer set");
+        }
+    });
+    let peer_keys: Vec<String> = keys.iter().map(|k| format!("peer:{k}")).collect();
+    // Both serve every key before anything is timed (from L2 once L1 has evicted it).
+    rt.block_on(async {
+        for (key, peer_key) in keys.iter().zip(&peer_keys) {
+            let ours = cache.get::<String>(key).await.expect("get");
+            assert!(ours.is_some(), "{key} served");
+            let theirs = manager.get(peer_key).await.expect("peer get");
+            assert_eq!(
+                theirs.map(|b| b.len()),
+                Some(VALUE_BYTES),
+                "{peer_key} served"
+            );
+        }
+    });
+    let mut group = c.benchmark_group("l1_l2_hit_1KiB");
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    group.bench_function("surge_get", |b| {
+        b.to_async(&rt).iter(|| async {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % CYCLED_KEYS;
+            black_box(cache.get::<String>(&keys[i]).await)
+        })
+    });
+    group.bench_function("multi_tier_cache_get", |b| {
+        b.to_async(&rt).iter(|| async {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % CYCLED_KEYS;
+            black_box(manager.get(&peer_keys[i]).await)
+        })
+    });
+    group.finish();
+}
+
 fn l2_hits(c: &mut Criterion) {
     let redis = RedisServer::start().expect("redis for the L2 bench");
     let rt = runtime();
@@ -96,6 +202,6 @@ fn l2_hits(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default();
-    targets = l1_hits, l2_hits
+    targets = l1_hits, peer_l1_hits, two_tier_hits, l2_hits
 }
 criterion_main!(benches);
