@@ -91,7 +91,7 @@ impl Load {
                 while !stop.load(Ordering::Relaxed) {
                     tick.tick().await;
                     n += 1;
-                    let vote = vote_every > 0 && n % vote_every == 0;
+                    let vote = vote_every > 0 && n.is_multiple_of(vote_every);
                     let voter = if vote {
                         let i = next_voter.fetch_add(1, Ordering::Relaxed);
                         match voters.get(i) {
