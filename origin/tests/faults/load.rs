@@ -33,6 +33,8 @@ pub struct Sample {
     pub error: Option<String>,
     /// `x-surge-cache` of a read.
     pub cache: Option<String>,
+    /// `x-surge-region` of a read through the edge.
+    pub region: Option<String>,
     /// For votes: the voter and, on a 2xx, the receipt.
     pub vote: Option<(String, Option<String>)>,
     /// For reads of the ballot: whether the body was the expected one.
@@ -152,6 +154,7 @@ fn blank(at: Duration, step: Step) -> Sample {
         retry_after: false,
         error: None,
         cache: None,
+        region: None,
         vote: None,
         body_ok: true,
     }
@@ -171,6 +174,11 @@ async fn read_once(
         sample.cache = r
             .headers()
             .get("x-surge-cache")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        sample.region = r
+            .headers()
+            .get("x-surge-region")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let body = r.text().await.unwrap_or_default();

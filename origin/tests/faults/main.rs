@@ -3,13 +3,14 @@
 //! Redis Cluster or Postgres primary + replica, breaks one dependency on purpose, and asserts
 //! what users saw. Each prints a summary line (requests, errors by status, p99 during the
 //! fault, recovery time) and appends it to `fault-summary.md` in Cargo's test temp directory.
-//! Region failover and a slow origin behind the edge are in `edge/tests/workerd.rs`'s
-//! conformance scenarios.
+//! `edge.rs` does the same through the Worker under workerd: a region down, both down, and a
+//! slow origin.
 
 #[allow(dead_code)]
 #[path = "../support/mod.rs"]
 mod support;
 
+mod edge;
 mod load;
 
 use std::time::Duration;
