@@ -181,6 +181,8 @@ pub struct Config {
     pub purge_coalesce: Duration,
     /// Scaling hooks; off without `SURGE_KUBE`.
     pub scaling: Option<ScalingConfig>,
+    /// L1 bounds (`SURGE_L1_MAX_ITEMS`, default 10,000; `SURGE_L1_MAX_BYTES`, default 256 MiB).
+    pub l1: crate::cache::l1::L1Limits,
 }
 
 impl std::fmt::Debug for Config {
@@ -200,6 +202,7 @@ impl std::fmt::Debug for Config {
             .field("secure_cookies", &self.secure_cookies)
             .field("purge_coalesce", &self.purge_coalesce)
             .field("scaling", &self.scaling)
+            .field("l1", &self.l1)
             .finish_non_exhaustive()
     }
 }
@@ -242,7 +245,7 @@ fn file_key(var: &str) -> String {
 }
 
 /// Every setting, for the config file's unknown-key check.
-const VARS: [&str; 24] = [
+const VARS: [&str; 26] = [
     "SURGE_LISTEN",
     "SURGE_ADMIN_TOKEN",
     "SURGE_REGION",
@@ -267,6 +270,8 @@ const VARS: [&str; 24] = [
     "SURGE_POD_CAPACITY_RPS",
     "SURGE_PREDICTIVE_WORKLOAD",
     "SURGE_LOOK_AHEAD_MINUTES",
+    "SURGE_L1_MAX_ITEMS",
+    "SURGE_L1_MAX_BYTES",
 ];
 
 fn read_config_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
@@ -447,6 +452,23 @@ impl Config {
             return Err(fail("SURGE_PURGE_COALESCE", "must be between 10ms and 60s"));
         }
         let scaling = scaling(&src)?;
+        let defaults = crate::cache::l1::L1Limits::default();
+        let l1 = crate::cache::l1::L1Limits {
+            max_items: bounded(
+                &src,
+                "SURGE_L1_MAX_ITEMS",
+                defaults.max_items,
+                1,
+                100_000_000,
+            )?,
+            max_bytes: bounded(
+                &src,
+                "SURGE_L1_MAX_BYTES",
+                defaults.max_bytes,
+                1 << 20,
+                1 << 40,
+            )?,
+        };
         Ok(Self {
             listen,
             admin_token,
@@ -460,7 +482,27 @@ impl Config {
             secure_cookies,
             purge_coalesce,
             scaling,
+            l1,
         })
+    }
+}
+
+/// A whole number setting within `min..=max`, `default` when unset.
+fn bounded<F: Fn(&str) -> Option<String>>(
+    src: &Source<F>,
+    var: &'static str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
+    match src.get(var)? {
+        None => Ok(default),
+        Some(text) => text
+            .replace('_', "")
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (min..=max).contains(n))
+            .ok_or_else(|| fail(var, format!("{text:?}: a whole number from {min} to {max}"))),
     }
 }
 
@@ -812,6 +854,8 @@ mod tests {
             ),
             (&[("SURGE_CONFIG", "/nonexistent.toml")], "SURGE_CONFIG"),
             (&[("SURGE_KUBE", "yes")], "SURGE_KUBE"),
+            (&[("SURGE_L1_MAX_ITEMS", "0")], "SURGE_L1_MAX_ITEMS"),
+            (&[("SURGE_L1_MAX_BYTES", "64k")], "SURGE_L1_MAX_BYTES"),
             (
                 &[
                     ("SURGE_KUBE", "kubeconfig"),

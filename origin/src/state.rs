@@ -86,6 +86,7 @@ impl AppState {
             instance: format!("{}-{}-{}", config.region, std::process::id(), now_ms()),
             redis: config.redis.clone(),
             cascade: config.policy.cascade.clone(),
+            l1: config.l1,
             ..CacheConfig::default()
         })
         .await

@@ -70,6 +70,7 @@ impl Shared {
         text.replace("{election}", &election.to_string())
             .replace("{option}", &option.to_string())
             .replace("{voter}", voter)
+            .replace("{key}", &rng.u64(..self.scenario.keys).to_string())
     }
 
     async fn send(

@@ -47,7 +47,8 @@ pub struct Step {
     /// Method.
     #[serde(default = "get")]
     pub method: StepMethod,
-    /// Path and query; `{election}`, `{option}` and `{voter}` are filled in per request.
+    /// Path and query; `{election}`, `{option}`, `{voter}` and `{key}` are filled in per
+    /// request.
     pub path: String,
     /// JSON body (POST), with the same placeholders.
     #[serde(default)]
@@ -209,6 +210,8 @@ struct ScenarioSpec {
     elections: Vec<i64>,
     #[serde(default = "options")]
     options: Vec<i32>,
+    #[serde(default = "one_key")]
+    keys: u64,
     load: LoadSpec,
     steps: Vec<Step>,
 }
@@ -224,6 +227,9 @@ pub struct Scenario {
     pub elections: Vec<i64>,
     /// Ballot options the placeholders choose from.
     pub options: Vec<i32>,
+    /// `{key}` is a number below this, drawn per request (a key space to spread requests over,
+    /// e.g. `?page={key}` for more distinct cache keys than L1 holds).
+    pub keys: u64,
     /// The load model.
     pub load: Load,
     /// The requests.
@@ -232,6 +238,10 @@ pub struct Scenario {
 
 fn one() -> Vec<i64> {
     vec![1]
+}
+
+fn one_key() -> u64 {
+    1
 }
 
 fn options() -> Vec<i32> {
@@ -258,6 +268,7 @@ impl Scenario {
             description: spec.description,
             elections: spec.elections,
             options: spec.options,
+            keys: spec.keys,
             load: spec.load.into_load()?,
             steps: spec.steps,
         };
@@ -269,6 +280,9 @@ impl Scenario {
     pub fn validate(&self) -> Result<(), ScenarioError> {
         if self.steps.is_empty() || self.steps.len() > MAX_STEPS {
             return Err(error("steps", format!("give 1 to {MAX_STEPS} steps")));
+        }
+        if self.keys == 0 || self.keys > 1_000_000_000 {
+            return Err(error("keys", "a key space of 1 to 1,000,000,000"));
         }
         if self.elections.is_empty() || self.options.is_empty() {
             return Err(error(
