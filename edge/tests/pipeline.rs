@@ -513,3 +513,162 @@ fn head_is_answered_from_the_get_entry_without_a_body() {
     let get_r = w.send(get("https://vote.example/api/elections/7", &[]));
     assert_eq!((cache(&get_r), body(&get_r).as_str()), ("HIT", "full body"));
 }
+
+#[test]
+fn path_confusion_and_deception_never_cache_private_data() {
+    // A careless origin: private data with a cacheable Cache-Control on any path that
+    // mentions the voter's own data. The edge must still never store it.
+    let deceptive = [
+        "/api/me/votes/1.css",
+        "/api/me/votes/1/style.css",
+        "/api/me/votes/1;.js",
+        "/api/me/..%2fme/votes/1",
+        "/api/elections/1/..%2f..%2fme/votes/1",
+        "/api/elections/1/%2e%2e/%2e%2e/me/votes/1",
+        "/api/x/..%2fme/votes/1",
+        "/elections/1/..%2F..%2Fapi/me/votes/1",
+        "/api/me%2fvotes/1.png",
+    ];
+    for path in deceptive {
+        let w = world();
+        w.origins.set(EU, |_| {
+            ok(
+                "voter 42 voted for option 2",
+                &[("cache-control", "public, max-age=600")],
+            )
+        });
+        let url = format!("https://vote.example{path}");
+        for cookie in [Some("auth_token=voter42"), None] {
+            let headers: Vec<(&str, &str)> = cookie.map(|c| ("cookie", c)).into_iter().collect();
+            let r = w.send(get(&url, &headers));
+            assert!(
+                !matches!(cache(&r), "HIT" | "STALE"),
+                "{path}: served from the shared cache"
+            );
+        }
+        assert_eq!(
+            w.pipeline.store().len(),
+            0,
+            "{path}: private data stored in the shared cache"
+        );
+    }
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn path() -> impl Strategy<Value = String> {
+        (
+            prop_oneof![
+                Just("/api/elections/{n}"),
+                Just("/api/elections/{n}/ballot"),
+                Just("/api/elections/{n}/results"),
+                Just("/elections/{n}"),
+                Just("/api/me/votes/{n}"),
+                Just("/api/me/votes/{n}.css"),
+            ],
+            1u32..1000,
+        )
+            .prop_map(|(p, n)| p.replace("{n}", &n.to_string()))
+    }
+
+    #[derive(Debug, Clone)]
+    enum Credential {
+        None,
+        Cookie(String),
+        Authorization(String),
+    }
+
+    fn credential() -> impl Strategy<Value = Credential> {
+        prop_oneof![
+            Just(Credential::None),
+            "[A-Za-z0-9._-]{1,40}".prop_map(Credential::Cookie),
+            "[ -~]{1,40}".prop_map(Credential::Authorization),
+        ]
+    }
+
+    fn response_headers() -> impl Strategy<Value = Vec<(&'static str, &'static str)>> {
+        prop_oneof![
+            Just(vec![]),
+            Just(vec![("cache-control", "public, s-maxage=60")]),
+            Just(vec![("set-cookie", "session=1; HttpOnly")]),
+            Just(vec![("cache-control", "private, max-age=60")]),
+            Just(vec![("cache-control", "no-store")]),
+            Just(vec![("cache-control", "no-cache")]),
+            Just(vec![
+                ("cache-control", "public, s-maxage=60"),
+                ("set-cookie", "a=b")
+            ]),
+        ]
+    }
+
+    fn uncacheable(headers: &[(&str, &str)]) -> bool {
+        headers.iter().any(|(k, v)| {
+            *k == "set-cookie"
+                || (*k == "cache-control"
+                    && (v.contains("private") || v.contains("no-store") || v.contains("no-cache")))
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        /// For any request with the auth cookie or `Authorization`, and any response with
+        /// `Set-Cookie`, `private`, `no-store` or `no-cache`, nothing is stored in or served
+        /// from the shared cache — whatever the platform headers say.
+        #[test]
+        fn credentialed_requests_and_uncacheable_responses_never_touch_the_shared_cache(
+            path in path(),
+            credential in credential(),
+            response in response_headers(),
+            cf_ip in "[ -~]{0,50}",
+            cf_country in "[ -~]{0,8}",
+            other_cookies in "[a-z]{1,6}=[a-z0-9]{0,6}",
+        ) {
+            let w = world();
+            let headers = response.clone();
+            w.origins.set(EU, move |r| {
+                let who = if r.headers.contains("cookie") || r.headers.contains("authorization") {
+                    "private"
+                } else {
+                    "public"
+                };
+                Ok(EdgeResponse {
+                    status: 200,
+                    headers: headers.iter().map(|(k, v)| (*k, *v)).collect(),
+                    body: who.as_bytes().to_vec(),
+                })
+            });
+            let url = format!("https://vote.example{path}");
+            let cookie;
+            let mut request_headers: Vec<(&str, &str)> = vec![
+                ("cf-connecting-ip", cf_ip.as_str()),
+                ("cf-ipcountry", cf_country.as_str()),
+            ];
+            match &credential {
+                Credential::None => request_headers.push(("cookie", other_cookies.as_str())),
+                Credential::Cookie(v) => {
+                    cookie = format!("{other_cookies}; auth_token={v}");
+                    request_headers.push(("cookie", cookie.as_str()));
+                }
+                Credential::Authorization(v) => request_headers.push(("authorization", v.as_str())),
+            }
+            // Twice: the second would be a HIT if the first had been stored.
+            for _ in 0..2 {
+                let r = w.send(get(&url, &request_headers));
+                let credentialed = !matches!(credential, Credential::None);
+                if credentialed || uncacheable(&response) || path.starts_with("/api/me/") {
+                    prop_assert!(!matches!(cache(&r), "HIT" | "STALE"), "{} answered {}", path, cache(&r));
+                    prop_assert_eq!(w.pipeline.store().len(), 0, "{} stored", path);
+                }
+                if credentialed {
+                    prop_assert_eq!(cache(&r), "BYPASS");
+                }
+            }
+            // An anonymous reader never gets what a credentialed request produced.
+            let anonymous = w.send(get(&url, &[]));
+            prop_assert_ne!(body(&anonymous), "private");
+        }
+    }
+}
