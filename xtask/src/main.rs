@@ -2,7 +2,8 @@
 //!
 //! - `setup`: installs what the test suite needs, skipping what is present (Debian packages,
 //!   rustup targets).
-//! - `test`: `setup`, then the whole suite: the infrastructure checks, wasm32 builds of the shared and edge crates, the
+//! - `test`: `setup`, then the whole suite: the infrastructure checks, ten seconds of each fuzz
+//!   target, wasm32 builds of the shared and edge crates, the
 //!   benches in quick mode, doc tests, and the unit, property and real-service integration
 //!   tests (nextest when installed, else `cargo test`).
 //! - `run`: starts Surge locally (`stack`): Postgres primary + replica, Redis and the origin
@@ -10,6 +11,7 @@
 //! - `cdn-rules`: writes (or `--check`s) Cloudflare's rules generated from the shared policy.
 //! - `infra`: validates `infrastructure/` (manifests, custom resources, checkov, alert rules,
 //!   Alertmanager, scripts, Terraform when installed).
+//! - `fuzz`: runs every fuzz target in `fuzz/` for a bounded time (`--seconds`, default 10).
 //! - `worker-build`: builds the edge Worker (`wrangler.toml`'s build command) unless the build
 //!   is newer than every source it comes from.
 
@@ -55,6 +57,12 @@ enum Task {
     /// Validate infrastructure/: rendered manifests, custom resources, checkov, alert rules
     /// and their tests, Alertmanager routes, scripts, Terraform (when installed).
     Infra,
+    /// Run every fuzz target (fuzz/, cargo fuzz) for a bounded time each.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 10)]
+        seconds: u32,
+    },
 }
 
 /// A failed step, with what to do about it.
@@ -73,6 +81,7 @@ fn main() -> ExitCode {
             cdn::sync(&root().join("infrastructure/cdn/cloudflare"), check).map_err(Failure)
         }
         Task::Infra => infra(),
+        Task::Fuzz { seconds } => fuzz(seconds),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -210,6 +219,15 @@ fn setup() -> Step {
     }
     install_edge_tools()?;
     install_infra_tools()?;
+    if !on_path("cargo-fuzz") {
+        status(Command::new(cargo_bin()).args([
+            "install",
+            "cargo-fuzz",
+            "--version",
+            CARGO_FUZZ_VERSION,
+            "--locked",
+        ]))?;
+    }
     println!("xtask: setup complete");
     Ok(())
 }
@@ -274,6 +292,9 @@ fn install_edge_tools() -> Step {
     }
     Ok(())
 }
+
+/// The version of cargo-fuzz the fuzz targets run with.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 /// The version of worker-build the edge is built with (matches the `worker` crate).
 const WORKER_BUILD_VERSION: &str = "0.8.7";
@@ -362,9 +383,47 @@ fn infra() -> Step {
     )
 }
 
+/// The fuzz targets in `fuzz/` (their names, from its Cargo.toml).
+fn fuzz_targets() -> Result<Vec<String>, Failure> {
+    let manifest = std::fs::read_to_string(root().join("fuzz/Cargo.toml"))
+        .map_err(|e| Failure(format!("fuzz/Cargo.toml: {e}")))?;
+    let mut names = Vec::new();
+    let mut in_bin = false;
+    for line in manifest.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_bin = line == "[[bin]]";
+        } else if in_bin && let Some(name) = line.strip_prefix("name = \"") {
+            names.push(name.trim_end_matches('"').to_string());
+        }
+    }
+    Ok(names)
+}
+
+/// Runs each fuzz target for `seconds` (libFuzzer with AddressSanitizer). cargo fuzz needs
+/// nightly compiler flags; `RUSTC_BOOTSTRAP=1` lets the stable toolchain accept them.
+fn fuzz(seconds: u32) -> Step {
+    if !on_path("cargo-fuzz") {
+        return Err(Failure(
+            "cargo-fuzz is not installed: run `cargo xtask setup`".into(),
+        ));
+    }
+    for target in fuzz_targets()? {
+        status(
+            cargo()
+                .args(["fuzz", "run", &target, "--"])
+                .arg(format!("-max_total_time={seconds}"))
+                .current_dir(root().join("fuzz"))
+                .env("RUSTC_BOOTSTRAP", "1"),
+        )?;
+    }
+    Ok(())
+}
+
 fn test() -> Step {
     worker_build()?;
     infra()?;
+    fuzz(10)?;
     for target in TARGETS {
         status(cargo().args([
             "build",
