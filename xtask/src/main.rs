@@ -2,8 +2,8 @@
 //!
 //! - `setup`: installs what the test suite needs, skipping what is present (Debian packages,
 //!   rustup targets).
-//! - `test`: `setup`, then the whole suite: the infrastructure checks, ten seconds of each fuzz
-//!   target, wasm32 builds of the shared and edge crates, the
+//! - `test`: `setup`, then the whole suite: `cargo deny` (licenses, bans, sources), the
+//!   infrastructure checks, ten seconds of each fuzz target, wasm32 builds of the shared and edge crates, the
 //!   benches in quick mode, doc tests, and the unit, property and real-service integration
 //!   tests (nextest when installed, else `cargo test`).
 //! - `run`: starts Surge locally (`stack`): Postgres primary + replica, Redis and the origin
@@ -11,6 +11,7 @@
 //! - `cdn-rules`: writes (or `--check`s) Cloudflare's rules generated from the shared policy.
 //! - `infra`: validates `infrastructure/` (manifests, custom resources, checkov, alert rules,
 //!   Alertmanager, scripts, Terraform when installed).
+//! - `reliability`: the fault suite with load, the property tests and longer fuzzing.
 //! - `fuzz`: runs every fuzz target in `fuzz/` for a bounded time (`--seconds`, default 10).
 //! - `worker-build`: builds the edge Worker (`wrangler.toml`'s build command) unless the build
 //!   is newer than every source it comes from.
@@ -57,6 +58,13 @@ enum Task {
     /// Validate infrastructure/: rendered manifests, custom resources, checkov, alert rules
     /// and their tests, Alertmanager routes, scripts, Terraform (when installed).
     Infra,
+    /// The reliability suite: the fault-injection tests (with load), the property tests, and
+    /// every fuzz target for `--fuzz-seconds` each.
+    Reliability {
+        /// Seconds per fuzz target.
+        #[arg(long, default_value_t = 60)]
+        fuzz_seconds: u32,
+    },
     /// Run every fuzz target (fuzz/, cargo fuzz) for a bounded time each.
     Fuzz {
         /// Seconds per target.
@@ -82,6 +90,7 @@ fn main() -> ExitCode {
         }
         Task::Infra => infra(),
         Task::Fuzz { seconds } => fuzz(seconds),
+        Task::Reliability { fuzz_seconds } => reliability(fuzz_seconds),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -219,6 +228,15 @@ fn setup() -> Step {
     }
     install_edge_tools()?;
     install_infra_tools()?;
+    if !on_path("cargo-deny") {
+        status(Command::new(cargo_bin()).args([
+            "install",
+            "cargo-deny",
+            "--version",
+            CARGO_DENY_VERSION,
+            "--locked",
+        ]))?;
+    }
     if !on_path("cargo-fuzz") {
         status(Command::new(cargo_bin()).args([
             "install",
@@ -292,6 +310,9 @@ fn install_edge_tools() -> Step {
     }
     Ok(())
 }
+
+/// The version of cargo-deny that checks licenses, bans and sources.
+const CARGO_DENY_VERSION: &str = "0.20.2";
 
 /// The version of cargo-fuzz the fuzz targets run with.
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
@@ -403,6 +424,15 @@ fn fuzz_targets() -> Result<Vec<String>, Failure> {
 /// Runs each fuzz target for `seconds` (libFuzzer with AddressSanitizer). cargo fuzz needs
 /// nightly compiler flags; `RUSTC_BOOTSTRAP=1` lets the stable toolchain accept them.
 fn fuzz(seconds: u32) -> Step {
+    if !on_path("cargo-deny") {
+        status(Command::new(cargo_bin()).args([
+            "install",
+            "cargo-deny",
+            "--version",
+            CARGO_DENY_VERSION,
+            "--locked",
+        ]))?;
+    }
     if !on_path("cargo-fuzz") {
         return Err(Failure(
             "cargo-fuzz is not installed: run `cargo xtask setup`".into(),
@@ -420,8 +450,46 @@ fn fuzz(seconds: u32) -> Step {
     Ok(())
 }
 
+/// Fault suite, property tests, fuzzing.
+fn reliability(fuzz_seconds: u32) -> Step {
+    worker_build()?;
+    status(cargo().args([
+        "nextest",
+        "run",
+        "--no-fail-fast",
+        "--no-capture",
+        "-p",
+        "surge-origin",
+        "--test",
+        "faults",
+        "-p",
+        "surge-edge",
+        "--test",
+        "pipeline",
+        "-p",
+        "surge-shared",
+        "--test",
+        "properties",
+    ]))?;
+    fuzz(fuzz_seconds)
+}
+
+/// `cargo deny`: licenses, bans and sources (the advisory database cannot be fetched here:
+/// only the package registries are reachable).
+fn deny() -> Step {
+    status(cargo().args([
+        "deny",
+        "--all-features",
+        "check",
+        "licenses",
+        "bans",
+        "sources",
+    ]))
+}
+
 fn test() -> Step {
     worker_build()?;
+    deny()?;
     infra()?;
     fuzz(10)?;
     for target in TARGETS {

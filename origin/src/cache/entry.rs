@@ -107,8 +107,14 @@ struct Wire<'a> {
     value: &'a [u8],
 }
 
+/// Bytes an L1 entry costs beyond its key, value and tags.
+const ENTRY_OVERHEAD: usize = 512;
+
 impl Entry {
-    /// Approximate bytes held (for L1's byte bound).
+    /// Approximate bytes held (for L1's byte bound): the key, the value, the tags, and a fixed
+    /// per-entry cost for the entry's own fields and moka's bookkeeping (its node, hash,
+    /// access-order and expiry links), measured under churn in the soak run
+    /// (`bench/RESULTS.md`).
     pub fn weight(&self, key_len: usize) -> usize {
         key_len
             + self.value.len()
@@ -118,7 +124,7 @@ impl Entry {
                 .iter()
                 .map(|(t, _)| t.len() + 8)
                 .sum::<usize>()
-            + 128
+            + ENTRY_OVERHEAD
     }
 
     /// The L2 form.
