@@ -1,7 +1,8 @@
 //! The Postgres tier against the harness's real primary and streaming replica.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use support::eventually;
 use surge_origin::db::analyze::{analyze_query, suggest_indexes};
 use surge_origin::db::migrate::{self, MIGRATIONS};
 use surge_origin::db::pool::{DbPool, PoolSettings};
@@ -9,19 +10,10 @@ use surge_origin::db::router::{ReplicaConfig, ReplicaRouter, Session, Target};
 use surge_origin::db::shard::ShardMap;
 use surge_testkit::postgres::PgPair;
 
+mod support;
+
 fn pool(url: &str) -> DbPool {
     DbPool::new(url, &PoolSettings::default()).expect("pool")
-}
-
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let start = Instant::now();
-    while !check().await {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn router(pg: &PgPair, max_lag: Duration) -> ReplicaRouter {

@@ -2,14 +2,12 @@
 //! own, every origin metric the alerts and the dashboard use is one the origin exports, and
 //! the operator scripts work against a real origin process.
 
-// Shared with the other test crates, which use the parts this one does not.
-#[allow(dead_code)]
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::{OriginProcess, TOKEN, http};
+use support::{OriginProcess, TOKEN, http, metrics};
 use surge_origin::db::shard::shard_for;
 use surge_testkit::redis::RedisServer;
 
@@ -89,15 +87,7 @@ async fn alerts_and_dashboard_use_metrics_the_origin_exports() {
         let r = client.get(origin.url(path)).send().await.expect("GET");
         assert_eq!(r.status(), 200, "{path}");
     }
-    let exported = client
-        .get(origin.url("/performance/metrics"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let exported = metrics(&origin).await;
     let families: Vec<&str> = exported
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))

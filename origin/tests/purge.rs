@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{OriginProcess, TOKEN, eventually, http, login};
+use support::{OriginProcess, TOKEN, admin, eventually, http, login, metrics};
 use surge_testkit::cloudflare::CloudflareStandin;
 use surge_testkit::origin::Reply;
 use surge_testkit::redis::RedisServer;
@@ -43,26 +43,6 @@ async fn cache_status(client: &reqwest::Client, origin: &OriginProcess, path: &s
     format!("{}/{}", header("x-surge-cache"), header("x-surge-tier"))
 }
 
-async fn admin(
-    client: &reqwest::Client,
-    origin: &OriginProcess,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = client.request(method, origin.url(path)).bearer_auth(TOKEN);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let r = request.send().await.expect("admin call");
-    let status = r.status();
-    let text = r.text().await.expect("body");
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
 fn tier<'a>(report: &'a Value, layer: &str) -> &'a Value {
     report["tiers"]
         .as_array()
@@ -87,7 +67,6 @@ async fn one_call_purges_both_processes_redis_and_the_cdn() {
 
     // Purge by tag on A: every tier reports, the CDN got the tag and its cascade.
     let (status, report) = admin(
-        &client,
         &a,
         reqwest::Method::POST,
         "/performance/cache/invalidate",
@@ -126,7 +105,6 @@ async fn one_call_purges_both_processes_redis_and_the_cdn() {
     cache_status(&client, &a, ballot).await;
     cache_status(&client, &b, ballot).await;
     let (status, report) = admin(
-        &client,
         &b,
         reqwest::Method::POST,
         "/performance/cache/invalidate",
@@ -150,7 +128,6 @@ async fn one_call_purges_both_processes_redis_and_the_cdn() {
     // Purge by pattern through DELETE: a key-pattern locally, a prefix at the CDN.
     cache_status(&client, &a, "/api/elections/1").await;
     let (status, report) = admin(
-        &client,
         &a,
         reqwest::Method::DELETE,
         "/performance/cache/http%3A%2F%2Fvote.example%2Fapi%2F*",
@@ -180,7 +157,6 @@ async fn one_call_purges_both_processes_redis_and_the_cdn() {
         cf.queue(reply);
     }
     let (status, report) = admin(
-        &client,
         &a,
         reqwest::Method::POST,
         "/performance/cache/invalidate",
@@ -203,7 +179,6 @@ async fn one_call_purges_both_processes_redis_and_the_cdn() {
     // A process that died does not hold purges up: pub/sub has no one to wait for.
     b.kill();
     let (status, report) = admin(
-        &client,
         &a,
         reqwest::Method::POST,
         "/performance/cache/invalidate",
@@ -236,14 +211,7 @@ async fn a_vote_storm_costs_one_purge_per_window() {
     }
     let windows = start.elapsed().as_millis() / 500 + 1;
     eventually("the last window to flush", async || {
-        let (_, stats) = admin(
-            &client,
-            &origin,
-            reqwest::Method::GET,
-            "/performance/stats",
-            None,
-        )
-        .await;
+        let (_, stats) = admin(&origin, reqwest::Method::GET, "/performance/stats", None).await;
         stats["vote_purges"]["marked"] == votes && !cf.accepted().is_empty()
     })
     .await;
@@ -331,7 +299,7 @@ async fn the_admin_api_refuses_bad_requests_by_name() {
             ".",
         ),
     ] {
-        let (status, reply) = admin(&client, &origin, post.clone(), path, Some(body.clone())).await;
+        let (status, reply) = admin(&origin, post.clone(), path, Some(body.clone())).await;
         assert_eq!(status, 400, "{path} {body}: {reply}");
         assert_eq!(reply["error"], "invalid_request", "{path} {body}: {reply}");
         if field != "." {
@@ -343,7 +311,6 @@ async fn the_admin_api_refuses_bad_requests_by_name() {
         );
     }
     let (status, reply) = admin(
-        &client,
         &origin,
         reqwest::Method::DELETE,
         "/performance/cache/short*",
@@ -355,7 +322,6 @@ async fn the_admin_api_refuses_bad_requests_by_name() {
         (StatusCode::BAD_REQUEST, Some("pattern"))
     );
     let (status, reply) = admin(
-        &client,
         &origin,
         reqwest::Method::GET,
         "/performance/scaling/status",
@@ -366,9 +332,7 @@ async fn the_admin_api_refuses_bad_requests_by_name() {
     assert_eq!(reply["error"], "not_configured");
 
     // Warm fills the cache through the public routes; the trace log and metrics saw it.
-    let (status, report) = admin(
-        &client,
-        &origin,
+    let (status, report) = admin(&origin,
         post.clone(),
         "/performance/cache/warm",
         Some(json!({ "urls": ["/api/elections/1/ballot", "http://vote.example/elections/1", "/api/elections/77"] })),
@@ -389,7 +353,6 @@ async fn the_admin_api_refuses_bad_requests_by_name() {
         Some("HIT")
     );
     let (_, traces) = admin(
-        &client,
         &origin,
         reqwest::Method::GET,
         "/performance/apm/traces?limit=5",
@@ -401,15 +364,7 @@ async fn the_admin_api_refuses_bad_requests_by_name() {
         Some(5),
         "{traces}"
     );
-    let metrics = client
-        .get(origin.url("/performance/metrics"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics(&origin).await;
     assert!(
         metrics.contains("surge_http_request_duration_seconds_bucket{")
             && metrics.contains("route=\"ballot\""),
@@ -420,24 +375,10 @@ async fn the_admin_api_refuses_bad_requests_by_name() {
         !metrics.contains("surge_redis_up"),
         "no Redis configured, no Redis gauge"
     );
-    let (_, stats) = admin(
-        &client,
-        &origin,
-        reqwest::Method::GET,
-        "/performance/stats",
-        None,
-    )
-    .await;
+    let (_, stats) = admin(&origin, reqwest::Method::GET, "/performance/stats", None).await;
     assert!(stats["traffic"]["history_minutes"].is_u64(), "{stats}");
     assert!(stats["traffic"]["forecast_method"].is_string(), "{stats}");
-    let (_, health) = admin(
-        &client,
-        &origin,
-        reqwest::Method::GET,
-        "/performance/health",
-        None,
-    )
-    .await;
+    let (_, health) = admin(&origin, reqwest::Method::GET, "/performance/health", None).await;
     assert_eq!(health["status"], "ok", "{health}");
     assert_eq!(health["redis"]["configured"], false);
 }
@@ -475,7 +416,6 @@ async fn a_cpu_profile_comes_back_as_folded_stacks() {
     let client = http();
     let post = reqwest::Method::POST;
     let (status, reply) = admin(
-        &client,
         &origin,
         post.clone(),
         "/performance/apm/profile",
@@ -501,7 +441,6 @@ async fn a_cpu_profile_comes_back_as_folded_stacks() {
         sent
     });
     let first = admin(
-        &client,
         &origin,
         post.clone(),
         "/performance/apm/profile",
@@ -510,7 +449,6 @@ async fn a_cpu_profile_comes_back_as_folded_stacks() {
     let second = async {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         admin(
-            &client,
             &origin,
             post.clone(),
             "/performance/apm/profile",

@@ -2,38 +2,17 @@
 //! emergencies persist) and the Kubernetes API stand-in (`surge_testkit::kube`), reached
 //! through a kubeconfig exactly as an operator's laptop or a CI job would reach a cluster.
 
-// Shared with the other test crates, which use the parts this one does not.
-#[allow(dead_code)]
 mod support;
 
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::{OriginProcess, TOKEN, eventually, eventually_within, http};
+use support::{OriginProcess, admin, eventually, eventually_within};
 use surge_testkit::kube::KubeStandin;
 use surge_testkit::postgres::PgPair;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-
-async fn admin(
-    origin: &OriginProcess,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = http().request(method, origin.url(path)).bearer_auth(TOKEN);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let r = request.send().await.expect("admin call");
-    let status = r.status();
-    let text = r.text().await.expect("body");
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
 
 async fn status(origin: &OriginProcess) -> Value {
     let (code, body) = admin(origin, Method::GET, "/performance/scaling/status", None).await;

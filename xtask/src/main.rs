@@ -228,23 +228,13 @@ fn setup() -> Step {
     }
     install_edge_tools()?;
     install_infra_tools()?;
-    if !on_path("cargo-deny") {
-        status(Command::new(cargo_bin()).args([
-            "install",
-            "cargo-deny",
-            "--version",
-            CARGO_DENY_VERSION,
-            "--locked",
-        ]))?;
-    }
-    if !on_path("cargo-fuzz") {
-        status(Command::new(cargo_bin()).args([
-            "install",
-            "cargo-fuzz",
-            "--version",
-            CARGO_FUZZ_VERSION,
-            "--locked",
-        ]))?;
+    for (tool, version) in [
+        ("cargo-deny", CARGO_DENY_VERSION),
+        ("cargo-fuzz", CARGO_FUZZ_VERSION),
+    ] {
+        if !on_path(tool) {
+            cargo_install(tool, version)?;
+        }
     }
     println!("xtask: setup complete");
     Ok(())
@@ -279,13 +269,7 @@ fn program_version(program: &str) -> Option<String> {
 /// binaryen) from package-lock.json.
 fn install_edge_tools() -> Step {
     if program_version("worker-build").is_none() {
-        status(Command::new(cargo_bin()).args([
-            "install",
-            "worker-build",
-            "--version",
-            WORKER_BUILD_VERSION,
-            "--locked",
-        ]))?;
+        cargo_install("worker-build", WORKER_BUILD_VERSION)?;
     }
     let wanted = locked_wasm_bindgen()?;
     let have = program_version("wasm-bindgen").unwrap_or_default();
@@ -309,6 +293,11 @@ fn install_edge_tools() -> Step {
         )?;
     }
     Ok(())
+}
+
+/// `cargo install --locked` of `tool` at `version`.
+fn cargo_install(tool: &str, version: &str) -> Step {
+    status(Command::new(cargo_bin()).args(["install", tool, "--version", version, "--locked"]))
 }
 
 /// The version of cargo-deny that checks licenses, bans and sources.
@@ -424,15 +413,6 @@ fn fuzz_targets() -> Result<Vec<String>, Failure> {
 /// Runs each fuzz target for `seconds` (libFuzzer with AddressSanitizer). cargo fuzz needs
 /// nightly compiler flags; `RUSTC_BOOTSTRAP=1` lets the stable toolchain accept them.
 fn fuzz(seconds: u32) -> Step {
-    if !on_path("cargo-deny") {
-        status(Command::new(cargo_bin()).args([
-            "install",
-            "cargo-deny",
-            "--version",
-            CARGO_DENY_VERSION,
-            "--locked",
-        ]))?;
-    }
     if !on_path("cargo-fuzz") {
         return Err(Failure(
             "cargo-fuzz is not installed: run `cargo xtask setup`".into(),

@@ -6,7 +6,6 @@
 //! `edge.rs` does the same through the Worker under workerd: a region down, both down, and a
 //! slow origin.
 
-#[allow(dead_code)]
 #[path = "../support/mod.rs"]
 mod support;
 
@@ -16,7 +15,7 @@ mod load;
 use std::time::Duration;
 
 use load::{Load, Sample, Step, recovery, summary};
-use support::{OriginProcess, TOKEN, eventually, eventually_within, http, login};
+use support::{OriginProcess, TOKEN, eventually, eventually_within, http, login, metrics};
 use surge_testkit::postgres::PgPair;
 use surge_testkit::redis::{RedisCluster, RedisServer, cli};
 
@@ -59,18 +58,6 @@ fn server_errors(samples: &[&Sample]) -> Vec<String> {
         .filter(|s| s.status == 0 || s.status >= 500)
         .map(|s| format!("{:?} at {:?}: {}", s.step, s.at, s.status))
         .collect()
-}
-
-async fn metrics(origin: &OriginProcess) -> String {
-    http()
-        .get(origin.url("/performance/metrics"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text")
 }
 
 #[tokio::test(flavor = "multi_thread")]

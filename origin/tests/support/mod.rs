@@ -1,6 +1,9 @@
 //! Runs the real `surge-origin` binary on a free loopback port for tests that need whole
 //! processes (several origins on one Redis, killing an origin mid-flight).
 
+// Every test crate includes this module and uses a different part of it.
+#![allow(dead_code)]
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -140,4 +143,38 @@ pub async fn login(client: &reqwest::Client, origin: &OriginProcess, voter: &str
         .expect("Set-Cookie")
         .to_string();
     set_cookie.split(';').next().unwrap_or_default().to_string()
+}
+
+/// An admin API call with the test token: the status and the JSON body (or the text as a
+/// JSON string when it is not JSON).
+pub async fn admin(
+    origin: &OriginProcess,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let mut request = http().request(method, origin.url(path)).bearer_auth(TOKEN);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let r = request.send().await.expect("admin call");
+    let status = r.status();
+    let text = r.text().await.expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
+
+/// `GET /performance/metrics` (OpenMetrics text).
+pub async fn metrics(origin: &OriginProcess) -> String {
+    http()
+        .get(origin.url("/performance/metrics"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
 }
