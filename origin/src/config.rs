@@ -5,8 +5,9 @@
 //! The file holds the same settings as the environment, named in lower case without the
 //! `SURGE_` prefix (`listen = "127.0.0.1:8080"`, `database_url = "postgres://…"`); the
 //! environment wins over the file. Secrets (`SURGE_ADMIN_TOKEN`, `SURGE_COOKIE_KEYS`,
-//! `CLOUDFLARE_API_TOKEN`, `DATABASE_URL`, `DATABASE_REPLICA_URLS`) may instead be read from a file named by the same
-//! variable with `_FILE` appended, so they never appear on a command line.
+//! `SURGE_VOTER_PEPPER`, `CLOUDFLARE_API_TOKEN`, `DATABASE_URL`, `DATABASE_REPLICA_URLS`,
+//! `DATABASE_SHARD_URLS`) may instead be read from a file named by the same variable with
+//! `_FILE` appended, so they never appear on a command line.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,12 +28,14 @@ pub const MIN_COOKIE_KEY_LEN: usize = 32;
 pub const CLOUDFLARE_API: &str = "https://api.cloudflare.com/client/v4";
 
 /// Settings whose values are secrets: they may come from `<NAME>_FILE`.
-const SECRETS: [&str; 5] = [
+const SECRETS: [&str; 7] = [
     "SURGE_ADMIN_TOKEN",
     "SURGE_COOKIE_KEYS",
+    "SURGE_VOTER_PEPPER",
     "CLOUDFLARE_API_TOKEN",
     "DATABASE_URL",
     "DATABASE_REPLICA_URLS",
+    "DATABASE_SHARD_URLS",
 ];
 
 /// A configuration value that cannot be used.
@@ -73,6 +76,31 @@ impl std::fmt::Debug for CloudflareConfig {
     }
 }
 
+/// One vote shard: a primary and its read replicas.
+#[derive(Clone)]
+pub struct ShardUrls {
+    /// The shard's primary.
+    pub primary: String,
+    /// Its replicas.
+    pub replicas: Vec<String>,
+}
+
+impl std::fmt::Debug for ShardUrls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardUrls")
+            .field("primary", &crate::db::pool::redact(&self.primary))
+            .field(
+                "replicas",
+                &self
+                    .replicas
+                    .iter()
+                    .map(|u| crate::db::pool::redact(u))
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
 /// Postgres settings.
 #[derive(Clone)]
 pub struct DatabaseConfig {
@@ -80,6 +108,12 @@ pub struct DatabaseConfig {
     pub primary: String,
     /// Read replicas (`DATABASE_REPLICA_URLS`, comma-separated).
     pub replicas: Vec<String>,
+    /// Vote shards (`DATABASE_SHARD_URLS`: shards separated by `;`, each a primary followed by
+    /// its replicas, comma-separated). Empty: the main database is the one shard.
+    pub shards: Vec<ShardUrls>,
+    /// How votes are batched per shard (`SURGE_VOTE_BATCH_MAX`, `SURGE_VOTE_BATCH_WAIT`,
+    /// `SURGE_VOTE_BATCHES_IN_FLIGHT`).
+    pub vote_batch: crate::app::store::batch::BatchSettings,
     /// Most replication lag a replica may have and still take reads
     /// (`SURGE_REPLICA_MAX_LAG`, default 5s).
     pub max_lag: Duration,
@@ -101,6 +135,8 @@ impl std::fmt::Debug for DatabaseConfig {
                     .map(|u| crate::db::pool::redact(u))
                     .collect::<Vec<_>>(),
             )
+            .field("shards", &self.shards)
+            .field("vote_batch", &self.vote_batch)
             .field("max_lag", &self.max_lag)
             .field("pool_size", &self.pool_size)
             .field("seed_demo", &self.seed_demo)
@@ -171,6 +207,12 @@ pub struct Config {
     /// newest first: the first signs, all verify, so keys rotate without logging anyone out).
     /// Empty: a random key per process (fine for one local process only).
     pub cookie_keys: Vec<Vec<u8>>,
+    /// The pepper voting codes are hashed with (`SURGE_VOTER_PEPPER`, at least 32
+    /// characters; required with `DATABASE_URL`, random per process for the embedded store).
+    pub voter_pepper: Option<Vec<u8>>,
+    /// Header carrying the client's address when a trusted proxy or the edge sits in front
+    /// (`SURGE_CLIENT_IP_HEADER`, e.g. `cf-connecting-ip`); the TCP peer otherwise.
+    pub client_ip_header: Option<axum::http::HeaderName>,
     /// How long a login lasts (`SURGE_SESSION_TTL`, default 1h).
     pub session_ttl: Duration,
     /// Whether cookies carry `Secure` (`SURGE_INSECURE_COOKIES=true` drops it for plain-HTTP
@@ -198,6 +240,11 @@ impl std::fmt::Debug for Config {
             .field("redis", &self.redis)
             .field("cloudflare", &self.cloudflare)
             .field("cookie_keys", &self.cookie_keys.len())
+            .field(
+                "voter_pepper",
+                &self.voter_pepper.as_ref().map(|_| "<redacted>"),
+            )
+            .field("client_ip_header", &self.client_ip_header)
             .field("session_ttl", &self.session_ttl)
             .field("secure_cookies", &self.secure_cookies)
             .field("purge_coalesce", &self.purge_coalesce)
@@ -245,7 +292,7 @@ fn file_key(var: &str) -> String {
 }
 
 /// Every setting, for the config file's unknown-key check.
-const VARS: [&str; 26] = [
+const VARS: [&str; 32] = [
     "SURGE_LISTEN",
     "SURGE_ADMIN_TOKEN",
     "SURGE_REGION",
@@ -272,6 +319,12 @@ const VARS: [&str; 26] = [
     "SURGE_LOOK_AHEAD_MINUTES",
     "SURGE_L1_MAX_ITEMS",
     "SURGE_L1_MAX_BYTES",
+    "DATABASE_SHARD_URLS",
+    "SURGE_VOTE_BATCH_MAX",
+    "SURGE_VOTE_BATCH_WAIT",
+    "SURGE_VOTE_BATCHES_IN_FLIGHT",
+    "SURGE_VOTER_PEPPER",
+    "SURGE_CLIENT_IP_HEADER",
 ];
 
 fn read_config_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
@@ -431,6 +484,37 @@ impl Config {
                 keys
             }
         };
+        let voter_pepper = match src.get("SURGE_VOTER_PEPPER")? {
+            None if database.is_some() => {
+                return Err(fail(
+                    "SURGE_VOTER_PEPPER",
+                    format!(
+                        "voting codes in Postgres are hashed with a server-side pepper: set at least {} random characters (e.g. `openssl rand -hex 32`), the same on every origin",
+                        crate::app::voters::code::MIN_PEPPER_LEN
+                    ),
+                ));
+            }
+            None => None,
+            Some(p) if p.len() < crate::app::voters::code::MIN_PEPPER_LEN => {
+                return Err(fail(
+                    "SURGE_VOTER_PEPPER",
+                    format!(
+                        "use at least {} characters (e.g. `openssl rand -hex 32`)",
+                        crate::app::voters::code::MIN_PEPPER_LEN
+                    ),
+                ));
+            }
+            Some(p) => Some(p.into_bytes()),
+        };
+        let client_ip_header = match src.get("SURGE_CLIENT_IP_HEADER")? {
+            None => None,
+            Some(name) => Some(axum::http::HeaderName::try_from(name.trim()).map_err(|_| {
+                fail(
+                    "SURGE_CLIENT_IP_HEADER",
+                    format!("{name:?} is not a header name; write e.g. cf-connecting-ip"),
+                )
+            })?),
+        };
         let session_ttl = match src.get("SURGE_SESSION_TTL")? {
             None => Duration::from_secs(3600),
             Some(text) => parse_duration("SURGE_SESSION_TTL", &text)?,
@@ -478,6 +562,8 @@ impl Config {
             redis,
             cloudflare,
             cookie_keys,
+            voter_pepper,
+            client_ip_header,
             session_ttl,
             secure_cookies,
             purge_coalesce,
@@ -648,6 +734,12 @@ fn database<F: Fn(&str) -> Option<String>>(
                 "replicas need a primary: set DATABASE_URL too",
             ));
         }
+        if src.get("DATABASE_SHARD_URLS")?.is_some() {
+            return Err(fail(
+                "DATABASE_SHARD_URLS",
+                "vote shards need the main database for elections: set DATABASE_URL too",
+            ));
+        }
         return Ok(None);
     };
     check_postgres_url("DATABASE_URL", &primary)?;
@@ -675,13 +767,83 @@ fn database<F: Fn(&str) -> Option<String>>(
         None => false,
         Some(text) => parse_bool("SURGE_SEED_DEMO", &text)?,
     };
+    let shards = match src.get("DATABASE_SHARD_URLS")? {
+        None => Vec::new(),
+        Some(text) => shard_urls(&text)?,
+    };
+    let defaults = crate::app::store::batch::BatchSettings::default();
+    let vote_batch = crate::app::store::batch::BatchSettings {
+        max_votes: usize::try_from(bounded(
+            src,
+            "SURGE_VOTE_BATCH_MAX",
+            defaults.max_votes as u64,
+            1,
+            10_000,
+        )?)
+        .unwrap_or(defaults.max_votes),
+        max_wait: match src.get("SURGE_VOTE_BATCH_WAIT")? {
+            None => defaults.max_wait,
+            Some(text) => {
+                let wait = parse_duration("SURGE_VOTE_BATCH_WAIT", &text)?;
+                if wait > Duration::from_millis(100) {
+                    return Err(fail(
+                        "SURGE_VOTE_BATCH_WAIT",
+                        format!("{text:?}: at most 100ms (every vote waits this long at worst)"),
+                    ));
+                }
+                wait
+            }
+        },
+        in_flight: usize::try_from(bounded(
+            src,
+            "SURGE_VOTE_BATCHES_IN_FLIGHT",
+            defaults.in_flight as u64,
+            1,
+            64,
+        )?)
+        .unwrap_or(defaults.in_flight),
+    };
     Ok(Some(DatabaseConfig {
         primary,
         replicas,
+        shards,
+        vote_batch,
         max_lag,
         pool_size,
         seed_demo,
     }))
+}
+
+/// `DATABASE_SHARD_URLS`: `primary[,replica…][;primary[,replica…]…]`.
+fn shard_urls(text: &str) -> Result<Vec<ShardUrls>, ConfigError> {
+    const VAR: &str = "DATABASE_SHARD_URLS";
+    let mut shards = Vec::new();
+    for (i, shard) in text.split(';').map(str::trim).enumerate() {
+        if shard.is_empty() {
+            return Err(fail(
+                VAR,
+                format!(
+                    "shard {i} is empty: separate shards with ';', each a primary URL then its replicas separated by ','"
+                ),
+            ));
+        }
+        let mut urls = shard.split(',').map(|u| u.trim().to_string());
+        let primary = urls.next().unwrap_or_default();
+        let replicas: Vec<String> = urls.collect();
+        for url in std::iter::once(&primary).chain(&replicas) {
+            check_postgres_url(VAR, url)?;
+        }
+        shards.push(ShardUrls { primary, replicas });
+    }
+    let mut primaries: Vec<&str> = shards.iter().map(|s| s.primary.as_str()).collect();
+    primaries.sort_unstable();
+    if primaries.windows(2).any(|w| w[0] == w[1]) {
+        return Err(fail(
+            VAR,
+            "a primary appears twice: each shard needs its own database",
+        ));
+    }
+    Ok(shards)
 }
 
 fn cloudflare<F: Fn(&str) -> Option<String>>(

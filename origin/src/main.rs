@@ -1,16 +1,68 @@
 //! `surge-origin`: starts the origin service with configuration from the environment (and
-//! `SURGE_CONFIG`), and says what it started and where.
+//! `SURGE_CONFIG`), and says what it started and where; `surge-origin voters …` registers
+//! voters in the configured database.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand};
 use surge_origin::api;
+use surge_origin::app::voters::code::CodeHasher;
+use surge_origin::app::voters::{self, CodesFile};
 use surge_origin::config::Config;
-use surge_origin::state::AppState;
+use surge_origin::state::{AppState, open_database};
+use surge_shared::admin::{ImportVotersRequest, MAX_VOTERS_PER_REQUEST};
 use tracing_subscriber::EnvFilter;
+
+/// Surge's origin: without a command, serves (settings from the environment and
+/// `SURGE_CONFIG`; see README.md).
+#[derive(Parser)]
+#[command(name = "surge-origin", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Registers voters in the database named by DATABASE_URL (and DATABASE_SHARD_URLS).
+    Voters {
+        #[command(subcommand)]
+        action: VotersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum VotersCommand {
+    /// Registers COUNT new voters for an election and writes their codes to a new file
+    /// (mode 0600, CSV `voter_id,code`). Codes are shown only there: only hashes are stored.
+    Issue {
+        /// The election they may vote in.
+        #[arg(long)]
+        election: i64,
+        /// How many voters.
+        #[arg(long)]
+        count: usize,
+        /// The codes file to create (never replaced).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Imports an existing registry: one JSON object per line, `{"voter_id": "…",
+    /// "elections": [1], "code": "…"}`; voters without a code get one, written to --out.
+    Import {
+        /// The registry export (JSON lines).
+        #[arg(long)]
+        file: PathBuf,
+        /// Where codes issued now go (needed when an entry has no code).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -23,6 +75,102 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    match cli.command {
+        None => serve(config).await,
+        Some(Command::Voters { action }) => match run_voters(&config, action).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("surge-origin voters: {e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+/// Registers voters through the configured store, `MAX_VOTERS_PER_REQUEST` at a time.
+async fn run_voters(config: &Config, action: VotersCommand) -> Result<(), String> {
+    let Some(settings) = &config.database else {
+        return Err(
+            "DATABASE_URL is not set: the embedded store lives in the server's memory, so register voters there with POST /performance/voters/issue".into(),
+        );
+    };
+    let pepper = config
+        .voter_pepper
+        .clone()
+        .ok_or("SURGE_VOTER_PEPPER is not set")?;
+    let hasher = CodeHasher::new(pepper);
+    let (entries, out) = match action {
+        VotersCommand::Issue {
+            election,
+            count,
+            out,
+        } => {
+            if election <= 0 || count == 0 {
+                return Err("--election must be a positive id and --count at least 1".into());
+            }
+            let mut entries = Vec::with_capacity(count);
+            while entries.len() < count {
+                let n = (count - entries.len()).min(MAX_VOTERS_PER_REQUEST);
+                entries.extend(
+                    voters::new_voters(election, n)
+                        .map_err(|e| e.message)?
+                        .voters,
+                );
+            }
+            (entries, Some(out))
+        }
+        VotersCommand::Import { file, out } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            let entries =
+                voters::parse_json_lines(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+            if out.is_none() && entries.iter().any(|e| e.code.is_none()) {
+                return Err(
+                    "some voters have no code: give --out FILE for the codes issued to them".into(),
+                );
+            }
+            (entries, out)
+        }
+    };
+    let mut codes = match &out {
+        Some(path) => Some(create_codes_file(path)?),
+        None => None,
+    };
+    let (store, _db) = open_database(settings).await.map_err(|e| e.to_string())?;
+    let (mut registered, mut existing, mut issued) = (0, 0, 0);
+    for chunk in entries.chunks(MAX_VOTERS_PER_REQUEST) {
+        let request = ImportVotersRequest {
+            voters: chunk.to_vec(),
+        };
+        let report = voters::register(&store, &hasher, &request)
+            .await
+            .map_err(|e| format!("after {registered} voters registered: {e}"))?;
+        if let Some(file) = codes.as_mut() {
+            file.append(&report.issued)
+                .map_err(|e| format!("cannot write the codes file: {e}"))?;
+        }
+        registered += report.registered;
+        existing += report.existing.len();
+        issued += report.issued.len();
+    }
+    println!(
+        "surge-origin voters: {registered} registered, {existing} already registered (unchanged), {issued} codes issued{}",
+        out.map(|p| format!(" into {}", p.display()))
+            .unwrap_or_default()
+    );
+    Ok(())
+}
+
+fn create_codes_file(path: &Path) -> Result<CodesFile, String> {
+    CodesFile::create(path).map_err(|e| {
+        format!(
+            "cannot create {} ({e}); codes files are never replaced: choose a new name",
+            path.display()
+        )
+    })
+}
+
+async fn serve(config: Config) -> ExitCode {
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(l) => l,
         Err(e) => {

@@ -10,10 +10,12 @@ use crate::app::session::SessionKeys;
 use crate::app::store::ElectionStore;
 use crate::app::store::memory::MemoryStore;
 use crate::app::store::postgres::PgStore;
+use crate::app::voters::code::CodeHasher;
+use crate::app::voters::throttle::LoginThrottle;
 use crate::cache::{CacheConfig, HybridCache, now_ms};
 use crate::cdn::Cdn;
 use crate::cdn::cloudflare::{Cloudflare, RetryPolicy};
-use crate::config::Config;
+use crate::config::{Config, DatabaseConfig};
 use crate::db::migrate;
 use crate::db::pool::{DbPool, PoolSettings};
 use crate::db::router::{ReplicaConfig, ReplicaRouter};
@@ -52,6 +54,10 @@ pub struct AppState {
     pub vote_purges: Arc<Coalescer>,
     /// Login cookies.
     pub sessions: SessionKeys,
+    /// Hashes and checks voting codes.
+    pub voter_codes: CodeHasher,
+    /// Failed-login throttling.
+    pub login_throttle: LoginThrottle,
     /// Request metrics.
     pub metrics: Arc<Metrics>,
     /// Recent and slowest requests.
@@ -109,71 +115,16 @@ impl AppState {
         let (store, db): (Arc<dyn ElectionStore>, _) = match &config.database {
             None => (Arc::new(MemoryStore::demo()), None),
             Some(settings) => {
-                let db_error = |what: &'static str| {
-                    move |e: crate::db::DbError| StartError {
-                        what,
-                        message: e.to_string(),
-                    }
-                };
-                let pool_settings = PoolSettings {
-                    max_size: settings.pool_size,
-                    ..PoolSettings::default()
-                };
-                let primary = DbPool::new(&settings.primary, &pool_settings)
-                    .map_err(db_error("DATABASE_URL"))?;
-                migrate::run(&primary, migrate::MIGRATIONS)
-                    .await
-                    .map_err(db_error("DATABASE_URL"))?;
-                let mut replicas = Vec::new();
-                for url in &settings.replicas {
-                    replicas.push(ReplicaConfig {
-                        pool: DbPool::new(url, &pool_settings)
-                            .map_err(db_error("DATABASE_REPLICA_URLS"))?,
-                        weight: 1,
-                        max_lag: settings.max_lag,
-                    });
-                }
-                let pools: Vec<DbPool> = std::iter::once(primary.clone())
-                    .chain(replicas.iter().map(|r| r.pool.clone()))
-                    .collect();
-                tokio::spawn(async move {
-                    loop {
-                        for pool in &pools {
-                            pool.maintain().await;
-                        }
-                        tokio::time::sleep(POOL_MAINTENANCE).await;
-                    }
-                });
-                // The monitor and the read floor below measure the replicas first.
-                let router = Arc::new(ReplicaRouter::new(primary, replicas));
-                let monitor = Arc::downgrade(&router);
-                tokio::spawn(async move {
-                    while let Some(router) = monitor.upgrade() {
-                        router.refresh().await;
-                        drop(router);
-                        tokio::time::sleep(LAG_PROBE).await;
-                    }
-                });
-                let slow = Arc::new(SlowLog::new(SLOW_QUERY, 256));
-                let mut store = PgStore::new(router.clone(), slow.clone());
-                if settings.seed_demo {
-                    store.seed_demo().await.map_err(|e| StartError {
-                        what: "SURGE_SEED_DEMO",
-                        message: e.to_string(),
-                    })?;
-                }
-                store
-                    .set_read_floor(Duration::from_secs(5))
-                    .await
-                    .map_err(|e| StartError {
-                        what: "DATABASE_URL",
-                        message: e.to_string(),
-                    })?;
-                (
-                    Arc::new(store) as Arc<dyn ElectionStore>,
-                    Some(Database { router, slow }),
-                )
+                let (store, db) = open_database(settings).await?;
+                (Arc::new(store) as Arc<dyn ElectionStore>, Some(db))
             }
+        };
+        let voter_codes = match &config.voter_pepper {
+            Some(pepper) => CodeHasher::new(pepper.clone()),
+            None => CodeHasher::ephemeral().map_err(|e| StartError {
+                what: "SURGE_VOTER_PEPPER",
+                message: format!("no randomness for a per-process pepper: {e}"),
+            })?,
         };
         let rates = Arc::new(crate::scaling::history::RateHistory::default());
         let scaler = match &config.scaling {
@@ -191,6 +142,8 @@ impl AppState {
             purger,
             vote_purges,
             sessions,
+            voter_codes,
+            login_throttle: LoginThrottle::default(),
             metrics: Arc::new(Metrics::default()),
             traces: Arc::new(TraceLog::new(512)),
             keys: crate::app::respond::KeyMemo::new(100_000),
@@ -204,6 +157,97 @@ impl AppState {
             config,
         }))
     }
+}
+
+/// Connects to the main database and every vote shard (pools, migrations on each, replica
+/// monitors, the demo seed when asked, read floors) and builds the store over them.
+pub async fn open_database(settings: &DatabaseConfig) -> Result<(PgStore, Database), StartError> {
+    let slow = Arc::new(SlowLog::new(SLOW_QUERY, 256));
+    let router = connect(
+        &settings.primary,
+        &settings.replicas,
+        settings,
+        "DATABASE_URL",
+    )
+    .await?;
+    let mut shards = Vec::new();
+    for shard in &settings.shards {
+        shards.push(
+            connect(
+                &shard.primary,
+                &shard.replicas,
+                settings,
+                "DATABASE_SHARD_URLS",
+            )
+            .await?,
+        );
+    }
+    let mut store = PgStore::new(router.clone(), shards, settings.vote_batch, slow.clone());
+    if settings.seed_demo {
+        store.seed_demo().await.map_err(|e| StartError {
+            what: "SURGE_SEED_DEMO",
+            message: e.to_string(),
+        })?;
+    }
+    store
+        .set_read_floor(Duration::from_secs(5))
+        .await
+        .map_err(|e| StartError {
+            what: "DATABASE_URL",
+            message: e.to_string(),
+        })?;
+    Ok((store, Database { router, slow }))
+}
+
+/// One primary and its replicas: pools, migrations, pool maintenance and the lag monitor.
+async fn connect(
+    primary: &str,
+    replica_urls: &[String],
+    settings: &DatabaseConfig,
+    what: &'static str,
+) -> Result<Arc<ReplicaRouter>, StartError> {
+    let db_error = |e: crate::db::DbError| StartError {
+        what,
+        message: e.to_string(),
+    };
+    let pool_settings = PoolSettings {
+        max_size: settings.pool_size,
+        ..PoolSettings::default()
+    };
+    let primary = DbPool::new(primary, &pool_settings).map_err(db_error)?;
+    migrate::run(&primary, migrate::MIGRATIONS)
+        .await
+        .map_err(db_error)?;
+    let mut replicas = Vec::new();
+    for url in replica_urls {
+        replicas.push(ReplicaConfig {
+            pool: DbPool::new(url, &pool_settings).map_err(db_error)?,
+            weight: 1,
+            max_lag: settings.max_lag,
+        });
+    }
+    let pools: Vec<DbPool> = std::iter::once(primary.clone())
+        .chain(replicas.iter().map(|r| r.pool.clone()))
+        .collect();
+    tokio::spawn(async move {
+        loop {
+            for pool in &pools {
+                pool.maintain().await;
+            }
+            tokio::time::sleep(POOL_MAINTENANCE).await;
+        }
+    });
+    // The monitor and the read floor measure the replicas first.
+    let router = Arc::new(ReplicaRouter::new(primary, replicas));
+    let monitor = Arc::downgrade(&router);
+    tokio::spawn(async move {
+        while let Some(router) = monitor.upgrade() {
+            router.refresh().await;
+            drop(router);
+            tokio::time::sleep(LAG_PROBE).await;
+        }
+    });
+    Ok(router)
 }
 
 /// Connects to the cluster, picks the scaling store and starts the controller's tick.

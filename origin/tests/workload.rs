@@ -129,15 +129,16 @@ async fn votes_are_authenticated_validated_idempotent_and_read_back() {
     let login_url = origin.url("/api/login");
     for (body, field) in [
         ("{\"voter\":\"a\"}", "voter"),
-        ("{\"voter_id\":\"a b\"}", "voter_id"),
-        ("{\"voter_id\":7}", "voter_id"),
+        ("{\"voter_id\":\"a b\",\"code\":\"x\"}", "voter_id"),
+        ("{\"voter_id\":7,\"code\":\"x\"}", "voter_id"),
+        ("{\"voter_id\":\"a\",\"code\":\"too-short\"}", "code"),
         ("not json", "."),
     ] {
         let (status, _, reply) = post(&client, &login_url, None, body).await;
         assert_eq!(status, 400, "{body}: {reply}");
         assert_eq!(reply["field"], field, "{body}: {reply}");
     }
-    let huge = format!("{{\"voter_id\":\"{}\"}}", "a".repeat(5000));
+    let huge = format!("{{\"voter_id\":\"{}\",\"code\":\"x\"}}", "a".repeat(5000));
     let (status, _, _) = post(&client, &login_url, None, &huge).await;
     assert_eq!(status, 400, "the login route takes at most 4096 bytes");
 
@@ -185,6 +186,11 @@ async fn votes_are_authenticated_validated_idempotent_and_read_back() {
     let (status, _, change) = post(&client, &votes, Some(&cookie), "{\"option_id\":3}").await;
     assert_eq!(status, 409);
     assert_eq!(change["error"], "already_voted");
+    let said = change["message"].as_str().unwrap_or_default();
+    assert!(
+        !said.contains(&receipt) && !said.contains("option 2"),
+        "a 409 never reveals the first choice: {said}"
+    );
     let rows = pg
         .primary
         .psql(

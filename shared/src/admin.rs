@@ -560,6 +560,131 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
+/// Most voters in one import or issue request.
+pub const MAX_VOTERS_PER_REQUEST: usize = 10_000;
+/// Most elections one voter may be registered for.
+pub const MAX_ELECTIONS_PER_VOTER: usize = 64;
+
+/// One voter of an existing registry, as imported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VoterEntry {
+    /// The registry's id for the voter (1–64 of `A-Z a-z 0-9 - _`).
+    pub voter_id: String,
+    /// The elections the voter may vote in (positive ids, at least one).
+    pub elections: Vec<i64>,
+    /// The voting code the voter already holds (26 base32 characters, `-` allowed); when
+    /// absent a code is issued and returned once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+impl VoterEntry {
+    fn validate(&self, at: &str) -> Result<(), AdminError> {
+        crate::voter::validate_voter_id(&self.voter_id)
+            .map_err(|m| AdminError::new(format!("{at}.voter_id"), m))?;
+        if self.elections.is_empty() || self.elections.len() > MAX_ELECTIONS_PER_VOTER {
+            return Err(AdminError::new(
+                format!("{at}.elections"),
+                format!("list 1 to {MAX_ELECTIONS_PER_VOTER} election ids"),
+            ));
+        }
+        if let Some(i) = self.elections.iter().position(|e| *e <= 0) {
+            return Err(AdminError::new(
+                format!("{at}.elections[{i}]"),
+                "election ids are positive integers",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `POST /performance/voters`: import voters from an existing registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ImportVotersRequest {
+    /// The voters (1 to 10,000 per request).
+    pub voters: Vec<VoterEntry>,
+}
+
+impl ImportVotersRequest {
+    /// Checks every entry and that no voter id repeats.
+    pub fn validate(&self) -> Result<(), AdminError> {
+        if self.voters.is_empty() || self.voters.len() > MAX_VOTERS_PER_REQUEST {
+            return Err(AdminError::new(
+                "voters",
+                format!("send 1 to {MAX_VOTERS_PER_REQUEST} voters per request"),
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, v) in self.voters.iter().enumerate() {
+            v.validate(&format!("voters[{i}]"))?;
+            if !seen.insert(v.voter_id.as_str()) {
+                return Err(AdminError::new(
+                    format!("voters[{i}].voter_id"),
+                    format!("{:?} appears twice in this request", v.voter_id),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `POST /performance/voters/issue`: register new voters for an election and issue their
+/// codes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct IssueVotersRequest {
+    /// The election they may vote in.
+    pub election_id: i64,
+    /// How many voters (1 to 10,000 per request).
+    pub count: usize,
+}
+
+impl IssueVotersRequest {
+    /// Checks the election id and the count.
+    pub fn validate(&self) -> Result<(), AdminError> {
+        if self.election_id <= 0 {
+            return Err(AdminError::new(
+                "election_id",
+                "election ids are positive integers",
+            ));
+        }
+        if self.count == 0 || self.count > MAX_VOTERS_PER_REQUEST {
+            return Err(AdminError::new(
+                "count",
+                format!("issue 1 to {MAX_VOTERS_PER_REQUEST} voters per request"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A code issued now: shown once, never stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct IssuedCode {
+    /// The voter.
+    pub voter_id: String,
+    /// Their voting code, grouped for people.
+    pub code: String,
+}
+
+/// What an import or issue did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VotersReport {
+    /// Voters registered now.
+    pub registered: usize,
+    /// Voter ids already registered, left as they were (their codes are not replaced).
+    pub existing: Vec<String>,
+    /// Codes issued now for voters registered without one.
+    pub issued: Vec<IssuedCode>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,7 @@
 //! - [`pattern`]: safe purge globs.
 //! - [`status`]: cache status, layers and the headers that carry them.
 //! - [`admin`]: admin API request and report types.
+//! - [`voter`]: voter ids.
 //!
 //! Key, tags and policy together:
 //!
@@ -62,6 +63,7 @@ pub mod status;
 pub mod tag;
 pub mod template;
 pub mod vectors;
+pub mod voter;
 
 pub use auth::AuthBypass;
 pub use cascade::Cascade;

@@ -16,14 +16,16 @@ use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use surge_shared::admin::{
-    EmergencyScale, EmergencyScaleRequest, ErrorBody, InvalidateReport, InvalidateRequest,
-    ScalingEventRequest, ScalingStatus, ScheduledEvent, WarmReport, WarmRequest, parse_json,
+    EmergencyScale, EmergencyScaleRequest, ErrorBody, ImportVotersRequest, InvalidateReport,
+    InvalidateRequest, IssueVotersRequest, ScalingEventRequest, ScalingStatus, ScheduledEvent,
+    VotersReport, WarmReport, WarmRequest, parse_json,
 };
 use surge_shared::{CacheClass, CacheKey, KeyPattern};
 use utoipa::OpenApi;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::app::voters::{self, RegisterError};
 use crate::scaling::cluster::ClusterError;
 use crate::scaling::controller::{Accepted, ScaleError, Scaler};
 
@@ -41,6 +43,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/scaling/status", get(scaling_status))
         .route("/scaling/event", post(scaling_event))
         .route("/scaling/emergency", post(scaling_emergency))
+        .route("/voters", post(import_voters))
+        .route("/voters/issue", post(issue_voters))
         .route("/apm/traces", get(traces))
         .route("/apm/slow-queries", get(slow_queries))
         .route("/apm/profile", post(profile))
@@ -100,7 +104,8 @@ async fn profile(body: Bytes) -> Result<Response, ApiError> {
     ),
     paths(
         health, metrics, stats, cache_stats, cache_key, invalidate, delete_pattern, warm,
-        scaling_status, scaling_event, scaling_emergency, traces, slow_queries, profile
+        scaling_status, scaling_event, scaling_emergency, import_voters, issue_voters, traces,
+        slow_queries, profile
     ),
     modifiers(&BearerAuth)
 )]
@@ -605,6 +610,47 @@ async fn scaling_emergency(
         message: e.message,
     })?;
     Ok(accepted(scaler(&state)?.emergency(request).await?))
+}
+
+fn registered(
+    outcome: Result<VotersReport, RegisterError>,
+) -> Result<Json<VotersReport>, ApiError> {
+    match outcome {
+        Ok(report) => Ok(Json(report)),
+        Err(RegisterError::Invalid(e)) => Err(ApiError::BadRequest {
+            field: Some(e.field),
+            message: e.message,
+        }),
+        Err(RegisterError::Store(e)) => Err(crate::app::respond::unavailable(&e)),
+    }
+}
+
+#[utoipa::path(post, path = "/performance/voters", tag = "voters", security(("bearer" = [])),
+    request_body = ImportVotersRequest,
+    responses((status = 200, description = "Registered; codes issued for voters sent without one (shown only here)", body = VotersReport), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody), (status = 401, description = "missing or wrong token", body = ErrorBody), (status = 429, description = "too many failed tokens", body = ErrorBody)))]
+async fn import_voters(
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<Json<VotersReport>, ApiError> {
+    let request: ImportVotersRequest = parse(&body)?;
+    registered(voters::register(state.store.as_ref(), &state.voter_codes, &request).await)
+}
+
+#[utoipa::path(post, path = "/performance/voters/issue", tag = "voters", security(("bearer" = [])),
+    request_body = IssueVotersRequest,
+    responses((status = 200, description = "New voters and their codes (shown only here)", body = VotersReport), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody), (status = 401, description = "missing or wrong token", body = ErrorBody), (status = 429, description = "too many failed tokens", body = ErrorBody)))]
+async fn issue_voters(
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<Json<VotersReport>, ApiError> {
+    let request: IssueVotersRequest = parse(&body)?;
+    request.validate().map_err(|e| ApiError::BadRequest {
+        field: Some(e.field),
+        message: e.message,
+    })?;
+    let import = voters::new_voters(request.election_id, request.count)
+        .map_err(|e| ApiError::Internal(e.message))?;
+    registered(voters::register(state.store.as_ref(), &state.voter_codes, &import).await)
 }
 
 /// Query of `GET /performance/apm/traces`.

@@ -17,6 +17,17 @@ pub enum ApiError {
     /// Too many failed admin authentications from this client.
     #[error("too many failed admin logins from this address: wait {0} s")]
     TooManyAttempts(u64),
+    /// Too many login attempts for this voter from this network, or from this network.
+    #[error("too many login attempts: wait {0} s and try again")]
+    TooManyLogins(u64),
+    /// The caller may not do this; `code` says why.
+    #[error("{message}")]
+    Forbidden {
+        /// Machine-readable code (`not_eligible`, …).
+        code: &'static str,
+        /// What happened.
+        message: String,
+    },
     /// The admin API has no token configured, so it is off.
     #[error("the admin API is disabled: start the origin with SURGE_ADMIN_TOKEN set")]
     AdminDisabled,
@@ -87,7 +98,12 @@ impl ApiError {
         match self {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::TooManyAttempts(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
+            ApiError::TooManyLogins(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_logins"),
+            ApiError::Forbidden { code, .. } => (StatusCode::FORBIDDEN, code),
             ApiError::AdminDisabled => (StatusCode::SERVICE_UNAVAILABLE, "admin_disabled"),
+            ApiError::Session(SessionError::BadCredentials) => {
+                (StatusCode::UNAUTHORIZED, "invalid_credentials")
+            }
             ApiError::Session(_) => (StatusCode::UNAUTHORIZED, "not_logged_in"),
             ApiError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
             ApiError::Unprocessable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
@@ -112,7 +128,7 @@ impl IntoResponse for ApiError {
         };
         let retry_after = match &self {
             ApiError::Unavailable { retry_after, .. } => Some(*retry_after),
-            ApiError::TooManyAttempts(s) => Some(*s),
+            ApiError::TooManyAttempts(s) | ApiError::TooManyLogins(s) => Some(*s),
             _ => None,
         };
         let body = ErrorBody {

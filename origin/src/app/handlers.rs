@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use surge_shared::Tag;
@@ -14,8 +16,9 @@ use time::OffsetDateTime;
 
 use super::model::{Ballot, Cast, LoginRequest, NewVote, VoteRequest, validate_voter_id};
 use super::respond::{Page, cached, unavailable};
-use super::session::COOKIE;
+use super::session::{COOKIE, SessionError};
 use super::store::{ElectionStore, StoreError};
+use super::voters::code::VotingCode;
 use crate::api::error::ApiError;
 use crate::cache::options::EntryOptions;
 use crate::state::AppState;
@@ -116,6 +119,8 @@ pub async fn results(
 pub struct LoginReply {
     /// Who is logged in.
     pub voter_id: String,
+    /// The elections they may vote in.
+    pub elections: Vec<i64>,
     /// When the session ends.
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
@@ -148,14 +153,52 @@ fn no_store(mut response: Response) -> Response {
     response
 }
 
-/// `POST /api/login` with `{"voter_id": "…"}`: sets the signed `auth_token` cookie.
+/// The client's address: the configured client-IP header (set by the edge in front) when
+/// present and valid, else the TCP peer.
+pub fn client_ip(state: &AppState, headers: &HeaderMap, extensions: &Extensions) -> IpAddr {
+    state
+        .config
+        .client_ip_header
+        .as_ref()
+        .and_then(|name| headers.get(name))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .or_else(|| {
+            extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip())
+        })
+        .unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED))
+}
+
+/// `POST /api/login` with `{"voter_id": "…", "code": "…"}`: checks the voting code (in
+/// constant time, the same 401 for a wrong code and an unknown voter, attempts throttled per
+/// voter-and-network and per network) and sets the signed `auth_token` cookie.
 pub async fn login(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    extensions: Extensions,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let request: LoginRequest = parse_body(&headers, &body)?;
     validate_voter_id(&request.voter_id).map_err(|m| ApiError::bad("voter_id", m))?;
+    let code =
+        VotingCode::parse(&request.code).map_err(|e| ApiError::bad("code", e.to_string()))?;
+    let ip = client_ip(&state, &headers, &extensions);
+    state
+        .login_throttle
+        .attempt(&request.voter_id, ip)
+        .map_err(ApiError::TooManyLogins)?;
+    let credential = state
+        .store
+        .credential(request.voter_id.clone())
+        .await
+        .map_err(|e| unavailable(&e))?;
+    let stored = credential.as_ref().map(|c| c.code_hash.as_slice());
+    if !state.voter_codes.verify(&request.voter_id, &code, stored) {
+        return Err(ApiError::Session(SessionError::BadCredentials));
+    }
+    state.login_throttle.succeeded(&request.voter_id, ip);
     let now = OffsetDateTime::now_utc();
     let now_s = u64::try_from(now.unix_timestamp()).unwrap_or(0);
     let token = state.sessions.issue(&request.voter_id, now_s);
@@ -164,6 +207,7 @@ pub async fn login(
         .set_cookie(&token, state.config.secure_cookies);
     let reply = LoginReply {
         voter_id: request.voter_id,
+        elections: credential.map(|c| c.elections).unwrap_or_default(),
         expires_at: now + state.sessions.ttl(),
     };
     let mut response = no_store(Json(reply).into_response());
@@ -180,7 +224,7 @@ pub fn voter(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> 
         .iter()
         .filter_map(|v| v.to_str().ok())
         .find_map(|h| surge_shared::auth::cookie_value(h, COOKIE))
-        .ok_or(ApiError::Session(super::session::SessionError::Missing))?;
+        .ok_or(ApiError::Session(SessionError::Missing))?;
     let now = u64::try_from(OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
     state.sessions.verify(token, now).map_err(ApiError::Session)
 }
@@ -212,12 +256,14 @@ async fn ballot_for_vote(state: &Arc<AppState>, id: i64) -> Result<Option<Ballot
     }
 }
 
-fn new_receipt() -> String {
+fn new_receipt() -> Result<String, ApiError> {
     let mut bytes = [0u8; 16];
-    if getrandom::fill(&mut bytes).is_err() {
-        bytes.iter_mut().for_each(|b| *b = fastrand::u8(..));
-    }
-    format!("r-{}", hex::encode(bytes))
+    getrandom::fill(&mut bytes).map_err(|e| {
+        ApiError::Internal(format!(
+            "no randomness for a receipt ({e}); the vote was not cast"
+        ))
+    })?;
+    Ok(format!("r-{}", hex::encode(bytes)))
 }
 
 /// A vote's answer body.
@@ -268,7 +314,7 @@ pub async fn vote(
             election_id: id,
             voter_id,
             option_id: request.option_id,
-            receipt: new_receipt(),
+            receipt: new_receipt()?,
         })
         .await
         .map_err(|e| unavailable(&e))?;
@@ -280,13 +326,18 @@ pub async fn vote(
             (StatusCode::CREATED, "recorded", r)
         }
         Cast::AlreadyRecorded(r) => (StatusCode::OK, "already_recorded", r),
-        Cast::Conflict(r) => {
+        Cast::Conflict => {
             return Err(ApiError::Conflict {
                 code: "already_voted",
                 message: format!(
-                    "you already voted in election {id} (option {}, receipt {}); a vote cannot be changed",
-                    r.option_id, r.receipt
+                    "you already voted in election {id}; a vote cannot be changed (GET /api/me/votes/{id} shows your receipt)"
                 ),
+            });
+        }
+        Cast::NotEligible => {
+            return Err(ApiError::Forbidden {
+                code: "not_eligible",
+                message: format!("you are not registered to vote in election {id}"),
             });
         }
         Cast::UnknownOption => {

@@ -8,6 +8,7 @@
 //! - `respond`: serving a route through the hybrid cache with the policy's headers.
 //! - `handlers`: the JSON API; `pages`: the server-rendered HTML.
 //! - `coalesce`: one results purge per window however many votes arrive.
+//! - `voters`: registered voters, their codes and login throttling.
 
 pub mod coalesce;
 pub mod handlers;
@@ -16,6 +17,7 @@ pub mod pages;
 pub mod respond;
 pub mod session;
 pub mod store;
+pub mod voters;
 pub mod warm;
 
 use std::sync::Arc;

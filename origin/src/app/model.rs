@@ -4,8 +4,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-/// Longest voter id accepted.
-pub const MAX_VOTER_ID_LEN: usize = 64;
+pub use surge_shared::voter::{MAX_VOTER_ID_LEN, validate_voter_id};
 
 /// An election.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +79,8 @@ pub struct Results {
 pub struct LoginRequest {
     /// The voter's id (letters, digits, `-`, `_`; at most 64).
     pub voter_id: String,
+    /// The voting code issued to the voter.
+    pub code: String,
 }
 
 /// `POST /api/elections/{id}/votes` body.
@@ -117,6 +118,26 @@ pub struct Receipt {
     pub cast_at: OffsetDateTime,
 }
 
+/// A voter as stored: id, eligible elections, the keyed hash of their voting code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// The voter.
+    pub voter_id: String,
+    /// Elections they may vote in.
+    pub elections: Vec<i64>,
+    /// Keyed hash of their code (32 bytes).
+    pub code_hash: [u8; 32],
+}
+
+/// What login needs of a registered voter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// Keyed hash of their code.
+    pub code_hash: Vec<u8>,
+    /// Elections they may vote in.
+    pub elections: Vec<i64>,
+}
+
 /// What casting a vote did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cast {
@@ -124,39 +145,17 @@ pub enum Cast {
     Recorded(Receipt),
     /// The same vote was already recorded (a retry): its original receipt.
     AlreadyRecorded(Receipt),
-    /// A different vote was already recorded.
-    Conflict(Receipt),
+    /// A different vote was already recorded (which one is never said).
+    Conflict,
     /// The option is not on this election's ballot.
     UnknownOption,
-}
-
-/// Checks a voter id: 1–64 of `A-Z a-z 0-9 - _`.
-pub fn validate_voter_id(id: &str) -> Result<(), String> {
-    let ok = !id.is_empty()
-        && id.len() <= MAX_VOTER_ID_LEN
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "voter_id must be 1 to {MAX_VOTER_ID_LEN} letters, digits, '-' or '_'"
-        ))
-    }
+    /// The voter is not registered for this election.
+    NotEligible,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn voter_ids_are_checked() {
-        assert!(validate_voter_id("voter-42_a").is_ok());
-        for bad in ["", "a b", "é", "a;b", &"x".repeat(65)] {
-            assert!(validate_voter_id(bad).is_err(), "{bad:?}");
-        }
-    }
 
     #[test]
     fn an_election_is_open_between_its_bounds() {

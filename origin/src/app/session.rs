@@ -27,6 +27,9 @@ pub enum SessionError {
     /// The cookie verified but has expired.
     #[error("the session has expired: log in again")]
     Expired,
+    /// The voter id or the voting code is wrong (which one is never said).
+    #[error("the voter id or the voting code is wrong")]
+    BadCredentials,
 }
 
 /// Signing and verifying keys, newest first.

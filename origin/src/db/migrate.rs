@@ -19,6 +19,11 @@ pub const MIGRATIONS: &[Migration] = &[
         "scaling",
         include_str!("../../migrations/0002_scaling.sql"),
     ),
+    (
+        3,
+        "voters_tallies",
+        include_str!("../../migrations/0003_voters_tallies.sql"),
+    ),
 ];
 
 /// Key of the advisory lock held while migrating.

@@ -4,8 +4,6 @@
 
 use sha2::{Digest, Sha256};
 
-use super::pool::DbPool;
-
 /// The shard (0..`shards`) for `key`.
 pub fn shard_for(key: &str, shards: usize) -> usize {
     let digest = Sha256::digest(key.as_bytes());
@@ -22,36 +20,36 @@ pub fn shard_for(key: &str, shards: usize) -> usize {
     usize::try_from(b).unwrap_or(0)
 }
 
-/// Databases by shard number.
-#[derive(Clone)]
-pub struct ShardMap {
-    shards: Vec<DbPool>,
+/// Shards by number (databases, or whatever a shard holds), at least one.
+#[derive(Debug, Clone)]
+pub struct ShardMap<T> {
+    shards: Vec<T>,
 }
 
-impl ShardMap {
-    /// A map over `shards` (at least one).
-    pub fn new(shards: Vec<DbPool>) -> Option<Self> {
+impl<T> ShardMap<T> {
+    /// A map over `shards`; `None` when there are none.
+    pub fn new(shards: Vec<T>) -> Option<Self> {
         (!shards.is_empty()).then_some(Self { shards })
     }
 
     /// The shard number of `key`.
-    pub fn get_shard_for_key(&self, key: &str) -> usize {
+    pub fn index_of(&self, key: &str) -> usize {
         shard_for(key, self.shards.len())
     }
 
-    /// The database holding `key`.
-    pub fn pool_for(&self, key: &str) -> &DbPool {
-        &self.shards[self.get_shard_for_key(key)]
+    /// The shard holding `key`.
+    pub fn for_key(&self, key: &str) -> &T {
+        &self.shards[self.index_of(key)]
     }
 
-    /// Number of shards.
-    pub fn len(&self) -> usize {
-        self.shards.len()
+    /// Every shard, by number.
+    pub fn all(&self) -> &[T] {
+        &self.shards
     }
 
-    /// Always false (a map has at least one shard).
-    pub fn is_empty(&self) -> bool {
-        self.shards.is_empty()
+    /// Every shard, by number, to change in place.
+    pub fn all_mut(&mut self) -> &mut [T] {
+        &mut self.shards
     }
 }
 

@@ -15,6 +15,8 @@ use surge_testkit::process::{ChildGuard, tail};
 pub const TOKEN: &str = "test-admin-token-0123456789";
 /// The cookie key every test origin uses (so processes accept each other's logins).
 pub const COOKIE_KEY: &str = "test-cookie-key-0123456789abcdef0123456789";
+/// The pepper every test origin hashes voting codes with.
+pub const PEPPER: &str = "test-voter-pepper-0123456789abcdef0123456789";
 
 /// One origin process.
 pub struct OriginProcess {
@@ -38,6 +40,7 @@ impl OriginProcess {
             .env("SURGE_LISTEN", format!("127.0.0.1:{port}"))
             .env("SURGE_ADMIN_TOKEN", TOKEN)
             .env("SURGE_COOKIE_KEYS", COOKIE_KEY)
+            .env("SURGE_VOTER_PEPPER", PEPPER)
             .env("SURGE_INSECURE_COOKIES", "true")
             .env("RUST_LOG", "warn");
         for (k, v) in env {
@@ -126,15 +129,49 @@ pub async fn eventually_within(what: &str, limit: Duration, mut check: impl Asyn
     }
 }
 
-/// Logs `voter` in on `origin` and returns the `auth_token=…` cookie pair.
-pub async fn login(client: &reqwest::Client, origin: &OriginProcess, voter: &str) -> String {
-    let response = client
+/// The voting code tests give `voter`: 26 hex digits of its SHA-256 (valid Crockford
+/// base32), the same in every process.
+pub fn code_of(voter: &str) -> String {
+    use sha2::Digest;
+    hex::encode_upper(&sha2::Sha256::digest(voter.as_bytes())[..13])
+}
+
+/// Registers `voter` for `elections` with [`code_of`] through the admin API (a voter already
+/// registered stays as it is).
+pub async fn register(origin: &OriginProcess, voter: &str, elections: &[i64]) {
+    let (status, body) = admin(
+        origin,
+        reqwest::Method::POST,
+        "/performance/voters",
+        Some(serde_json::json!({
+            "voters": [{ "voter_id": voter, "elections": elections, "code": code_of(voter) }]
+        })),
+    )
+    .await;
+    assert_eq!(status, 200, "registering {voter}: {body}");
+}
+
+/// Logs `voter` in with `code` and returns the response.
+pub async fn try_login(
+    client: &reqwest::Client,
+    origin: &OriginProcess,
+    voter: &str,
+    code: &str,
+) -> reqwest::Response {
+    client
         .post(origin.url("/api/login"))
         .header("content-type", "application/json")
-        .body(format!("{{\"voter_id\":\"{voter}\"}}"))
+        .body(serde_json::json!({ "voter_id": voter, "code": code }).to_string())
         .send()
         .await
-        .expect("login request");
+        .expect("login request")
+}
+
+/// Registers `voter` for election 1, logs them in on `origin` and returns the
+/// `auth_token=…` cookie pair.
+pub async fn login(client: &reqwest::Client, origin: &OriginProcess, voter: &str) -> String {
+    register(origin, voter, &[1]).await;
+    let response = try_login(client, origin, voter, &code_of(voter)).await;
     assert_eq!(response.status(), 200, "login failed");
     let set_cookie = response
         .headers()

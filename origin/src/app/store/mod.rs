@@ -2,12 +2,13 @@
 //! lag-aware replicas for reads) in production, an in-process store seeded with a demo
 //! election when no database is configured.
 
+pub mod batch;
 pub mod memory;
 pub mod postgres;
 
 use futures_util::future::BoxFuture;
 
-use super::model::{Ballot, Cast, Election, NewVote, Receipt, Results};
+use super::model::{Ballot, Cast, Credential, Election, NewVote, Receipt, Registration, Results};
 
 /// What a store call can fail with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,10 +37,15 @@ pub trait ElectionStore: Send + Sync + 'static {
     /// The running count.
     fn results(&self, id: i64) -> StoreFuture<'_, Option<Results>>;
     /// Records a vote, durably, before returning `Recorded`; idempotent per voter and
-    /// election.
+    /// election; only for voters registered for the election.
     fn cast(&self, vote: NewVote) -> StoreFuture<'_, Cast>;
     /// The voter's recorded vote, reading their own writes.
     fn vote_of(&self, election_id: i64, voter_id: String) -> StoreFuture<'_, Option<Receipt>>;
+    /// A registered voter's code hash and elections.
+    fn credential(&self, voter_id: String) -> StoreFuture<'_, Option<Credential>>;
+    /// Registers voters; those already registered are left as they are and their ids
+    /// returned.
+    fn register(&self, voters: Vec<Registration>) -> StoreFuture<'_, Vec<String>>;
 }
 
 /// The demo election both stores can be seeded with: id 1, open from a day ago for a year.

@@ -1,6 +1,9 @@
-//! The Postgres store: reads through the lag-aware replica router, votes on the primary
-//! (committed before the caller hears back), a voter's own reads after voting follow their
-//! write's LSN (read-your-writes). Every statement is parameterised and timed into the
+//! The Postgres store. Elections and ballots come from the main database through its
+//! lag-aware replica router. Voters, votes and tallies live on vote shards — each a primary
+//! with its own replicas, chosen by a stable hash of the voter id — and votes reach a shard's
+//! primary through its group-commit [`Batcher`], committed before the caller hears back. A
+//! voter's own reads after voting follow their write's LSN (read-your-writes). Results are
+//! the shards' counters summed. Every statement is parameterised and timed into the
 //! slow-query log.
 
 use std::sync::Arc;
@@ -11,10 +14,15 @@ use time::OffsetDateTime;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
+use super::batch::{BatchSettings, Batcher};
 use super::{ElectionStore, StoreError, StoreFuture, demo_ballot};
-use crate::app::model::{Ballot, BallotOption, Cast, Election, NewVote, Receipt, Results, Tally};
+use crate::app::model::{
+    Ballot, BallotOption, Cast, Credential, Election, NewVote, Receipt, Registration, Results,
+    Tally,
+};
 use crate::db::DbError;
 use crate::db::router::{ReplicaRouter, Session};
+use crate::db::shard::ShardMap;
 use crate::db::slowlog::SlowLog;
 
 /// How long a voter's reads keep following their last write.
@@ -23,9 +31,21 @@ const SESSION_TTL: Duration = Duration::from_secs(300);
 const ELECTION_COLUMNS: &str = "id, slug, title, \
     (extract(epoch from opens_at) * 1000)::bigint, (extract(epoch from closes_at) * 1000)::bigint";
 
+/// One vote shard: its primary and replicas, the read floor its replicas must have passed,
+/// and its vote queue.
+struct VoteShard {
+    router: Arc<ReplicaRouter>,
+    floor: Session,
+    batcher: Batcher,
+}
+
+/// Voters registered per statement.
+const REGISTER_CHUNK: usize = 1000;
+
 /// The Postgres-backed store.
 pub struct PgStore {
     router: Arc<ReplicaRouter>,
+    shards: ShardMap<VoteShard>,
     slow: Arc<SlowLog>,
     sessions: moka::sync::Cache<(i64, String), Session>,
     floor: Session,
@@ -71,10 +91,31 @@ fn receipt(election_id: i64, row: &Row) -> Receipt {
 }
 
 impl PgStore {
-    /// A store over `router`, logging statements slower than the log's threshold to `slow`.
-    pub fn new(router: Arc<ReplicaRouter>, slow: Arc<SlowLog>) -> Self {
+    /// A store over the main database `router` and the vote `shards` (the main database is
+    /// the one shard when none is given), batching votes by `batch`, logging statements
+    /// slower than the log's threshold to `slow`.
+    pub fn new(
+        router: Arc<ReplicaRouter>,
+        shards: Vec<Arc<ReplicaRouter>>,
+        batch: BatchSettings,
+        slow: Arc<SlowLog>,
+    ) -> Self {
+        let shards = if shards.is_empty() {
+            vec![router.clone()]
+        } else {
+            shards
+        };
+        let shards = shards
+            .into_iter()
+            .map(|router| VoteShard {
+                batcher: Batcher::spawn(router.clone(), batch, slow.clone()),
+                router,
+                floor: Session::default(),
+            })
+            .collect();
         Self {
             router,
+            shards: ShardMap::new(shards).unwrap_or_else(|| unreachable!("at least one shard")),
             slow,
             sessions: moka::sync::Cache::builder()
                 .max_capacity(1_000_000)
@@ -84,57 +125,28 @@ impl PgStore {
         }
     }
 
-    /// Makes every read skip replicas that have not replayed the primary's current position
-    /// (the migrations and seed just applied at start-up), then gives the replicas up to
-    /// `wait` to catch up so reads spread from the first request.
+    /// Makes every read skip replicas that have not replayed their primary's current
+    /// position (the migrations and seed just applied at start-up), then gives the replicas
+    /// up to `wait` to catch up so reads spread from the first request.
     pub async fn set_read_floor(&mut self, wait: Duration) -> Result<(), StoreError> {
-        let mut floor = Session::default();
-        {
-            let conn = self.router.write().await?;
-            self.router.wrote(&conn, &mut floor).await?;
+        self.floor = read_floor(&self.router, wait).await?;
+        for shard in self.shards.all_mut() {
+            shard.floor = read_floor(&shard.router, wait).await?;
         }
-        self.floor = floor;
-        let start = Instant::now();
-        loop {
-            self.router.refresh().await;
-            if self.router.caught_up(&floor) || start.elapsed() >= wait {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        Ok(())
     }
 
-    /// Inserts the demo election unless the database already has elections; returns whether
-    /// it did.
+    /// Inserts the demo election into the main database and every vote shard that has no
+    /// elections yet (elections are reference data every shard holds); returns whether the
+    /// main database was seeded.
     pub async fn seed_demo(&self) -> Result<bool, StoreError> {
-        let mut conn = self.router.write().await?;
-        let tx = conn.transaction().await?;
-        let count: i64 = tx
-            .query_one("SELECT count(*) FROM elections", &[])
-            .await?
-            .get(0);
-        if count > 0 {
-            return Ok(false);
+        let seeded = seed(&self.router).await?;
+        for shard in self.shards.all() {
+            if !Arc::ptr_eq(&shard.router, &self.router) {
+                seed(&shard.router).await?;
+            }
         }
-        let ballot = demo_ballot(OffsetDateTime::now_utc());
-        let e = &ballot.election;
-        let opens = e.opens_at.unix_timestamp() as f64;
-        let closes = e.closes_at.unix_timestamp() as f64;
-        tx.execute(
-            "INSERT INTO elections (id, slug, title, opens_at, closes_at) \
-             VALUES ($1, $2, $3, to_timestamp($4), to_timestamp($5))",
-            &[&e.id, &e.slug, &e.title, &opens, &closes],
-        )
-        .await?;
-        for o in &ballot.options {
-            tx.execute(
-                "INSERT INTO ballot_options (election_id, option_id, label) VALUES ($1, $2, $3)",
-                &[&e.id, &o.id, &o.label],
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+        Ok(seeded)
     }
 
     async fn query(
@@ -184,53 +196,180 @@ impl PgStore {
     }
 
     async fn cast_vote(&self, vote: NewVote) -> Result<Cast, StoreError> {
-        let conn = self.router.write().await?;
-        let inserted = self
-            .query(
-                &conn,
-                "INSERT INTO votes (election_id, voter_id, option_id, receipt) \
-                 SELECT $1, $2, $3, $4 WHERE EXISTS \
-                   (SELECT 1 FROM ballot_options WHERE election_id = $1 AND option_id = $3) \
-                 ON CONFLICT (election_id, voter_id) DO NOTHING \
-                 RETURNING option_id, receipt, (extract(epoch from cast_at) * 1000)::bigint",
-                &[
-                    &vote.election_id,
-                    &vote.voter_id,
-                    &vote.option_id,
-                    &vote.receipt,
-                ],
-            )
-            .await?;
         let key = (vote.election_id, vote.voter_id.clone());
-        if let Some(row) = inserted.first() {
-            // Autocommit: the row is committed here. Remember the LSN so this voter's own
-            // reads see it even through a lagging replica.
-            let mut session = self.sessions.get(&key).unwrap_or_default();
-            if self.router.wrote(&conn, &mut session).await.is_ok() {
-                self.sessions.insert(key, session);
-            }
-            return Ok(Cast::Recorded(receipt(vote.election_id, row)));
+        let (cast, session) = self
+            .shards
+            .for_key(&vote.voter_id)
+            .batcher
+            .cast(vote)
+            .await?;
+        if matches!(cast, Cast::Recorded(_)) {
+            // Remember the LSN so this voter's own reads see the vote even through a
+            // lagging replica.
+            self.sessions.insert(key, session);
         }
-        let existing = self
+        Ok(cast)
+    }
+
+    /// The summed counters of `id` on one shard, by option.
+    async fn shard_tallies(
+        &self,
+        shard: &VoteShard,
+        id: i64,
+    ) -> Result<Vec<(i32, i64)>, StoreError> {
+        let (conn, _) = shard.router.read(&shard.floor).await?;
+        Ok(self
             .query(
                 &conn,
-                "SELECT option_id, receipt, (extract(epoch from cast_at) * 1000)::bigint \
-                 FROM votes WHERE election_id = $1 AND voter_id = $2",
-                &[&vote.election_id, &vote.voter_id],
+                "SELECT option_id, sum(votes)::bigint FROM tallies WHERE election_id = $1 \
+                 GROUP BY option_id",
+                &[&id],
             )
-            .await?;
-        Ok(match existing.first() {
-            None => Cast::UnknownOption,
-            Some(row) => {
-                let r = receipt(vote.election_id, row);
-                if r.option_id == vote.option_id {
-                    Cast::AlreadyRecorded(r)
-                } else {
-                    Cast::Conflict(r)
-                }
-            }
-        })
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
     }
+
+    async fn results_of(&self, id: i64) -> Result<Option<Results>, StoreError> {
+        let Some(ballot) = self.ballot_rows(id).await? else {
+            return Ok(None);
+        };
+        let per_shard = futures_util::future::try_join_all(
+            self.shards.all().iter().map(|s| self.shard_tallies(s, id)),
+        )
+        .await?;
+        let mut counts: std::collections::HashMap<i32, i64> = std::collections::HashMap::new();
+        for (option, votes) in per_shard.into_iter().flatten() {
+            *counts.entry(option).or_default() += votes;
+        }
+        let tallies: Vec<Tally> = ballot
+            .options
+            .into_iter()
+            .map(|o| Tally {
+                votes: counts.get(&o.id).copied().unwrap_or(0),
+                option_id: o.id,
+                label: o.label,
+            })
+            .collect();
+        Ok(Some(Results {
+            election_id: id,
+            total: tallies.iter().map(|t| t.votes).sum(),
+            tallies,
+            counted_at: OffsetDateTime::now_utc(),
+        }))
+    }
+
+    async fn credential_of(&self, voter_id: String) -> Result<Option<Credential>, StoreError> {
+        const SQL: &str = "SELECT code_hash, elections FROM voters WHERE voter_id = $1";
+        let shard = self.shards.for_key(&voter_id);
+        let (conn, _) = shard.router.read(&shard.floor).await?;
+        let mut rows = self.query(&conn, SQL, &[&voter_id]).await?;
+        if rows.is_empty() {
+            // Registered moments ago and not replayed yet? The primary knows.
+            let conn = shard.router.write().await?;
+            rows = self.query(&conn, SQL, &[&voter_id]).await?;
+        }
+        Ok(rows.first().map(|r| Credential {
+            code_hash: r.get(0),
+            elections: r.get(1),
+        }))
+    }
+
+    async fn register_all(&self, voters: Vec<Registration>) -> Result<Vec<String>, StoreError> {
+        let mut by_shard: Vec<Vec<Registration>> =
+            self.shards.all().iter().map(|_| Vec::new()).collect();
+        for r in voters {
+            by_shard[self.shards.index_of(&r.voter_id)].push(r);
+        }
+        let mut existing = Vec::new();
+        for (shard, voters) in self.shards.all().iter().zip(by_shard) {
+            for chunk in voters.chunks(REGISTER_CHUNK) {
+                let conn = shard.router.write().await?;
+                let ids: Vec<&str> = chunk.iter().map(|r| r.voter_id.as_str()).collect();
+                let elections: Vec<String> = chunk
+                    .iter()
+                    .map(|r| {
+                        r.elections
+                            .iter()
+                            .map(i64::to_string)
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .collect();
+                let hashes: Vec<&[u8]> = chunk.iter().map(|r| &r.code_hash[..]).collect();
+                let inserted: std::collections::HashSet<String> = self
+                    .query(
+                        &conn,
+                        "INSERT INTO voters (voter_id, elections, code_hash) \
+                         SELECT v, string_to_array(e, ',')::bigint[], h \
+                         FROM unnest($1::text[], $2::text[], $3::bytea[]) AS i (v, e, h) \
+                         ON CONFLICT (voter_id) DO NOTHING RETURNING voter_id",
+                        &[&ids, &elections, &hashes],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                existing.extend(
+                    ids.iter()
+                        .filter(|id| !inserted.contains(**id))
+                        .map(|id| (*id).to_string()),
+                );
+            }
+        }
+        Ok(existing)
+    }
+}
+
+/// The position every read must have passed: the primary's current one, once its replicas
+/// have had up to `wait` to reach it.
+async fn read_floor(router: &ReplicaRouter, wait: Duration) -> Result<Session, StoreError> {
+    let mut floor = Session::default();
+    {
+        let conn = router.write().await?;
+        router.wrote(&conn, &mut floor).await?;
+    }
+    let start = Instant::now();
+    loop {
+        router.refresh().await;
+        if router.caught_up(&floor) || start.elapsed() >= wait {
+            return Ok(floor);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Inserts the demo election into `router`'s primary unless it has elections; whether it did.
+async fn seed(router: &ReplicaRouter) -> Result<bool, StoreError> {
+    let mut conn = router.write().await?;
+    let tx = conn.transaction().await?;
+    let count: i64 = tx
+        .query_one("SELECT count(*) FROM elections", &[])
+        .await?
+        .get(0);
+    if count > 0 {
+        return Ok(false);
+    }
+    let ballot = demo_ballot(OffsetDateTime::now_utc());
+    let e = &ballot.election;
+    let opens = e.opens_at.unix_timestamp() as f64;
+    let closes = e.closes_at.unix_timestamp() as f64;
+    tx.execute(
+        "INSERT INTO elections (id, slug, title, opens_at, closes_at) \
+         VALUES ($1, $2, $3, to_timestamp($4), to_timestamp($5))",
+        &[&e.id, &e.slug, &e.title, &opens, &closes],
+    )
+    .await?;
+    for o in &ballot.options {
+        tx.execute(
+            "INSERT INTO ballot_options (election_id, option_id, label) VALUES ($1, $2, $3)",
+            &[&e.id, &o.id, &o.label],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(true)
 }
 
 impl ElectionStore for PgStore {
@@ -257,38 +396,7 @@ impl ElectionStore for PgStore {
     }
 
     fn results(&self, id: i64) -> StoreFuture<'_, Option<Results>> {
-        Box::pin(async move {
-            let (conn, _) = self.router.read(&self.floor).await?;
-            let exists = self
-                .query(&conn, "SELECT 1 FROM elections WHERE id = $1", &[&id])
-                .await?;
-            if exists.is_empty() {
-                return Ok(None);
-            }
-            let tallies: Vec<Tally> = self
-                .query(
-                    &conn,
-                    "SELECT o.option_id, o.label, count(v.voter_id) \
-                     FROM ballot_options o \
-                     LEFT JOIN votes v ON v.election_id = o.election_id AND v.option_id = o.option_id \
-                     WHERE o.election_id = $1 GROUP BY o.option_id, o.label ORDER BY o.option_id",
-                    &[&id],
-                )
-                .await?
-                .iter()
-                .map(|r| Tally {
-                    option_id: r.get(0),
-                    label: r.get(1),
-                    votes: r.get(2),
-                })
-                .collect();
-            Ok(Some(Results {
-                election_id: id,
-                total: tallies.iter().map(|t| t.votes).sum(),
-                tallies,
-                counted_at: OffsetDateTime::now_utc(),
-            }))
-        })
+        Box::pin(self.results_of(id))
     }
 
     fn cast(&self, vote: NewVote) -> StoreFuture<'_, Cast> {
@@ -297,12 +405,13 @@ impl ElectionStore for PgStore {
 
     fn vote_of(&self, election_id: i64, voter_id: String) -> StoreFuture<'_, Option<Receipt>> {
         Box::pin(async move {
+            let shard = self.shards.for_key(&voter_id);
             let session = self
                 .sessions
                 .get(&(election_id, voter_id.clone()))
-                .filter(|s| s.last_write >= self.floor.last_write)
-                .unwrap_or(self.floor);
-            let (conn, _) = self.router.read(&session).await?;
+                .filter(|s| s.last_write >= shard.floor.last_write)
+                .unwrap_or(shard.floor);
+            let (conn, _) = shard.router.read(&session).await?;
             let rows = self
                 .query(
                     &conn,
@@ -313,5 +422,13 @@ impl ElectionStore for PgStore {
                 .await?;
             Ok(rows.first().map(|r| receipt(election_id, r)))
         })
+    }
+
+    fn credential(&self, voter_id: String) -> StoreFuture<'_, Option<Credential>> {
+        Box::pin(self.credential_of(voter_id))
+    }
+
+    fn register(&self, voters: Vec<Registration>) -> StoreFuture<'_, Vec<String>> {
+        Box::pin(self.register_all(voters))
     }
 }

@@ -1,0 +1,446 @@
+//! Votes at election scale against real Postgres: registered voters with issued codes,
+//! votes sharded over two primaries by voter, group commit, and tallies that always equal
+//! the votes stored.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::{OriginProcess, admin, code_of, http, login, register, try_login};
+use surge_origin::db::shard::shard_for;
+use surge_testkit::postgres::PgPair;
+
+async fn vote(
+    client: &reqwest::Client,
+    origin: &OriginProcess,
+    cookie: &str,
+    option: i32,
+) -> (StatusCode, Option<u64>, Value) {
+    let r = client
+        .post(origin.url("/api/elections/1/votes"))
+        .header("content-type", "application/json")
+        .header("cookie", cookie)
+        .body(json!({ "option_id": option }).to_string())
+        .send()
+        .await
+        .expect("vote");
+    let status = r.status();
+    let retry_after = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    (status, retry_after, r.json().await.unwrap_or(Value::Null))
+}
+
+fn count(pg: &PgPair, sql: &str) -> i64 {
+    pg.primary
+        .psql("postgres", sql)
+        .expect("psql")
+        .trim()
+        .parse()
+        .expect("a number")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_registered_voters_with_their_code_log_in_and_vote() {
+    let pg = PgPair::start().expect("postgres");
+    let origin = OriginProcess::start(&[
+        ("DATABASE_URL", pg.primary.url("postgres")),
+        ("DATABASE_REPLICA_URLS", pg.replica.url("postgres")),
+        ("SURGE_SEED_DEMO", "true".into()),
+    ]);
+    let client = http();
+
+    // An unknown voter and a wrong code get the same answer.
+    register(&origin, "alice", &[1]).await;
+    let unknown = try_login(&client, &origin, "nobody", &code_of("nobody")).await;
+    let wrong = try_login(&client, &origin, "alice", &code_of("bob")).await;
+    assert_eq!(
+        (unknown.status().as_u16(), wrong.status().as_u16()),
+        (401, 401)
+    );
+    assert!(unknown.headers().get("set-cookie").is_none());
+    let (unknown, wrong): (Value, Value) = (
+        unknown.json().await.expect("JSON"),
+        wrong.json().await.expect("JSON"),
+    );
+    assert_eq!(unknown, wrong);
+    assert_eq!(unknown["error"], "invalid_credentials");
+
+    // Codes are read as people type them.
+    let typed = code_of("alice").to_lowercase();
+    let typed = format!("{}-{}", &typed[..5], &typed[5..]);
+    assert_eq!(
+        try_login(&client, &origin, "alice", &typed).await.status(),
+        200
+    );
+
+    // Guessing is throttled per voter, with Retry-After; other voters are not affected.
+    register(&origin, "carol", &[1]).await;
+    for _ in 0..5 {
+        assert_eq!(
+            try_login(&client, &origin, "carol", &code_of("x"))
+                .await
+                .status(),
+            401
+        );
+    }
+    let throttled = try_login(&client, &origin, "carol", &code_of("x")).await;
+    assert_eq!(throttled.status(), 429);
+    assert!(throttled.headers().get("retry-after").is_some());
+    assert_eq!(
+        try_login(&client, &origin, "alice", &code_of("alice"))
+            .await
+            .status(),
+        200
+    );
+
+    // Registered for another election only: refused, and nothing is stored.
+    register(&origin, "outsider", &[7]).await;
+    let cookie = {
+        let r = try_login(&client, &origin, "outsider", &code_of("outsider")).await;
+        assert_eq!(r.status(), 200);
+        let c = r.headers()["set-cookie"]
+            .to_str()
+            .expect("ascii")
+            .to_string();
+        c.split(';').next().unwrap_or_default().to_string()
+    };
+    let (status, _, reply) = vote(&client, &origin, &cookie, 1).await;
+    assert_eq!(status, 403, "{reply}");
+    assert_eq!(reply["error"], "not_eligible");
+    assert_eq!(count(&pg, "SELECT count(*) FROM votes"), 0);
+
+    // Codes are stored only as hashes.
+    let stored = pg
+        .primary
+        .psql(
+            "postgres",
+            "SELECT encode(code_hash, 'hex') FROM voters WHERE voter_id = 'alice'",
+        )
+        .expect("psql");
+    assert_eq!(stored.trim().len(), 64);
+    assert!(!stored.to_uppercase().contains(&code_of("alice")));
+
+    // Issued through the admin API: each code logs its voter in; the import is validated.
+    let (status, issued) = admin(
+        &origin,
+        reqwest::Method::POST,
+        "/performance/voters/issue",
+        Some(json!({ "election_id": 1, "count": 3 })),
+    )
+    .await;
+    assert_eq!(status, 200, "{issued}");
+    assert_eq!(issued["registered"], 3);
+    for v in issued["issued"].as_array().expect("codes") {
+        let (id, code) = (
+            v["voter_id"].as_str().expect("id"),
+            v["code"].as_str().expect("code"),
+        );
+        assert_eq!(
+            try_login(&client, &origin, id, code).await.status(),
+            200,
+            "{v}"
+        );
+    }
+    for (body, field) in [
+        (json!({ "voters": [] }), "voters"),
+        (
+            json!({ "voters": [{ "voter_id": "a b", "elections": [1] }] }),
+            "voters[0].voter_id",
+        ),
+        (
+            json!({ "voters": [{ "voter_id": "d", "elections": [] }] }),
+            "voters[0].elections",
+        ),
+        (
+            json!({ "voters": [{ "voter_id": "d", "elections": [1], "code": "123" }] }),
+            "voters[0].code",
+        ),
+    ] {
+        let (status, reply) = admin(
+            &origin,
+            reqwest::Method::POST,
+            "/performance/voters",
+            Some(body),
+        )
+        .await;
+        assert_eq!(
+            (status.as_u16(), reply["field"].as_str()),
+            (400, Some(field)),
+            "{reply}"
+        );
+    }
+    // A second import of the same voter keeps the first code.
+    let (_, again) = admin(
+        &origin,
+        reqwest::Method::POST,
+        "/performance/voters",
+        Some(json!({ "voters": [{ "voter_id": "alice", "elections": [1] }] })),
+    )
+    .await;
+    assert_eq!(again["existing"], json!(["alice"]));
+    assert_eq!(again["issued"], json!([]));
+    assert_eq!(
+        try_login(&client, &origin, "alice", &code_of("alice"))
+            .await
+            .status(),
+        200
+    );
+}
+
+#[test]
+fn the_cli_issues_codes_into_a_private_file_and_imports_a_registry() {
+    let pg = PgPair::start().expect("postgres");
+    let dir = tempfile::tempdir().expect("dir");
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_surge-origin"))
+            .env_clear()
+            .env("DATABASE_URL", pg.primary.url("postgres"))
+            .env("SURGE_SEED_DEMO", "true")
+            .env("SURGE_VOTER_PEPPER", support::PEPPER)
+            .args(args)
+            .output()
+            .expect("run surge-origin")
+    };
+    let out = dir.path().join("codes.csv");
+    let run = cli(&[
+        "voters",
+        "issue",
+        "--election",
+        "1",
+        "--count",
+        "25",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let text = std::fs::read_to_string(&out).expect("codes");
+    assert_eq!(text.lines().count(), 26, "header + 25 voters");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&out).expect("meta").permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(count(&pg, "SELECT count(*) FROM voters"), 25);
+    let again = cli(&[
+        "voters",
+        "issue",
+        "--election",
+        "1",
+        "--count",
+        "1",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        !again.status.success(),
+        "an existing codes file is never replaced"
+    );
+    assert_eq!(
+        count(&pg, "SELECT count(*) FROM voters"),
+        25,
+        "and nothing was registered"
+    );
+
+    let registry = dir.path().join("registry.jsonl");
+    std::fs::write(
+        &registry,
+        format!(
+            "{}\n{}\n",
+            json!({ "voter_id": "reg-1", "elections": [1], "code": code_of("reg-1") }),
+            json!({ "voter_id": "reg-2", "elections": [1, 2] })
+        ),
+    )
+    .expect("registry");
+    let no_out = cli(&[
+        "voters",
+        "import",
+        "--file",
+        registry.to_str().expect("utf-8"),
+    ]);
+    assert!(!no_out.status.success());
+    assert!(String::from_utf8_lossy(&no_out.stderr).contains("--out"));
+    let issued = dir.path().join("issued.csv");
+    let run = cli(&[
+        "voters",
+        "import",
+        "--file",
+        registry.to_str().expect("utf-8"),
+        "--out",
+        issued.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let issued = std::fs::read_to_string(&issued).expect("issued");
+    assert_eq!(issued.lines().count(), 2, "{issued}");
+    assert!(
+        issued
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("reg-2,"))
+    );
+    std::fs::write(&registry, "{\"voter_id\": \"x\"}\n").expect("bad registry");
+    let bad = cli(&[
+        "voters",
+        "import",
+        "--file",
+        registry.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("line 1"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn votes_shard_by_voter_and_tallies_equal_the_votes_after_a_storm() {
+    let main = PgPair::start().expect("postgres");
+    let second = PgPair::start().expect("postgres");
+    let shards = format!(
+        "{},{};{},{}",
+        main.primary.url("postgres"),
+        main.replica.url("postgres"),
+        second.primary.url("postgres"),
+        second.replica.url("postgres")
+    );
+    let origin = OriginProcess::start(&[
+        ("DATABASE_URL", main.primary.url("postgres")),
+        ("DATABASE_REPLICA_URLS", main.replica.url("postgres")),
+        ("DATABASE_SHARD_URLS", shards),
+        ("SURGE_SEED_DEMO", "true".into()),
+        ("SURGE_PURGE_COALESCE", "50ms".into()),
+    ]);
+    let client = http();
+    let voters: Vec<String> = (0..120).map(|i| format!("storm-{i}")).collect();
+    let mut cookies = Vec::new();
+    for v in &voters {
+        cookies.push(login(&client, &origin, v).await);
+    }
+
+    // Every voter votes at once; every third sends the same vote twice concurrently (a
+    // retry), every fifth then tries to change it.
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, cookie) in cookies.iter().enumerate() {
+        let option = i32::try_from(i % 3).unwrap_or(0) + 1;
+        let copies = if i % 3 == 0 { 2 } else { 1 };
+        for _ in 0..copies {
+            let (client, cookie, origin_url) = (client.clone(), cookie.clone(), origin.url(""));
+            tasks.spawn(async move {
+                let r = client
+                    .post(format!("{origin_url}/api/elections/1/votes"))
+                    .header("content-type", "application/json")
+                    .header("cookie", cookie)
+                    .body(json!({ "option_id": option }).to_string())
+                    .send()
+                    .await
+                    .expect("vote");
+                (i, r.status(), r.json::<Value>().await.expect("JSON"))
+            });
+        }
+    }
+    let mut receipts: BTreeMap<usize, String> = BTreeMap::new();
+    let mut created = 0;
+    while let Some(done) = tasks.join_next().await {
+        let (i, status, reply) = done.expect("task");
+        assert!(status == 201 || status == 200, "{status}: {reply}");
+        created += usize::from(status == 201);
+        let receipt = reply["receipt"].as_str().expect("receipt").to_string();
+        if let Some(seen) = receipts.insert(i, receipt.clone()) {
+            assert_eq!(seen, receipt, "a retry gets the same receipt");
+        }
+    }
+    assert_eq!(created, voters.len(), "one 201 per voter");
+    for (i, cookie) in cookies.iter().enumerate().step_by(5) {
+        let other = i32::try_from((i + 1) % 3).unwrap_or(0) + 1;
+        let (status, _, _) = vote(&client, &origin, cookie, other).await;
+        assert_eq!(status, 409);
+    }
+
+    // Each vote is on its voter's shard, exactly once, and each shard's counters equal its
+    // votes.
+    let per_shard = [&main, &second].map(|pg| {
+        (
+            count(pg, "SELECT count(*) FROM votes"),
+            count(pg, "SELECT coalesce(sum(votes), 0) FROM tallies"),
+        )
+    });
+    let expected_second = voters.iter().filter(|v| shard_for(v, 2) == 1).count();
+    assert_eq!(per_shard[1].0, i64::try_from(expected_second).unwrap_or(0));
+    assert_eq!(per_shard[0].0 + per_shard[1].0, 120);
+    assert!(per_shard[0].0 > 20 && per_shard[1].0 > 20, "{per_shard:?}");
+    for (votes, tallied) in per_shard {
+        assert_eq!(votes, tallied, "counters equal count(*)");
+    }
+    let by_option = |pg: &PgPair, table: &str| {
+        let sql = if table == "votes" {
+            "SELECT string_agg(option_id || ':' || n, ',' ORDER BY option_id) FROM (SELECT option_id, count(*) n FROM votes GROUP BY 1) t"
+        } else {
+            "SELECT string_agg(option_id || ':' || n, ',' ORDER BY option_id) FROM (SELECT option_id, sum(votes) n FROM tallies GROUP BY 1) t"
+        };
+        pg.primary.psql("postgres", sql).expect("psql")
+    };
+    for pg in [&main, &second] {
+        assert_eq!(by_option(pg, "votes"), by_option(pg, "tallies"));
+    }
+
+    // Results sum the shards' counters.
+    support::eventually("results to count every vote", async || {
+        let r: Value = client
+            .get(origin.url("/api/elections/1/results"))
+            .send()
+            .await
+            .expect("results")
+            .json()
+            .await
+            .expect("JSON");
+        r["total"] == 120 && r["tallies"][0]["votes"] == 40
+    })
+    .await;
+
+    // A shard that is down refuses only its own voters, with Retry-After.
+    let mut second = second;
+    second.primary.stop().expect("stop shard 1");
+    let late: Vec<String> = (0..12).map(|i| format!("late-{i}")).collect();
+    let mut refused = 0;
+    for v in &late {
+        let shard = shard_for(v, 2);
+        if shard == 1 {
+            // Registration itself needs the shard: it answers 503.
+            let (status, _) = admin(
+                &origin,
+                reqwest::Method::POST,
+                "/performance/voters",
+                Some(
+                    json!({ "voters": [{ "voter_id": v, "elections": [1], "code": code_of(v) }] }),
+                ),
+            )
+            .await;
+            assert_eq!(status, 503);
+            refused += 1;
+            continue;
+        }
+        let cookie = login(&client, &origin, v).await;
+        let (status, _, reply) = vote(&client, &origin, &cookie, 1).await;
+        assert_eq!(status, 201, "shard 0 keeps accepting: {reply}");
+    }
+    assert!(refused > 0, "some late voters map to the stopped shard");
+    let on_stopped = voters
+        .iter()
+        .position(|v| shard_for(v, 2) == 1)
+        .expect("one");
+    let (status, retry_after, reply) = vote(&client, &origin, &cookies[on_stopped], 2).await;
+    assert_eq!(status, 503, "{reply}");
+    assert!(retry_after.is_some_and(|s| s >= 1));
+}
