@@ -990,6 +990,44 @@ mod tests {
                 ],
                 "SURGE_DB_POOL_SIZE",
             ),
+            (&[("DATABASE_URL", "postgres://p/db")], "SURGE_VOTER_PEPPER"),
+            (
+                &[("DATABASE_URL", "postgres://p/db"), ("SURGE_VOTER_PEPPER", "short")],
+                "SURGE_VOTER_PEPPER",
+            ),
+            (
+                &[("DATABASE_SHARD_URLS", "postgres://s/db")],
+                "DATABASE_SHARD_URLS",
+            ),
+            (
+                &[
+                    ("DATABASE_URL", "postgres://p/db"),
+                    ("DATABASE_SHARD_URLS", "postgres://s0/db;;postgres://s1/db"),
+                ],
+                "DATABASE_SHARD_URLS",
+            ),
+            (
+                &[
+                    ("DATABASE_URL", "postgres://p/db"),
+                    ("DATABASE_SHARD_URLS", "postgres://s0/db;postgres://s0/db"),
+                ],
+                "DATABASE_SHARD_URLS",
+            ),
+            (
+                &[
+                    ("DATABASE_URL", "postgres://p/db"),
+                    ("SURGE_VOTE_BATCH_MAX", "0"),
+                ],
+                "SURGE_VOTE_BATCH_MAX",
+            ),
+            (
+                &[
+                    ("DATABASE_URL", "postgres://p/db"),
+                    ("SURGE_VOTE_BATCH_WAIT", "1s"),
+                ],
+                "SURGE_VOTE_BATCH_WAIT",
+            ),
+            (&[("SURGE_CLIENT_IP_HEADER", "bad header")], "SURGE_CLIENT_IP_HEADER"),
             (&[("REDIS_URL", "http://x")], "REDIS_URL"),
             (&[("CLOUDFLARE_API_TOKEN", token)], "CLOUDFLARE_ZONE_ID"),
             (
@@ -1114,14 +1152,25 @@ mod tests {
         let (_dir, path) = temp_file(
             "surge.toml",
             "listen = \"127.0.0.1:9000\"\nregion = \"eu-west\"\ndatabase_url = \"postgres://u@h/db\"\n\
-             database_replica_urls = [\"postgres://u@r1/db\", \"postgres://u@r2/db\"]\ndb_pool_size = 4\n",
+             database_replica_urls = [\"postgres://u@r1/db\", \"postgres://u@r2/db\"]\ndb_pool_size = 4\n\
+             voter_pepper = \"pepper-0123456789abcdef0123456789abcdef\"\n\
+             database_shard_urls = \"postgres://u@s0/db, postgres://u@s0r/db; postgres://u@s1/db\"\n\
+             vote_batch_max = 100\nvote_batch_wait = \"5ms\"\n",
         );
         let c = config(&[("SURGE_CONFIG", &path), ("SURGE_REGION", "us-east")]).expect("valid");
         assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
         assert_eq!(c.region, "us-east");
+        assert!(c.voter_pepper.is_some());
+        assert!(!format!("{c:?}").contains("pepper-0123"));
         let db = c.database.expect("database configured");
         assert_eq!(db.replicas.len(), 2);
         assert_eq!(db.pool_size, 4);
+        assert_eq!(db.shards.len(), 2);
+        assert_eq!(db.shards[0].replicas, vec!["postgres://u@s0r/db".to_string()]);
+        assert!(db.shards[1].replicas.is_empty());
+        assert_eq!(db.vote_batch.max_votes, 100);
+        assert_eq!(db.vote_batch.max_wait, Duration::from_millis(5));
+        assert_eq!(db.vote_batch.in_flight, 4);
     }
 
     #[test]
