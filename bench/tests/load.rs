@@ -6,6 +6,8 @@ use serde_json::Value;
 use surge_origin::config::Config;
 use surge_origin::state::AppState;
 
+const TOKEN: &str = "load-test-admin-token-0123456789";
+
 /// Starts an origin (embedded store) in this process; returns its base URL.
 async fn origin() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -15,6 +17,7 @@ async fn origin() -> String {
     let config = Config::from_vars(|name| match name {
         "SURGE_LISTEN" => Some(addr.to_string()),
         "SURGE_INSECURE_COOKIES" => Some("true".into()),
+        "SURGE_ADMIN_TOKEN" => Some(TOKEN.into()),
         _ => None,
     })
     .expect("config");
@@ -22,6 +25,31 @@ async fn origin() -> String {
     let app = surge_origin::api::router(state);
     tokio::spawn(async move { axum::serve(listener, app).await.ok() });
     format!("http://{addr}")
+}
+
+/// Issues `count` voters for election 1 on `target` and writes their codes file in `dir`.
+async fn credentials(target: &str, dir: &std::path::Path, count: usize) -> String {
+    let report: Value = reqwest::Client::new()
+        .post(format!("{target}/performance/voters/issue"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({ "election_id": 1, "count": count }))
+        .send()
+        .await
+        .expect("issue")
+        .json()
+        .await
+        .expect("JSON");
+    let mut csv = String::from("voter_id,code\n");
+    for v in report["issued"].as_array().expect("issued") {
+        csv.push_str(&format!(
+            "{},{}\n",
+            v["voter_id"].as_str().unwrap_or(""),
+            v["code"].as_str().unwrap_or("")
+        ));
+    }
+    let path = dir.join("codes.csv");
+    std::fs::write(&path, csv).expect("codes file");
+    path.to_str().expect("utf-8").to_string()
 }
 
 const SCENARIO: &str = r#"
@@ -41,6 +69,7 @@ method = "POST"
 path = "/api/elections/{election}/votes"
 body = '{"option_id": {option}}'
 auth = true
+expect = [201, 200, 409]
 "#;
 
 /// Runs `surge-load` off the async runtime (the origin under test lives on it).
@@ -79,6 +108,21 @@ async fn a_run_reports_latency_statuses_and_cache_mix_and_enforces_thresholds() 
         json.to_str().expect("utf-8").to_string(),
         html.to_str().expect("utf-8").to_string(),
     );
+    let codes = credentials(&target, dir.path(), 200).await;
+
+    // Without credentials a scenario that logs in refuses to start, saying how to get them.
+    let (code, _, stderr) = surge_load_off_runtime(&[
+        "run",
+        "--quiet",
+        "--scenario",
+        &scenario_s,
+        "--target",
+        &target,
+    ])
+    .await;
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--credentials"), "{stderr}");
+
     let args = [
         "run",
         "--quiet",
@@ -86,6 +130,8 @@ async fn a_run_reports_latency_statuses_and_cache_mix_and_enforces_thresholds() 
         &scenario_s,
         "--target",
         &target,
+        "--credentials",
+        &codes,
         "--out",
         &json_s,
         "--html",
@@ -133,6 +179,60 @@ async fn a_run_reports_latency_statuses_and_cache_mix_and_enforces_thresholds() 
     let page = std::fs::read_to_string(&html).expect("html");
     assert!(page.contains("<svg") && page.contains("smoke"));
 
+    // The reference scenario, shrunk: each of 20 users logs in with its own code and votes
+    // once; repeats (200, 409) are expected, not errors.
+    let reference = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/election-day.toml");
+    let closed_json = dir.path().join("closed.json");
+    let closed_s = closed_json.to_str().expect("utf-8").to_string();
+    let (code, stdout, stderr) = surge_load_off_runtime(&[
+        "run",
+        "--quiet",
+        "--scenario",
+        reference,
+        "--target",
+        &target,
+        "--credentials",
+        &codes,
+        "--scale",
+        "0.0002",
+        "--time-scale",
+        "0.001",
+        "--out",
+        &closed_s,
+        "--threshold",
+        "errors<0.1%",
+    ])
+    .await;
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let closed: Value =
+        serde_json::from_str(&std::fs::read_to_string(&closed_json).expect("report"))
+            .expect("JSON");
+    let closed_step = |name: &str| {
+        closed["steps"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["name"] == name).cloned())
+            .unwrap_or(Value::Null)
+    };
+    let votes = closed_step("cast_vote");
+    let firsts = votes["statuses"]["201"].as_u64().unwrap_or(0);
+    let repeats = votes["statuses"]["200"].as_u64().unwrap_or(0)
+        + votes["statuses"]["409"].as_u64().unwrap_or(0);
+    assert!(
+        firsts > 0 && firsts <= 20,
+        "at most one first vote per user: {closed}"
+    );
+    assert_eq!(
+        firsts + repeats,
+        votes["requests"].as_u64().unwrap_or(0),
+        "{closed}"
+    );
+    assert_eq!(closed["errors"], 0, "{closed}");
+    assert!(
+        closed_step("login")["statuses"]["200"]
+            .as_u64()
+            .is_some_and(|n| n >= firsts)
+    );
+
     // A threshold the run cannot meet: exit 1, and it says which.
     let args2 = [
         "run",
@@ -141,6 +241,8 @@ async fn a_run_reports_latency_statuses_and_cache_mix_and_enforces_thresholds() 
         &scenario_s,
         "--target",
         &target,
+        "--credentials",
+        &codes,
         "--threshold",
         "p50<0.001ms",
     ];
@@ -167,6 +269,17 @@ fn bad_input_gets_a_clear_error() {
     let good = dir.path().join("good.toml");
     std::fs::write(&good, SCENARIO).expect("write");
     let good_s = good.to_str().expect("utf-8");
+    let codes = dir.path().join("codes.csv");
+    std::fs::write(&codes, "voter_id,code\nv-1,AAAAA\n").expect("write");
+    let (code, _, stderr) = surge_load(&[
+        "run",
+        "--scenario",
+        good_s,
+        "--credentials",
+        dir.path().join("missing.csv").to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("missing.csv"), "{stderr}");
     // Nothing listens on port 9 of loopback.
     let (code, _, stderr) = surge_load(&[
         "run",
@@ -175,6 +288,8 @@ fn bad_input_gets_a_clear_error() {
         good_s,
         "--target",
         "http://127.0.0.1:9",
+        "--credentials",
+        codes.to_str().expect("utf-8"),
     ]);
     assert_eq!(code, 2);
     assert!(

@@ -992,7 +992,10 @@ mod tests {
             ),
             (&[("DATABASE_URL", "postgres://p/db")], "SURGE_VOTER_PEPPER"),
             (
-                &[("DATABASE_URL", "postgres://p/db"), ("SURGE_VOTER_PEPPER", "short")],
+                &[
+                    ("DATABASE_URL", "postgres://p/db"),
+                    ("SURGE_VOTER_PEPPER", "short"),
+                ],
                 "SURGE_VOTER_PEPPER",
             ),
             (
@@ -1027,7 +1030,10 @@ mod tests {
                 ],
                 "SURGE_VOTE_BATCH_WAIT",
             ),
-            (&[("SURGE_CLIENT_IP_HEADER", "bad header")], "SURGE_CLIENT_IP_HEADER"),
+            (
+                &[("SURGE_CLIENT_IP_HEADER", "bad header")],
+                "SURGE_CLIENT_IP_HEADER",
+            ),
             (&[("REDIS_URL", "http://x")], "REDIS_URL"),
             (&[("CLOUDFLARE_API_TOKEN", token)], "CLOUDFLARE_ZONE_ID"),
             (
@@ -1166,7 +1172,10 @@ mod tests {
         assert_eq!(db.replicas.len(), 2);
         assert_eq!(db.pool_size, 4);
         assert_eq!(db.shards.len(), 2);
-        assert_eq!(db.shards[0].replicas, vec!["postgres://u@s0r/db".to_string()]);
+        assert_eq!(
+            db.shards[0].replicas,
+            vec!["postgres://u@s0r/db".to_string()]
+        );
         assert!(db.shards[1].replicas.is_empty());
         assert_eq!(db.vote_batch.max_votes, 100);
         assert_eq!(db.vote_batch.max_wait, Duration::from_millis(5));

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use surge_bench::load::capacity::{CapacitySettings, capacity};
 use surge_bench::load::compare::{compare, table};
+use surge_bench::load::credentials::Credentials;
 use surge_bench::load::model::ModelInputs;
 use surge_bench::load::report::Report;
 use surge_bench::load::runner::{RunSettings, run};
@@ -49,7 +50,12 @@ struct Target {
     /// `wrangler dev`; Cloudflare itself overwrites the header.
     #[arg(long)]
     client_ips: Option<u32>,
-    /// Pass/fail criteria, e.g. 'p99<1000ms', 'errors<0.1%', 'p99{step=cast_vote}<800ms'.
+    /// Voter credentials (CSV `voter_id,code`, as `surge-origin voters issue --out` writes):
+    /// each virtual user logs in with its own.
+    #[arg(long)]
+    credentials: Option<PathBuf>,
+    /// Pass/fail criteria, e.g. 'p99<1000ms', 'errors<0.1%', 'p99{step=cast_vote}<800ms'
+    /// (dropped arrivals count as errors).
     #[arg(long = "threshold")]
     thresholds: Vec<String>,
 }
@@ -115,6 +121,21 @@ fn load_scenario(target: &Target) -> Result<Scenario, String> {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
+fn settings(target: &Target, progress: bool) -> Result<RunSettings, String> {
+    let credentials = match &target.credentials {
+        None => Credentials::default(),
+        Some(path) => Credentials::read(path)?,
+    };
+    Ok(RunSettings {
+        target: target.target.clone(),
+        timeout: target.timeout,
+        progress,
+        seed: target.seed,
+        client_ips: target.client_ips,
+        credentials: std::sync::Arc::new(credentials),
+    })
+}
+
 fn parse_thresholds(texts: &[String]) -> Result<Vec<Threshold>, String> {
     texts.iter().map(|t| Threshold::parse(t)).collect()
 }
@@ -140,13 +161,7 @@ async fn main_result(cli: Cli) -> Result<bool, String> {
         } => {
             let scenario = load_scenario(&target)?;
             let thresholds = parse_thresholds(&target.thresholds)?;
-            let settings = RunSettings {
-                target: target.target,
-                timeout: target.timeout,
-                progress: !quiet,
-                seed: target.seed,
-                client_ips: target.client_ips,
-            };
+            let settings = settings(&target, !quiet)?;
             let report = run(&scenario, &settings).await.map_err(|e| e.to_string())?;
             print!("{}", report.table());
             if let Some(path) = out {
@@ -183,13 +198,7 @@ async fn main_result(cli: Cli) -> Result<bool, String> {
             if thresholds.is_empty() {
                 return Err("capacity needs at least one --threshold to know when to stop".into());
             }
-            let settings = RunSettings {
-                target: target.target,
-                timeout: target.timeout,
-                progress: false,
-                seed: target.seed,
-                client_ips: target.client_ips,
-            };
+            let settings = settings(&target, false)?;
             let search = CapacitySettings {
                 start,
                 step,

@@ -2,10 +2,12 @@
 //! (`scenario`), open and closed load models measured without coordinated omission
 //! (`runner`), reports as JSON, a table and HTML (`report`), k6-style thresholds
 //! (`threshold`), baseline comparison (`compare`), the capacity search (`capacity`) and the
-//! capacity model (`model`).
+//! capacity model (`model`), and the voter credentials virtual users log in with
+//! (`credentials`).
 
 pub mod capacity;
 pub mod compare;
+pub mod credentials;
 pub mod model;
 pub mod report;
 pub mod runner;

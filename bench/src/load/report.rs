@@ -19,6 +19,8 @@ pub struct Sample {
     pub latency_us: u64,
     /// HTTP status; `None` when no response came (connection error, timeout).
     pub status: Option<u16>,
+    /// Whether the step failed (no answer, or a status the step does not expect).
+    pub error: bool,
     /// `x-surge-cache` of the response.
     pub cache: Option<String>,
 }
@@ -89,7 +91,7 @@ pub struct Report {
     pub dropped: u64,
     /// Failed requests.
     pub errors: u64,
-    /// `errors / requests`.
+    /// `(errors + dropped) / (requests + dropped)`: dropped arrivals are failures.
     pub error_rate: f64,
     /// Finished requests per second.
     pub rps: f64,
@@ -138,10 +140,13 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// A recorder for steps named `names` (plus `login`).
+    /// A recorder for steps named `names` (plus `login`, for the logins steps need first,
+    /// unless a step has that name).
     pub fn new(names: &[String]) -> Self {
         let mut all_names: Vec<String> = names.to_vec();
-        all_names.push("login".into());
+        if !all_names.iter().any(|n| n == "login") {
+            all_names.push("login".into());
+        }
         Self {
             steps: all_names
                 .iter()
@@ -179,8 +184,13 @@ impl Recorder {
 
     /// Adds one sample.
     pub fn record(&mut self, s: &Sample) {
-        let index = s.step.unwrap_or(self.names.len() - 1);
-        let error = is_error(s.status);
+        let index = s.step.unwrap_or_else(|| {
+            self.names
+                .iter()
+                .position(|n| n == "login")
+                .unwrap_or(self.names.len() - 1)
+        });
+        let error = s.error;
         let value = s.latency_us.max(1);
         self.all.saturating_record(value);
         if let Some((h, r)) = self.steps.get_mut(index) {
@@ -232,10 +242,12 @@ impl Recorder {
             requests,
             dropped: self.dropped,
             errors,
-            error_rate: if requests == 0 {
+            // Arrivals that could not be sent count as failures, as k6 counts
+            // dropped_iterations.
+            error_rate: if requests + self.dropped == 0 {
                 0.0
             } else {
-                errors as f64 / requests as f64
+                (errors + self.dropped) as f64 / (requests + self.dropped) as f64
             },
             rps: if duration_s > 0.0 {
                 requests as f64 / duration_s
@@ -264,15 +276,15 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{} → {}: {} requests in {:.1} s ({:.0}/s), {} errors ({:.3} %), {} dropped",
+            "{} → {}: {} requests in {:.1} s ({:.0}/s), {} errors, {} dropped ({:.3} % failed)",
             self.scenario,
             self.target,
             self.requests,
             self.duration_s,
             self.rps,
             self.errors,
-            self.error_rate * 100.0,
-            self.dropped
+            self.dropped,
+            self.error_rate * 100.0
         );
         let _ = writeln!(
             out,
@@ -391,6 +403,7 @@ mod tests {
             at,
             latency_us: ms * 1000,
             status,
+            error: is_error(status),
             cache: Some(cache.into()),
         }
     }
@@ -432,6 +445,11 @@ mod tests {
         assert_eq!(vote.statuses["409"], 1, "a 409 is an answer, not an error");
         assert_eq!(vote.statuses["error"], 1);
         assert_eq!(vote.errors, 1);
+        assert!(
+            (report.error_rate - 2.0 / 104.0).abs() < 1e-9,
+            "the dropped arrival counts as a failure: {}",
+            report.error_rate
+        );
         assert_eq!(report.timeline.len(), 2);
         assert_eq!(report.timeline[0].requests, 52);
         assert!(report.table().contains("ballot"));

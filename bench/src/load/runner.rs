@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use crate::load::credentials::{Credential, Credentials};
 use crate::load::report::{Recorder, Report, Sample};
 use crate::load::scenario::{Load, Scenario, StepMethod, arrivals};
 
@@ -30,6 +31,9 @@ pub enum LoadError {
     /// The HTTP client could not be built.
     #[error("HTTP client: {0}")]
     Client(String),
+    /// The scenario logs voters in and there are not enough credentials.
+    #[error("{0}")]
+    Credentials(String),
 }
 
 /// Run settings besides the scenario.
@@ -47,6 +51,9 @@ pub struct RunSettings {
     /// through `wrangler dev`, where the edge's per-IP quotas would otherwise see one client;
     /// Cloudflare itself overwrites the header).
     pub client_ips: Option<u32>,
+    /// Voter credentials (`--credentials`): the closed model gives each virtual user its
+    /// own; the open model takes them in turn.
+    pub credentials: Arc<Credentials>,
 }
 
 enum Event {
@@ -58,18 +65,30 @@ struct Shared {
     scenario: Scenario,
     client: reqwest::Client,
     target: String,
-    run_id: String,
     counter: AtomicUsize,
     client_ips: Option<u32>,
+    credentials: Arc<Credentials>,
+}
+
+/// A virtual user: its voter (if the run has credentials) and its session cookie.
+#[derive(Default)]
+struct User {
+    voter: Option<Credential>,
+    cookie: Option<String>,
 }
 
 impl Shared {
-    fn fill(&self, text: &str, rng: &mut fastrand::Rng, voter: &str) -> String {
+    fn fill(&self, text: &str, rng: &mut fastrand::Rng, user: &User) -> String {
         let election = self.scenario.elections[rng.usize(..self.scenario.elections.len())];
         let option = self.scenario.options[rng.usize(..self.scenario.options.len())];
+        let (voter, code) = user
+            .voter
+            .as_ref()
+            .map_or(("", ""), |c| (c.voter_id.as_str(), c.code.as_str()));
         text.replace("{election}", &election.to_string())
             .replace("{option}", &option.to_string())
             .replace("{voter}", voter)
+            .replace("{code}", code)
             .replace("{key}", &rng.u64(..self.scenario.keys).to_string())
     }
 
@@ -117,9 +136,11 @@ impl Shared {
         }
     }
 
-    /// One arrival: picks a step, logs in first if it needs to, sends it, reports samples.
+    /// One arrival: picks a step, logs `user` in first if it needs to, sends it, reports
+    /// samples, and keeps any session cookie the answer sets.
     async fn one(
         &self,
+        user: &mut User,
         due: Instant,
         start: Instant,
         rng: &mut fastrand::Rng,
@@ -128,20 +149,19 @@ impl Shared {
         let index = self.scenario.pick(rng.f64());
         let step = &self.scenario.steps[index];
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let voter = format!("load-{}-{n}", self.run_id);
         let at = due.duration_since(start).as_secs_f64();
         let client_ip = self.client_ips.map(|ips| {
             let i = u64::try_from(n).unwrap_or(0) % u64::from(ips.max(1));
             format!("10.{}.{}.{}", (i >> 16) & 0xff, (i >> 8) & 0xff, i & 0xff)
         });
-        let mut cookie = None;
-        if step.auth {
-            let body = format!("{{\"voter_id\":\"{voter}\"}}");
+        if step.auth && user.cookie.is_none() {
+            let Some(voter) = &user.voter else { return };
+            let body = serde_json::json!({ "voter_id": voter.voter_id, "code": voter.code });
             let (status, cache, set) = self
                 .send(
                     StepMethod::Post,
                     "/api/login",
-                    Some(body),
+                    Some(body.to_string()),
                     None,
                     client_ip.as_deref(),
                 )
@@ -150,30 +170,36 @@ impl Shared {
                 step: None,
                 at,
                 latency_us: micros(due.elapsed()),
+                error: status != Some(200),
                 status,
                 cache,
             }))
             .ok();
             match set {
-                Some(c) => cookie = Some(c),
+                Some(c) => user.cookie = Some(c),
                 None => return,
             }
         }
-        let path = self.fill(&step.path, rng, &voter);
-        let body = step.body.as_ref().map(|b| self.fill(b, rng, &voter));
-        let (status, cache, _) = self
-            .send(
-                step.method,
-                &path,
-                body,
-                cookie.as_deref(),
-                client_ip.as_deref(),
-            )
+        let path = self.fill(&step.path, rng, user);
+        let body = step.body.as_ref().map(|b| self.fill(b, rng, user));
+        let cookie = if step.auth {
+            user.cookie.as_deref()
+        } else {
+            None
+        };
+        let (status, cache, set) = self
+            .send(step.method, &path, body, cookie, client_ip.as_deref())
             .await;
+        if let Some(c) = set {
+            user.cookie = Some(c);
+        } else if step.auth && status == Some(401) {
+            user.cookie = None;
+        }
         tx.send(Event::Sample(Sample {
             step: Some(index),
             at,
             latency_us: micros(due.elapsed()),
+            error: step.failed(status),
             status,
             cache,
         }))
@@ -214,6 +240,23 @@ pub async fn run(scenario: &Scenario, settings: &RunSettings) -> Result<Report, 
         .pool_max_idle_per_host(1024)
         .build()
         .map_err(|e| LoadError::Client(e.to_string()))?;
+    let users = match &scenario.load {
+        Load::Closed { users, .. } => usize::try_from(*users).unwrap_or(usize::MAX),
+        Load::Open { .. } => 1,
+    };
+    if scenario.steps.iter().any(|s| s.uses_credentials()) {
+        let have = settings.credentials.len();
+        if have == 0 {
+            return Err(LoadError::Credentials(
+                "this scenario logs voters in: give --credentials FILE (write one with `surge-origin voters issue --election 1 --count N --out FILE`)".into(),
+            ));
+        }
+        if have < users {
+            return Err(LoadError::Credentials(format!(
+                "{users} virtual users need their own credentials but the file has {have}: issue more, or lower --scale"
+            )));
+        }
+    }
     preflight(&client, &target, &scenario.steps[0].path).await?;
     let started = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -222,9 +265,9 @@ pub async fn run(scenario: &Scenario, settings: &RunSettings) -> Result<Report, 
         scenario: scenario.clone(),
         client,
         target: target.clone(),
-        run_id: format!("{:x}", settings.seed ^ u64::from(std::process::id())),
         counter: AtomicUsize::new(0),
         client_ips: settings.client_ips,
+        credentials: settings.credentials.clone(),
     });
     let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
     let names: Vec<String> = scenario.steps.iter().map(|s| s.name.clone()).collect();
@@ -274,6 +317,7 @@ pub async fn run(scenario: &Scenario, settings: &RunSettings) -> Result<Report, 
         } => {
             let in_flight = Arc::new(AtomicUsize::new(0));
             let mut rng = fastrand::Rng::with_seed(settings.seed);
+            let mut arrival = 0usize;
             for offset in arrivals(*start_rate, stages) {
                 let due = start + Duration::from_secs_f64(offset);
                 tokio::time::sleep_until(due.into()).await;
@@ -284,8 +328,13 @@ pub async fn run(scenario: &Scenario, settings: &RunSettings) -> Result<Report, 
                 in_flight.fetch_add(1, Ordering::Relaxed);
                 let (shared, tx, in_flight) = (shared.clone(), tx.clone(), in_flight.clone());
                 let mut task_rng = fastrand::Rng::with_seed(rng.u64(..));
+                let mut user = User {
+                    voter: shared.credentials.nth(arrival).cloned(),
+                    cookie: None,
+                };
+                arrival += 1;
                 tokio::spawn(async move {
-                    shared.one(due, start, &mut task_rng, &tx).await;
+                    shared.one(&mut user, due, start, &mut task_rng, &tx).await;
                     in_flight.fetch_sub(1, Ordering::Relaxed);
                 });
             }
@@ -307,10 +356,19 @@ pub async fn run(scenario: &Scenario, settings: &RunSettings) -> Result<Report, 
                 let delay = ramp_up.mul_f64(f64::from(u) / f64::from(*users));
                 let (shared, tx, think) = (shared.clone(), tx.clone(), *think_time);
                 let mut rng = fastrand::Rng::with_seed(settings.seed.wrapping_add(u64::from(u)));
+                let mut user = User {
+                    voter: shared
+                        .credentials
+                        .nth(usize::try_from(u).unwrap_or(usize::MAX))
+                        .cloned(),
+                    cookie: None,
+                };
                 handles.push(tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
                     while Instant::now() < end {
-                        shared.one(Instant::now(), start, &mut rng, &tx).await;
+                        shared
+                            .one(&mut user, Instant::now(), start, &mut rng, &tx)
+                            .await;
                         tokio::time::sleep(think).await;
                     }
                 }));

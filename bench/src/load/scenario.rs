@@ -1,5 +1,5 @@
-//! Load scenarios as TOML: weighted steps (an HTTP request each, optionally as a freshly
-//! logged-in voter), a load model (open: arrival rate in stages; closed: virtual users with
+//! Load scenarios as TOML: weighted steps (an HTTP request each, optionally as a logged-in
+//! voter, with the statuses it may answer), a load model (open: arrival rate in stages; closed: virtual users with
 //! think time), and a duration. Every field is validated; errors name it.
 
 use std::time::Duration;
@@ -47,15 +47,37 @@ pub struct Step {
     /// Method.
     #[serde(default = "get")]
     pub method: StepMethod,
-    /// Path and query; `{election}`, `{option}`, `{voter}` and `{key}` are filled in per
-    /// request.
+    /// Path and query; `{election}`, `{option}`, `{key}`, and the virtual user's `{voter}`
+    /// and `{code}` (from `--credentials`) are filled in per request.
     pub path: String,
     /// JSON body (POST), with the same placeholders.
     #[serde(default)]
     pub body: Option<String>,
-    /// Log a fresh voter in first (`POST /api/login`) and send its cookie.
+    /// Send as the virtual user's logged-in voter, logging in first (`POST /api/login`) when
+    /// it has no session yet.
     #[serde(default)]
     pub auth: bool,
+    /// The statuses this step may answer (e.g. `[201, 200, 409]` for a vote, where a repeat
+    /// is expected); any other is an error. Unset: no answer, a 5xx or a 429 is an error.
+    #[serde(default)]
+    pub expect: Option<Vec<u16>>,
+}
+
+impl Step {
+    /// Whether `status` (none: no answer) is a failure of this step.
+    pub fn failed(&self, status: Option<u16>) -> bool {
+        match (&self.expect, status) {
+            (_, None) => true,
+            (Some(expected), Some(s)) => !expected.contains(&s),
+            (None, s) => crate::load::report::is_error(s),
+        }
+    }
+
+    /// Whether it needs a voter's credentials.
+    pub fn uses_credentials(&self) -> bool {
+        let mentions = |t: &str| t.contains("{voter}") || t.contains("{code}");
+        self.auth || mentions(&self.path) || self.body.as_deref().is_some_and(mentions)
+    }
 }
 
 fn get() -> StepMethod {
@@ -309,6 +331,14 @@ impl Scenario {
             if !step.path.starts_with('/') || step.path.bytes().any(|b| !b.is_ascii_graphic()) {
                 return Err(error(at("path"), "a path starting with '/', no spaces"));
             }
+            if let Some(expect) = &step.expect
+                && (expect.is_empty() || expect.iter().any(|s| !(100..=599).contains(s)))
+            {
+                return Err(error(
+                    at("expect"),
+                    "list the HTTP statuses (100–599) this step may answer, e.g. [200]",
+                ));
+            }
             if step.body.is_some() && step.method == StepMethod::Get {
                 return Err(error(
                     at("body"),
@@ -485,6 +515,46 @@ pub fn arrivals(start_rate: f64, stages: &[Stage]) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shipped_scenarios_parse_and_the_reference_is_as_written() {
+        let reference =
+            Scenario::from_toml(include_str!("../../scenarios/election-day.toml")).expect("valid");
+        assert_eq!(reference.name, "Election Day Peak");
+        assert_eq!(
+            reference.load,
+            Load::Closed {
+                users: 100_000,
+                think_time: Duration::from_secs(5),
+                ramp_up: Duration::from_secs(300),
+                duration: Duration::from_secs(3600),
+            }
+        );
+        let weights: Vec<(&str, u32)> = reference
+            .steps
+            .iter()
+            .map(|s| (s.name.as_str(), s.weight))
+            .collect();
+        assert_eq!(
+            weights,
+            [
+                ("login", 10),
+                ("view_ballot", 30),
+                ("cast_vote", 40),
+                ("view_results", 20)
+            ]
+        );
+        let vote = &reference.steps[2];
+        assert!(vote.auth && !vote.failed(Some(409)) && vote.failed(Some(401)));
+        assert!(reference.steps[0].uses_credentials());
+        let small = reference.scaled(0.02).and_then(|s| s.time_scaled(0.05));
+        assert!(matches!(
+            small.expect("scaled").load,
+            Load::Closed { users: 2000, .. }
+        ));
+        Scenario::from_toml(include_str!("../../scenarios/election-day-open.toml"))
+            .expect("the open-model peak parses");
+    }
 
     const MINIMAL: &str = r#"
 name = "t"
