@@ -1,12 +1,14 @@
 //! A browser through the edge: headless Chromium loads the server-rendered pages from the
-//! Worker under workerd (`wrangler dev`), which fetches them from the real `surge-origin`.
+//! Worker under workerd (`wrangler dev`), which fetches them from the real `surge-origin`,
+//! and a person votes with the forms (`browser/vote.mjs`, playwright-core driving Debian's
+//! Chromium with JavaScript off).
 
 mod support;
 
 use std::path::Path;
 use std::process::Command;
 
-use support::{OriginProcess, eventually, http, login};
+use support::{OriginProcess, code_of, register};
 use surge_testkit::process::run;
 use surge_testkit::wrangler::WranglerDev;
 
@@ -54,28 +56,36 @@ async fn chromium_sees_the_election_pages_through_the_edge() {
     let results = rendered_dom(&edge.url("/elections/1/results"), profile.path());
     assert!(results.contains("0 votes counted"), "{results}");
 
-    // A vote through the edge shows up on the results page the browser loads.
-    let client = http();
-    let cookie = login(&client, &origin, "browser-voter").await;
-    let vote = client
-        .post(edge.url("/api/elections/1/votes"))
-        .header("cookie", &cookie)
-        .header("content-type", "application/json")
-        .body("{\"option_id\":2}")
-        .send()
-        .await
-        .expect("vote through the edge");
-    assert_eq!(
-        vote.status(),
-        201,
-        "{}\n{}",
-        edge.log_tail(),
-        origin.log_tail()
+    // A person signs in with an issued code, votes with the ballot form, sees the receipt,
+    // and the self-refreshing results page counts the vote — all through the edge.
+    register(&origin, "browser-voter", &[1]).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/vote.mjs");
+    let voting_profile = tempfile::tempdir().expect("profile dir");
+    let seen = run(Command::new("timeout")
+        .args(["120", "node", script, &edge.url("")])
+        .args(["browser-voter", &code_of("browser-voter")])
+        .arg(voting_profile.path())
+        .current_dir(env!("CARGO_MANIFEST_DIR")))
+    .expect("node runs the browser script (npm ci installs playwright-core)");
+    let seen: serde_json::Value = serde_json::from_str(seen.trim()).expect("one JSON line");
+    assert!(seen.get("failure").is_none(), "{seen}\n{}", edge.log_tail());
+    assert!(
+        seen["wrong_code"]
+            .as_str()
+            .is_some_and(|e| e.contains("voter id or the voting code is wrong")),
+        "{seen}"
     );
-    eventually("the results page to count the vote", async || {
-        rendered_dom(&edge.url("/elections/1/results"), profile.path()).contains("1 vote counted")
-    })
-    .await;
+    assert_eq!(seen["after_login"], "/elections/1", "{seen}");
+    assert_eq!(seen["after_vote"], "/elections/1/receipt", "{seen}");
+    assert_eq!(seen["choice"], "Proposal B: new cycle lanes", "{seen}");
+    assert!(
+        seen["receipt"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("r-")),
+        "{seen}"
+    );
+    assert_eq!(seen["total"], "1 vote counted", "{seen}");
+    assert_eq!(seen["refresh"], "5", "{seen}");
 
     // With the origin gone, the browser still gets the election page from the edge's copy.
     origin.kill();

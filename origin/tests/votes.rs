@@ -444,3 +444,205 @@ async fn votes_shard_by_voter_and_tallies_equal_the_votes_after_a_storm() {
     assert_eq!(status, 503, "{reply}");
     assert!(retry_after.is_some_and(|s| s >= 1));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_person_votes_with_plain_forms_and_cross_site_posts_are_refused() {
+    let origin = OriginProcess::start(&[("SURGE_PURGE_COALESCE", "50ms".into())]);
+    register(&origin, "form-voter", &[1]).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let form = |path: &str, body: String, site: &str, cookie: Option<&str>| {
+        let mut r = client
+            .post(origin.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("sec-fetch-site", site)
+            .body(body);
+        if let Some(c) = cookie {
+            r = r.header("cookie", c);
+        }
+        r.send()
+    };
+    let header = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+
+    // The login page is the same for everyone and cacheable.
+    let page = client
+        .get(origin.url("/login"))
+        .send()
+        .await
+        .expect("login page");
+    assert_eq!(page.status(), 200);
+    assert!(header(&page, "cache-control").contains("s-maxage"));
+    assert!(
+        page.text()
+            .await
+            .expect("html")
+            .contains("action=\"/api/login\"")
+    );
+
+    // A wrong code: the form again, with the reason; a cross-site post: refused.
+    let code = code_of("form-voter");
+    let wrong = form(
+        "/api/login",
+        format!("voter_id=form-voter&code={}", code_of("x")),
+        "same-origin",
+        None,
+    )
+    .await
+    .expect("post");
+    assert_eq!(wrong.status(), 401);
+    assert!(header(&wrong, "set-cookie").is_empty());
+    assert!(
+        wrong
+            .text()
+            .await
+            .expect("html")
+            .contains("voting code is wrong")
+    );
+    let forged = form(
+        "/api/login",
+        format!("voter_id=form-voter&code={code}"),
+        "cross-site",
+        None,
+    )
+    .await
+    .expect("post");
+    assert_eq!(forged.status(), 403);
+    assert!(header(&forged, "set-cookie").is_empty());
+    let old_browser = client
+        .post(origin.url("/api/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("origin", "https://evil.example")
+        .body(format!("voter_id=form-voter&code={code}"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(
+        old_browser.status(),
+        403,
+        "Origin is checked without Sec-Fetch-Site"
+    );
+
+    // Signing in leads to the ballot; the ballot page is identical with or without a session.
+    let ok = form(
+        "/api/login",
+        format!("voter_id=form-voter&code={code}"),
+        "same-origin",
+        None,
+    )
+    .await
+    .expect("post");
+    assert_eq!(ok.status(), 303);
+    assert_eq!(header(&ok, "location"), "/elections/1");
+    let cookie = header(&ok, "set-cookie")
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert!(cookie.starts_with("auth_token="));
+    let anonymous = client
+        .get(origin.url("/elections/1"))
+        .send()
+        .await
+        .expect("page");
+    let anonymous = anonymous.text().await.expect("html");
+    let signed_in = client
+        .get(origin.url("/elections/1"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert_eq!(
+        anonymous, signed_in,
+        "nothing personal on the cacheable ballot page"
+    );
+    assert!(anonymous.contains("action=\"/api/elections/1/votes\""));
+    assert_eq!(anonymous.matches("type=\"radio\"").count(), 3);
+
+    // Voting without a session leads to the login page; a cross-site vote is refused.
+    let no_session = form(
+        "/api/elections/1/votes",
+        "option_id=2".into(),
+        "same-origin",
+        None,
+    )
+    .await
+    .expect("post");
+    assert_eq!(
+        (
+            no_session.status().as_u16(),
+            header(&no_session, "location")
+        ),
+        (303, "/login".into())
+    );
+    let forged = form(
+        "/api/elections/1/votes",
+        "option_id=2".into(),
+        "cross-site",
+        Some(&cookie),
+    )
+    .await
+    .expect("post");
+    assert_eq!(forged.status(), 403);
+
+    // The vote leads to the private receipt; repeating it leads there too.
+    let voted = form(
+        "/api/elections/1/votes",
+        "option_id=2".into(),
+        "same-origin",
+        Some(&cookie),
+    )
+    .await
+    .expect("post");
+    assert_eq!(voted.status(), 303);
+    assert_eq!(header(&voted, "location"), "/elections/1/receipt");
+    let again = form(
+        "/api/elections/1/votes",
+        "option_id=3".into(),
+        "same-origin",
+        Some(&cookie),
+    )
+    .await
+    .expect("post");
+    assert_eq!(header(&again, "location"), "/elections/1/receipt");
+    let receipt = client
+        .get(origin.url("/elections/1/receipt"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("receipt");
+    assert_eq!(receipt.status(), 200);
+    assert_eq!(header(&receipt, "cache-control"), "private, no-store");
+    let receipt = receipt.text().await.expect("html");
+    assert!(receipt.contains("Proposal B: new cycle lanes"), "{receipt}");
+    let anonymous = client
+        .get(origin.url("/elections/1/receipt"))
+        .send()
+        .await
+        .expect("receipt");
+    assert_eq!(anonymous.status(), 303);
+
+    // The results page refreshes itself and counts the vote.
+    support::eventually("the results page to count the vote", async || {
+        let page = client
+            .get(origin.url("/elections/1/results"))
+            .send()
+            .await
+            .expect("results")
+            .text()
+            .await
+            .unwrap_or_default();
+        page.contains("1 vote counted") && page.contains("http-equiv=\"refresh\"")
+    })
+    .await;
+}

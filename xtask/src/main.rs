@@ -46,6 +46,12 @@ enum Task {
         /// Also start the edge Worker under `wrangler dev` in front of the origin.
         #[arg(long)]
         edge: bool,
+        /// Vote shards (each a Postgres primary with a streaming replica; 1 to 8).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
+        shards: u8,
+        /// Demo voters to issue for election 1 (their codes go to target/demo-voters.csv).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        voters: u32,
     },
     /// Build the edge Worker into edge/build (skipped when up to date).
     WorkerBuild,
@@ -83,7 +89,17 @@ fn main() -> ExitCode {
     let result = match cli.task {
         Task::Setup => setup(),
         Task::Test => setup().and_then(|()| test()),
-        Task::Run { embedded, edge } => stack::run(&stack::RunOptions { embedded, edge }),
+        Task::Run {
+            embedded,
+            edge,
+            shards,
+            voters,
+        } => stack::run(&stack::RunOptions {
+            embedded,
+            edge,
+            shards,
+            voters,
+        }),
         Task::WorkerBuild => worker_build(),
         Task::CdnRules { check } => {
             cdn::sync(&root().join("infrastructure/cdn/cloudflare"), check).map_err(Failure)

@@ -1,8 +1,10 @@
 //! `cargo xtask run`: Surge on this machine. With PostgreSQL and Redis installed, the real
 //! stack on loopback — a Postgres primary with a streaming replica, Redis, migrations and the
 //! demo election — under the origin; without them (or with `--embedded`), the origin alone
-//! with its in-process demo store. `--edge` puts the Worker under `wrangler dev` in front.
-//! Services live in temporary directories and stop with Ctrl-C.
+//! with its in-process demo store. `--shards N` adds vote shards (each a primary with a
+//! replica), `--edge` puts the Worker under `wrangler dev` in front. Demo voters are issued
+//! through the admin API and their codes written to `target/demo-voters.csv`. Services live
+//! in temporary directories and stop with Ctrl-C.
 
 use std::process::{Child, Command};
 use std::sync::Arc;
@@ -21,6 +23,10 @@ pub struct RunOptions {
     pub embedded: bool,
     /// Start the edge Worker too.
     pub edge: bool,
+    /// Vote shards to start.
+    pub shards: u8,
+    /// Demo voters to issue.
+    pub voters: u32,
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -46,17 +52,17 @@ fn env_or(name: &str, default: impl FnOnce() -> String) -> String {
 }
 
 struct Services {
-    _pg: Option<PgPair>,
+    _pg: Vec<PgPair>,
     _redis: Option<RedisServer>,
     env: Vec<(&'static str, String)>,
     summary: Vec<String>,
 }
 
-fn start_services(embedded: bool) -> Result<Services, Failure> {
+fn start_services(embedded: bool, shards: u8) -> Result<Services, Failure> {
     let configured =
         std::env::var_os("DATABASE_URL").is_some() || std::env::var_os("REDIS_URL").is_some();
     let mut services = Services {
-        _pg: None,
+        _pg: Vec::new(),
         _redis: None,
         env: Vec::new(),
         summary: Vec::new(),
@@ -92,7 +98,34 @@ fn start_services(embedded: bool) -> Result<Services, Failure> {
         ),
         format!("redis: {}", redis.url()),
     ];
-    services._pg = Some(pg);
+    if shards > 1 {
+        let mut urls = vec![format!(
+            "{},{}",
+            pg.primary.url("postgres"),
+            pg.replica.url("postgres")
+        )];
+        for i in 1..shards {
+            println!("xtask: starting vote shard {i} (primary + streaming replica)");
+            let shard = PgPair::start().map_err(|e| Failure(format!("PostgreSQL: {e}")))?;
+            urls.push(format!(
+                "{},{}",
+                shard.primary.url("postgres"),
+                shard.replica.url("postgres")
+            ));
+            services.summary.push(format!(
+                "vote shard {i}: {} (+ replica {})",
+                shard.primary.url("postgres"),
+                shard.replica.url("postgres")
+            ));
+            services._pg.push(shard);
+        }
+        services.summary.push(format!(
+            "vote shard 0: the main primary ({} shards by voter)",
+            urls.len()
+        ));
+        services.env.push(("DATABASE_SHARD_URLS", urls.join(";")));
+    }
+    services._pg.insert(0, pg);
     services._redis = Some(redis);
     Ok(services)
 }
@@ -112,6 +145,72 @@ fn terminate(child: &mut Child) {
     child.wait().ok();
 }
 
+/// Waits for the origin, issues `count` demo voters for election 1 through the admin API and
+/// writes their codes to `target/demo-voters.csv` (mode 0600); what to print about it.
+fn issue_demo_voters(listen: &str, token: &str, count: u32) -> Result<String, Failure> {
+    let base = format!("http://{listen}");
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(60)))
+            .http_status_as_error(false)
+            .build(),
+    );
+    let start = std::time::Instant::now();
+    while agent.get(format!("{base}/healthz")).call().is_err() {
+        if start.elapsed() > Duration::from_secs(60) {
+            return Err(Failure(
+                "surge-origin did not answer on /healthz within 60 s".into(),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let path = root().join("target/demo-voters.csv");
+    let mut csv = String::from("voter_id,code\n");
+    let mut left = count;
+    while left > 0 {
+        let n = left.min(10_000);
+        let body = serde_json::json!({ "election_id": 1, "count": n }).to_string();
+        let mut reply = agent
+            .post(format!("{base}/performance/voters/issue"))
+            .header("authorization", &format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .send(body.as_str())
+            .map_err(|e| Failure(format!("issuing demo voters: {e}")))?;
+        let text = reply
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| Failure(format!("issuing demo voters: {e}")))?;
+        let report: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|_| Failure(format!("issuing demo voters: {text}")))?;
+        let issued = report["issued"]
+            .as_array()
+            .ok_or_else(|| Failure(format!("issuing demo voters: {text}")))?;
+        for v in issued {
+            csv.push_str(&format!(
+                "{},{}\n",
+                v["voter_id"].as_str().unwrap_or_default(),
+                v["code"].as_str().unwrap_or_default()
+            ));
+        }
+        left -= n;
+    }
+    std::fs::remove_file(&path).ok();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::io::Write::write_all(
+        &mut options
+            .open(&path)
+            .map_err(|e| Failure(format!("cannot write {}: {e}", path.display())))?,
+        csv.as_bytes(),
+    )
+    .map_err(|e| Failure(format!("cannot write {}: {e}", path.display())))?;
+    Ok(format!(
+        "voters: {count} demo voters for election 1; their ids and codes are in {} (log in with POST /api/login and {{\"voter_id\", \"code\"}})",
+        path.display()
+    ))
+}
+
 /// Runs the local stack until Ctrl-C.
 pub fn run(options: &RunOptions) -> Step {
     status(cargo().args(["build", "--release", "-p", "surge-origin"]))?;
@@ -120,7 +219,7 @@ pub fn run(options: &RunOptions) -> Step {
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
         .map_err(|e| Failure(format!("cannot handle Ctrl-C: {e}")))?;
 
-    let services = start_services(options.embedded)?;
+    let services = start_services(options.embedded, options.shards)?;
     let listen = env_or("SURGE_LISTEN", || "127.0.0.1:8080".into());
     let token = env_or("SURGE_ADMIN_TOKEN", || random_hex(16));
     let mut command = Command::new(root().join("target/release/surge-origin"));
@@ -134,6 +233,10 @@ pub fn run(options: &RunOptions) -> Step {
         .env(
             "SURGE_COOKIE_KEYS",
             env_or("SURGE_COOKIE_KEYS", || random_hex(32)),
+        )
+        .env(
+            "SURGE_VOTER_PEPPER",
+            env_or("SURGE_VOTER_PEPPER", || random_hex(32)),
         );
     for (name, value) in &services.env {
         command.env(name, value);
@@ -141,6 +244,14 @@ pub fn run(options: &RunOptions) -> Step {
     let mut origin = command
         .spawn()
         .map_err(|e| Failure(format!("cannot start surge-origin: {e}")))?;
+
+    let voters = match issue_demo_voters(&listen, &token, options.voters) {
+        Ok(line) => line,
+        Err(e) => {
+            terminate(&mut origin);
+            return Err(e);
+        }
+    };
 
     let edge = if options.edge {
         std::thread::sleep(Duration::from_millis(500));
@@ -175,6 +286,7 @@ pub fn run(options: &RunOptions) -> Step {
     println!(
         "  admin:  curl -H 'Authorization: Bearer {token}' http://{listen}/performance/health"
     );
+    println!("  {voters}");
 
     loop {
         if stop.load(Ordering::SeqCst) {

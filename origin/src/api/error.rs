@@ -94,6 +94,20 @@ impl ApiError {
         }
     }
 
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    /// Seconds to wait before retrying, when that helps.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::Unavailable { retry_after, .. } => Some(*retry_after),
+            ApiError::TooManyAttempts(s) | ApiError::TooManyLogins(s) => Some(*s),
+            _ => None,
+        }
+    }
+
     fn parts(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
@@ -126,11 +140,7 @@ impl IntoResponse for ApiError {
             }
             _ => None,
         };
-        let retry_after = match &self {
-            ApiError::Unavailable { retry_after, .. } => Some(*retry_after),
-            ApiError::TooManyAttempts(s) | ApiError::TooManyLogins(s) => Some(*s),
-            _ => None,
-        };
+        let retry_after = self.retry_after();
         let body = ErrorBody {
             error: code.to_string(),
             message: self.to_string(),

@@ -15,6 +15,7 @@ use surge_shared::Tag;
 use time::OffsetDateTime;
 
 use super::model::{Ballot, Cast, LoginRequest, NewVote, VoteRequest, validate_voter_id};
+use super::pages;
 use super::respond::{Page, cached, unavailable};
 use super::session::{COOKIE, SessionError};
 use super::store::{ElectionStore, StoreError};
@@ -171,20 +172,53 @@ pub fn client_ip(state: &AppState, headers: &HeaderMap, extensions: &Extensions)
         .unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED))
 }
 
-/// `POST /api/login` with `{"voter_id": "…", "code": "…"}`: checks the voting code (in
-/// constant time, the same 401 for a wrong code and an unknown voter, attempts throttled per
-/// voter-and-network and per network) and sets the signed `auth_token` cookie.
+/// `POST /api/login` with `{"voter_id": "…", "code": "…"}` (JSON), or the same fields from
+/// the login page's form: checks the voting code (in constant time, the same 401 for a wrong
+/// code and an unknown voter, attempts throttled per voter-and-network and per network) and
+/// sets the signed `auth_token` cookie. A form gets a redirect to the voter's ballot, or the
+/// login page again with what went wrong.
 pub async fn login(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     extensions: Extensions,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let request: LoginRequest = parse_body(&headers, &body)?;
+    if !is_form(&headers) {
+        let request: LoginRequest = parse_body(&headers, &body)?;
+        let ip = client_ip(&state, &headers, &extensions);
+        let (cookie, reply) = authenticate(&state, ip, request).await?;
+        return with_cookie(no_store(Json(reply).into_response()), &cookie);
+    }
+    if !same_origin(&headers) {
+        return Ok(cross_site());
+    }
+    let fields = form_fields(&body);
+    let request = LoginRequest {
+        voter_id: fields.get("voter_id").cloned().unwrap_or_default(),
+        code: fields.get("code").cloned().unwrap_or_default(),
+    };
+    let ip = client_ip(&state, &headers, &extensions);
+    Ok(match authenticate(&state, ip, request).await {
+        Ok((cookie, reply)) => {
+            let next = reply
+                .elections
+                .first()
+                .map_or_else(|| "/login".to_string(), |e| format!("/elections/{e}"));
+            with_cookie(see_other(&next), &cookie)?
+        }
+        Err(e) => pages::login_page_with_error(&e),
+    })
+}
+
+/// Checks a login and issues the session: the `Set-Cookie` value and the reply.
+async fn authenticate(
+    state: &AppState,
+    ip: IpAddr,
+    request: LoginRequest,
+) -> Result<(String, LoginReply), ApiError> {
     validate_voter_id(&request.voter_id).map_err(|m| ApiError::bad("voter_id", m))?;
     let code =
         VotingCode::parse(&request.code).map_err(|e| ApiError::bad("code", e.to_string()))?;
-    let ip = client_ip(&state, &headers, &extensions);
     state
         .login_throttle
         .attempt(&request.voter_id, ip)
@@ -210,11 +244,69 @@ pub async fn login(
         elections: credential.map(|c| c.elections).unwrap_or_default(),
         expires_at: now + state.sessions.ttl(),
     };
-    let mut response = no_store(Json(reply).into_response());
+    Ok((cookie, reply))
+}
+
+fn with_cookie(mut response: Response, cookie: &str) -> Result<Response, ApiError> {
     let value =
-        HeaderValue::from_str(&cookie).map_err(|e| ApiError::Internal(format!("cookie: {e}")))?;
+        HeaderValue::from_str(cookie).map_err(|e| ApiError::Internal(format!("cookie: {e}")))?;
     response.headers_mut().insert(header::SET_COOKIE, value);
     Ok(response)
+}
+
+/// Whether the body is an HTML form (`application/x-www-form-urlencoded`).
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        })
+}
+
+/// A form body's fields (the last value of each name).
+fn form_fields(body: &[u8]) -> std::collections::HashMap<String, String> {
+    url::form_urlencoded::parse(body).into_owned().collect()
+}
+
+/// Refuses a form posted from another site: a browser says where a request comes from in
+/// `Sec-Fetch-Site`, or (older ones) in `Origin`, which must then name this host. A request
+/// with neither is not from a browser form and passes (it carries no ambient authority a
+/// cross-site page could borrow).
+fn same_origin(headers: &HeaderMap) -> bool {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    match (get("sec-fetch-site"), get("origin")) {
+        (Some(site), _) => matches!(site, "same-origin" | "none"),
+        (None, Some(origin)) => {
+            let host = get("host").unwrap_or_default();
+            url::Url::parse(origin).is_ok_and(|u| {
+                let with_port = match u.port() {
+                    Some(p) => format!("{}:{p}", u.host_str().unwrap_or_default()),
+                    None => u.host_str().unwrap_or_default().to_string(),
+                };
+                with_port.eq_ignore_ascii_case(host)
+            })
+        }
+        (None, None) => true,
+    }
+}
+
+fn cross_site() -> Response {
+    pages::message_page(
+        StatusCode::FORBIDDEN,
+        "Request refused",
+        "This form was sent from another site. Open the page on this site and send it again.",
+    )
+}
+
+fn see_other(location: &str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    no_store(response)
 }
 
 /// The voter a request's `auth_token` cookie proves, or 401.
@@ -274,26 +366,72 @@ struct VoteReply<'a> {
     receipt: &'a super::model::Receipt,
 }
 
-/// `POST /api/elections/{id}/votes` with `{"option_id": n}` and the login cookie.
+/// `POST /api/elections/{id}/votes` with `{"option_id": n}` (JSON) or the ballot page's form,
+/// and the login cookie. A form gets a redirect to the receipt page (or to the login page
+/// without a session), or a page saying what went wrong.
 pub async fn vote(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let voter_id = voter(&state, &headers)?;
+    if !is_form(&headers) {
+        let voter_id = voter(&state, &headers)?;
+        let id = election_id(&id)?;
+        let request: VoteRequest = parse_body(&headers, &body)?;
+        let (status, word, receipt) = cast(&state, id, voter_id, request.option_id).await?;
+        let reply = VoteReply {
+            status: word,
+            receipt: &receipt,
+        };
+        return Ok(no_store((status, Json(&reply)).into_response()));
+    }
+    if !same_origin(&headers) {
+        return Ok(cross_site());
+    }
+    let Ok(voter_id) = voter(&state, &headers) else {
+        return Ok(see_other("/login"));
+    };
     let id = election_id(&id)?;
-    let request: VoteRequest = parse_body(&headers, &body)?;
-    let ballot = ballot_for_vote(&state, id)
+    let Some(option_id) = form_fields(&body)
+        .get("option_id")
+        .and_then(|v| v.parse::<i32>().ok())
+    else {
+        return Ok(pages::message_page(
+            StatusCode::BAD_REQUEST,
+            "Choose an option",
+            &format!(
+                "Go back to the ballot and choose one option before you vote: /elections/{id}"
+            ),
+        ));
+    };
+    Ok(match cast(&state, id, voter_id, option_id).await {
+        Ok(_)
+        | Err(ApiError::Conflict {
+            code: "already_voted",
+            ..
+        }) => see_other(&format!("/elections/{id}/receipt")),
+        Err(e) => pages::error_page(&e),
+    })
+}
+
+/// Casts a vote after checking the ballot (cached) and the voting window: the status, the
+/// word for the reply and the receipt.
+async fn cast(
+    state: &Arc<AppState>,
+    id: i64,
+    voter_id: String,
+    option_id: i32,
+) -> Result<(StatusCode, &'static str, super::model::Receipt), ApiError> {
+    let ballot = ballot_for_vote(state, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("election {id} does not exist")))?;
-    if !ballot.options.iter().any(|o| o.id == request.option_id) {
+    if !ballot.options.iter().any(|o| o.id == option_id) {
         let valid: Vec<String> = ballot.options.iter().map(|o| o.id.to_string()).collect();
         return Err(ApiError::Unprocessable {
             field: Some("option_id".into()),
             message: format!(
-                "option {} is not on election {id}'s ballot; choose one of {}",
-                request.option_id,
+                "option {option_id} is not on election {id}'s ballot; choose one of {}",
                 valid.join(", ")
             ),
         });
@@ -313,48 +451,34 @@ pub async fn vote(
         .cast(NewVote {
             election_id: id,
             voter_id,
-            option_id: request.option_id,
+            option_id,
             receipt: new_receipt()?,
         })
         .await
         .map_err(|e| unavailable(&e))?;
-    let (status, word, receipt) = match outcome {
+    match outcome {
         Cast::Recorded(r) => {
             if let Ok(tag) = Tag::new(&format!("results:{id}")) {
                 state.vote_purges.mark(tag);
             }
-            (StatusCode::CREATED, "recorded", r)
+            Ok((StatusCode::CREATED, "recorded", r))
         }
-        Cast::AlreadyRecorded(r) => (StatusCode::OK, "already_recorded", r),
-        Cast::Conflict => {
-            return Err(ApiError::Conflict {
-                code: "already_voted",
-                message: format!(
-                    "you already voted in election {id}; a vote cannot be changed (GET /api/me/votes/{id} shows your receipt)"
-                ),
-            });
-        }
-        Cast::NotEligible => {
-            return Err(ApiError::Forbidden {
-                code: "not_eligible",
-                message: format!("you are not registered to vote in election {id}"),
-            });
-        }
-        Cast::UnknownOption => {
-            return Err(ApiError::Unprocessable {
-                field: Some("option_id".into()),
-                message: format!(
-                    "option {} is not on election {id}'s ballot",
-                    request.option_id
-                ),
-            });
-        }
-    };
-    let reply = VoteReply {
-        status: word,
-        receipt: &receipt,
-    };
-    Ok(no_store((status, Json(&reply)).into_response()))
+        Cast::AlreadyRecorded(r) => Ok((StatusCode::OK, "already_recorded", r)),
+        Cast::Conflict => Err(ApiError::Conflict {
+            code: "already_voted",
+            message: format!(
+                "you already voted in election {id}; a vote cannot be changed (GET /api/me/votes/{id} shows your receipt)"
+            ),
+        }),
+        Cast::NotEligible => Err(ApiError::Forbidden {
+            code: "not_eligible",
+            message: format!("you are not registered to vote in election {id}"),
+        }),
+        Cast::UnknownOption => Err(ApiError::Unprocessable {
+            field: Some("option_id".into()),
+            message: format!("option {option_id} is not on election {id}'s ballot"),
+        }),
+    }
 }
 
 /// `GET /api/me/votes/{id}`: the caller's own vote (private; reads their own write).

@@ -39,4 +39,6 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/me/votes/{id}", get(handlers::my_vote))
         .route("/elections/{id}", get(pages::election))
         .route("/elections/{id}/results", get(pages::results))
+        .route("/elections/{id}/receipt", get(pages::receipt))
+        .route("/login", get(pages::login))
 }

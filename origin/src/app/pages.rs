@@ -1,18 +1,21 @@
-//! Server-rendered HTML: an election's page and its results page. Small, self-contained
-//! (inline CSS, no scripts), every dynamic value HTML-escaped, cacheable at the edge like the
-//! JSON they mirror.
+//! Server-rendered HTML that works without JavaScript: the election page with its ballot
+//! form, the results page (refreshing itself), the login page — all identical for everyone,
+//! so cacheable at the edge like the JSON they mirror — and the voter's own receipt page
+//! (private, never stored). Small, self-contained (inline CSS, no scripts), every dynamic
+//! value HTML-escaped.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Uri};
-use axum::response::Response;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
 
-use super::handlers::election_id;
+use super::handlers::{election_id, voter};
 use super::model::{Ballot, Results};
 use super::respond::{Page, cached};
 use super::store::{ElectionStore, StoreError};
+use crate::api::error::ApiError;
 use crate::state::AppState;
 
 /// Escapes text for HTML element content and quoted attributes.
@@ -32,15 +35,101 @@ pub fn escape(text: &str) -> String {
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem;color:#1b1b1b}\
-h1{font-size:1.6rem}li{margin:.4rem 0}.bar{background:#005ea2;height:.8rem}small{color:#555}";
+h1{font-size:1.6rem}li{margin:.4rem 0}.bar{background:#005ea2;height:.8rem}small{color:#555}\
+label{display:block;margin:.6rem 0}input[type=text]{font-size:1rem;padding:.3rem;width:100%}\
+button{font-size:1rem;padding:.4rem 1.2rem;margin-top:.6rem}.error{color:#b50909}";
 
 fn layout(title: &str, body: &str) -> String {
+    layout_with(title, "", body)
+}
+
+fn layout_with(title: &str, head: &str, body: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">{head}\
          <title>{}</title><style>{STYLE}</style></head><body>{body}</body></html>\n",
         escape(title)
     )
+}
+
+/// An HTML answer that is never stored (`private, no-store`).
+fn private_html(status: StatusCode, html: String) -> Response {
+    let mut response = (status, html).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    response
+}
+
+/// A page with a title and one message.
+pub fn message_page(status: StatusCode, title: &str, message: &str) -> Response {
+    private_html(
+        status,
+        layout(
+            title,
+            &format!(
+                "<h1>{}</h1><p class=\"error\">{}</p>",
+                escape(title),
+                escape(message)
+            ),
+        ),
+    )
+}
+
+/// What `error` says, as a page with the same status (and `Retry-After`, if any).
+pub fn error_page(error: &ApiError) -> Response {
+    let mut page = message_page(
+        error.status(),
+        "Your vote was not recorded",
+        &error.to_string(),
+    );
+    copy_retry_after(error, &mut page);
+    page
+}
+
+fn copy_retry_after(error: &ApiError, page: &mut Response) {
+    if let Some(seconds) = error.retry_after() {
+        page.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+}
+
+const LOGIN_FORM: &str = "<form method=\"post\" action=\"/api/login\">\
+<label>Voter id <input type=\"text\" name=\"voter_id\" required maxlength=\"64\" autocomplete=\"username\"></label>\
+<label>Voting code <input type=\"text\" name=\"code\" required maxlength=\"40\" autocomplete=\"one-time-code\" spellcheck=\"false\"></label>\
+<button type=\"submit\">Sign in</button></form>";
+
+fn render_login(error: Option<&str>) -> String {
+    let error = error.map_or_else(String::new, |e| {
+        format!("<p class=\"error\" id=\"error\">{}</p>", escape(e))
+    });
+    layout(
+        "Sign in to vote",
+        &format!(
+            "<h1>Sign in to vote</h1>{error}<p>Enter your voter id and the voting code you were sent.</p>{LOGIN_FORM}"
+        ),
+    )
+}
+
+/// The login page again, saying why the last attempt failed.
+pub fn login_page_with_error(error: &ApiError) -> Response {
+    let mut page = private_html(error.status(), render_login(Some(&error.to_string())));
+    copy_retry_after(error, &mut page);
+    page
+}
+
+/// `GET /login`: the login form (the same for everyone; cached like the other pages).
+pub async fn login(State(state): State<Arc<AppState>>, uri: Uri, headers: HeaderMap) -> Response {
+    cached(&state, &uri, &headers, || async {
+        Ok(Page::html(200, render_login(None)))
+    })
+    .await
 }
 
 fn when(t: time::OffsetDateTime) -> String {
@@ -65,22 +154,29 @@ fn not_found(id: i64) -> Page {
 pub fn render_election(ballot: &Ballot) -> String {
     let e = &ballot.election;
     let mut body = format!(
-        "<h1 id=\"title\">{}</h1><p><small>Voting opens {} and closes {}.</small></p><h2>Ballot</h2><ol id=\"options\">",
+        "<h1 id=\"title\">{}</h1><p><small>Voting opens {} and closes {}.</small></p>\
+         <h2>Ballot</h2><p><a id=\"login-link\" href=\"/login\">Sign in with your voting code</a> \
+         to vote; after voting, <a href=\"/elections/{}/receipt\">your receipt</a> shows what was recorded.</p>\
+         <form id=\"ballot\" method=\"post\" action=\"/api/elections/{}/votes\"><ol id=\"options\">",
         escape(&e.title),
         when(e.opens_at),
         when(e.closes_at),
+        e.id,
+        e.id,
     );
     for o in &ballot.options {
         let _ = write!(
             body,
-            "<li data-option=\"{}\">{}</li>",
+            "<li data-option=\"{}\"><label><input type=\"radio\" name=\"option_id\" value=\"{}\" required> {}</label></li>",
+            o.id,
             o.id,
             escape(&o.label)
         );
     }
     let _ = write!(
         body,
-        "</ol><p><a id=\"results-link\" href=\"/elections/{}/results\">Live results</a></p>",
+        "</ol><button type=\"submit\">Cast my vote</button></form>\
+         <p><a id=\"results-link\" href=\"/elections/{}/results\">Live results</a></p>",
         e.id
     );
     layout(&e.title, &body)
@@ -113,7 +209,82 @@ pub fn render_results(title: &str, results: &Results) -> String {
         "</ul><p><small>Counted at {}.</small></p>",
         when(results.counted_at)
     );
-    layout(&format!("{title} — results"), &body)
+    // Refreshes itself from the (micro-cached) results: no script, no per-viewer cost.
+    layout_with(
+        &format!("{title} — results"),
+        "<meta http-equiv=\"refresh\" content=\"5\">",
+        &body,
+    )
+}
+
+/// The voter's receipt page.
+pub fn render_receipt(title: &str, receipt: &super::model::Receipt, label: &str) -> String {
+    layout(
+        &format!("{title} — your receipt"),
+        &format!(
+            "<h1>Your vote is recorded</h1><p>{}</p><dl><dt>Your choice</dt><dd id=\"choice\">{}</dd>\
+             <dt>Receipt</dt><dd id=\"receipt\"><code>{}</code></dd><dt>Recorded at</dt><dd>{}</dd></dl>\
+             <p>Keep the receipt: it shows your vote was counted. <a href=\"/elections/{}/results\">Live results</a></p>",
+            escape(title),
+            escape(label),
+            escape(&receipt.receipt),
+            when(receipt.cast_at),
+            receipt.election_id
+        ),
+    )
+}
+
+/// `GET /elections/{id}/receipt`: the signed-in voter's own vote (private, never stored);
+/// without a session, a redirect to the login page.
+pub async fn receipt(
+    State(state): State<Arc<AppState>>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Ok(voter_id) = voter(&state, &headers) else {
+        let mut response = StatusCode::SEE_OTHER.into_response();
+        response
+            .headers_mut()
+            .insert(header::LOCATION, HeaderValue::from_static("/login"));
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return Ok(response);
+    };
+    let id = election_id(&raw)?;
+    let unavailable = |e: StoreError| super::respond::unavailable(&e);
+    let Some(ballot) = state.store.ballot(id).await.map_err(unavailable)? else {
+        return Ok(message_page(
+            StatusCode::NOT_FOUND,
+            "Election not found",
+            &format!("There is no election {id}."),
+        ));
+    };
+    Ok(
+        match state
+            .store
+            .vote_of(id, voter_id)
+            .await
+            .map_err(unavailable)?
+        {
+            Some(r) => {
+                let label = ballot
+                    .options
+                    .iter()
+                    .find(|o| o.id == r.option_id)
+                    .map_or_else(|| r.option_id.to_string(), |o| o.label.clone());
+                private_html(
+                    StatusCode::OK,
+                    render_receipt(&ballot.election.title, &r, &label),
+                )
+            }
+            None => message_page(
+                StatusCode::NOT_FOUND,
+                "No vote recorded",
+                &format!("You have not voted in {} yet.", ballot.election.title),
+            ),
+        },
+    )
 }
 
 /// Serves the page `render` makes for one election, through the cache; an HTML 404 when the
