@@ -2,15 +2,21 @@
 //! pods, Redis shards, Postgres replicas and primaries a peak needs, and what the edge hit
 //! ratio must be for a given pod budget. Plain arithmetic, documented in `bench/RESULTS.md`:
 //!
-//! - origin requests/s  = peak × (1 − edge hit ratio)
+//! The mix is the reference scenario's by default: 40 % votes and 10 % logins, which no cache
+//! can answer, and 50 % reads.
+//!
+//! - reads/s            = peak × (1 − vote share − login share)
+//! - writes/s           = peak × (vote share + login share) (never cached)
+//! - origin requests/s  = reads/s × (1 − edge hit ratio) + writes/s
 //! - origin pods        = ⌈origin rps ÷ (rps per core × cores per pod × utilisation)⌉ + 1 spare
-//! - L2 reads/s         = origin rps × read share × (1 − L1 hit ratio)
+//! - L2 reads/s         = reads/s × (1 − edge hit ratio) × (1 − L1 hit ratio)
 //! - Redis shards       = max(3, ⌈L2 reads/s ÷ (ops per shard × utilisation)⌉)
-//! - database reads/s   = L2 reads/s × (1 − L2 hit ratio)
+//! - database reads/s   = L2 reads/s × (1 − L2 hit ratio) + logins/s (one voter lookup each)
 //! - read replicas      = max(1, ⌈database reads/s ÷ (reads per replica × utilisation)⌉)
-//! - votes/s            = peak × vote share (never cached)
-//! - write primaries    = max(1, ⌈votes/s ÷ (writes per primary × utilisation)⌉) — shards
-//! - edge hit ratio needed for a budget of P pods = 1 − (P − 1) × pod capacity ÷ peak
+//! - votes/s            = peak × vote share
+//! - vote primaries     = max(1, ⌈votes/s ÷ (votes per primary × utilisation)⌉) — shards
+//! - edge hit ratio needed for a budget of P pods
+//!   = 1 − ((P − 1) × pod capacity − writes/s) ÷ reads/s
 
 use serde::Serialize;
 
@@ -20,7 +26,7 @@ pub struct ModelInputs {
     /// Peak requests/s at the edge.
     #[arg(long, default_value_t = 100_000.0)]
     pub peak_rps: f64,
-    /// Share of requests the edge answers from its cache.
+    /// Share of reads the edge answers from its cache.
     #[arg(long, default_value_t = 0.9)]
     pub edge_hit_ratio: f64,
     /// Origin requests/s one core sustains (the measured L1-hit figure, halved for misses,
@@ -33,12 +39,12 @@ pub struct ModelInputs {
     /// Target utilisation of every component (headroom for bursts and failover).
     #[arg(long, default_value_t = 0.6)]
     pub utilisation: f64,
-    /// Share of origin requests that are reads.
-    #[arg(long, default_value_t = 0.5)]
-    pub read_share: f64,
-    /// Share of edge requests that are votes.
-    #[arg(long, default_value_t = 0.05)]
+    /// Share of requests that are votes (the reference scenario: 40 %).
+    #[arg(long, default_value_t = 0.4)]
     pub vote_share: f64,
+    /// Share of requests that are logins (the reference scenario: 10 %).
+    #[arg(long, default_value_t = 0.1)]
+    pub login_share: f64,
     /// L1 hit ratio at the origin (measured: a `surge-load` report).
     #[arg(long, default_value_t = 0.99)]
     pub l1_hit_ratio: f64,
@@ -51,7 +57,7 @@ pub struct ModelInputs {
     /// Read queries/s one Postgres replica sustains.
     #[arg(long, default_value_t = 5_000.0)]
     pub reads_per_replica: f64,
-    /// Vote inserts/s one Postgres primary sustains.
+    /// Votes/s one Postgres primary sustains with group commit (bench/RESULTS.md).
     #[arg(long, default_value_t = 3_000.0)]
     pub writes_per_primary: f64,
     /// Origin pods available: prints the edge hit ratio they need.
@@ -116,8 +122,14 @@ impl ModelInputs {
         positive("reads-per-replica", self.reads_per_replica)?;
         positive("writes-per-primary", self.writes_per_primary)?;
         ratio("edge-hit-ratio", self.edge_hit_ratio)?;
-        ratio("read-share", self.read_share)?;
         ratio("vote-share", self.vote_share)?;
+        ratio("login-share", self.login_share)?;
+        if self.vote_share + self.login_share > 1.0 {
+            return Err(format!(
+                "--vote-share and --login-share add up to more than 1 ({} + {})",
+                self.vote_share, self.login_share
+            ));
+        }
         ratio("l1-hit-ratio", self.l1_hit_ratio)?;
         ratio("l2-hit-ratio", self.l2_hit_ratio)?;
         if !(self.utilisation > 0.0 && self.utilisation <= 1.0) {
@@ -131,11 +143,15 @@ impl ModelInputs {
 
     /// Runs the model.
     pub fn solve(&self) -> ModelOutput {
-        let origin_rps = self.peak_rps * (1.0 - self.edge_hit_ratio);
-        let pod_capacity_rps = self.origin_rps_per_core * self.cores_per_pod * self.utilisation;
-        let l2_reads = origin_rps * self.read_share * (1.0 - self.l1_hit_ratio);
-        let database_reads = l2_reads * (1.0 - self.l2_hit_ratio);
+        let reads = self.peak_rps * (1.0 - self.vote_share - self.login_share);
+        let logins = self.peak_rps * self.login_share;
         let votes = self.peak_rps * self.vote_share;
+        let writes = votes + logins;
+        let origin_reads = reads * (1.0 - self.edge_hit_ratio);
+        let origin_rps = origin_reads + writes;
+        let pod_capacity_rps = self.origin_rps_per_core * self.cores_per_pod * self.utilisation;
+        let l2_reads = origin_reads * (1.0 - self.l1_hit_ratio);
+        let database_reads = l2_reads * (1.0 - self.l2_hit_ratio) + logins;
         ModelOutput {
             origin_rps,
             pod_capacity_rps,
@@ -148,8 +164,12 @@ impl ModelInputs {
             votes,
             primaries: ceil(votes / (self.writes_per_primary * self.utilisation)).max(1),
             edge_hit_ratio_needed: self.pod_budget.map(|pods| {
-                let serving = f64::from(pods.saturating_sub(1));
-                (1.0 - serving * pod_capacity_rps / self.peak_rps).clamp(0.0, 1.0)
+                let serving = f64::from(pods.saturating_sub(1)) * pod_capacity_rps;
+                if reads > 0.0 {
+                    (1.0 - (serving - writes) / reads).clamp(0.0, 1.0)
+                } else {
+                    0.0
+                }
             }),
         }
     }
@@ -190,8 +210,8 @@ mod tests {
             origin_rps_per_core: 10_000.0,
             cores_per_pod: 2.0,
             utilisation: 0.5,
-            read_share: 0.9,
-            vote_share: 0.05,
+            vote_share: 0.4,
+            login_share: 0.1,
             l1_hit_ratio: 0.99,
             l2_hit_ratio: 0.5,
             redis_ops_per_shard: 50_000.0,
@@ -202,22 +222,40 @@ mod tests {
     }
 
     #[test]
+    fn the_defaults_are_the_reference_mix() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            inputs: ModelInputs,
+        }
+        let m = Cli::parse_from(["model"]).inputs;
+        assert_eq!((m.vote_share, m.login_share), (0.4, 0.1));
+        assert!(m.validate().is_ok());
+        let mut bad = m.clone();
+        bad.login_share = 0.7;
+        assert!(bad.validate().unwrap_err().contains("--login-share"));
+    }
+
+    #[test]
     fn the_model_gives_the_worked_example() {
         let m = inputs();
         assert!(m.validate().is_ok());
         let out = m.solve();
-        // 10,000 req/s reach the origin; a pod takes 10,000 at 50 % of 2 × 10,000.
-        assert!((out.origin_rps - 10_000.0).abs() < 1e-6);
-        assert_eq!(out.origin_pods, 2);
-        // 10,000 × 0.9 × 0.01 = 90 L2 reads/s; 45 reach Postgres.
-        assert!((out.l2_reads - 90.0).abs() < 1e-6);
+        // 50,000 reads/s, 90 % at the edge: 5,000 reach the origin with 40,000 votes and
+        // 10,000 logins; a pod takes 10,000 at 50 % of 2 × 10,000: 6 pods with the spare.
+        assert!((out.origin_rps - 55_000.0).abs() < 1e-6);
+        assert_eq!(out.origin_pods, 7);
+        // 5,000 × 0.01 = 50 L2 reads/s; 25 reach Postgres, plus 10,000 voter lookups.
+        assert!((out.l2_reads - 50.0).abs() < 1e-6);
         assert_eq!(out.redis_shards, 3);
-        assert!((out.database_reads - 45.0).abs() < 1e-6);
-        assert_eq!(out.read_replicas, 1);
-        // 5,000 votes/s over 1,000 per primary at 50 %: 5 primaries.
-        assert_eq!(out.primaries, 5);
-        // 4 serving pods × 10,000 = 40,000 of 100,000: the edge must answer 60 %.
-        assert!((out.edge_hit_ratio_needed.unwrap_or(0.0) - 0.6).abs() < 1e-9);
+        assert!((out.database_reads - 10_025.0).abs() < 1e-6);
+        assert_eq!(out.read_replicas, 21);
+        // 40,000 votes/s over 2,000 per primary at 50 %: 40 primaries.
+        assert_eq!(out.primaries, 40);
+        // 4 serving pods × 10,000 = 40,000 cannot even carry the 50,000 writes: the edge
+        // would have to answer every read and more, so the answer is capped at 100 %.
+        assert!((out.edge_hit_ratio_needed.unwrap_or(0.0) - 1.0).abs() < 1e-9);
     }
 
     #[test]
