@@ -161,7 +161,8 @@ fn votes_per_second(c: &mut Criterion) {
 async fn election_with_votes(router: &ReplicaRouter, id: i64, votes: i64) {
     let conn = router.primary().get().await.expect("connection");
     conn.execute(
-        "INSERT INTO elections VALUES ($1, 'bench-' || $1, 'Bench', now() - interval '1 day', now() + interval '1 day')",
+        "INSERT INTO elections VALUES ($1::bigint, 'bench-' || $1::bigint::text, 'Bench', \
+         now() - interval '1 day', now() + interval '1 day')",
         &[&id],
     )
     .await
@@ -174,7 +175,8 @@ async fn election_with_votes(router: &ReplicaRouter, id: i64, votes: i64) {
     .expect("options");
     conn.execute(
         "INSERT INTO votes (election_id, voter_id, option_id, receipt) \
-         SELECT $1, 'v-' || g, 1 + g % 3, 'r-' || $1 || '-' || g FROM generate_series(1, $2::bigint) g",
+         SELECT $1::bigint, 'v-' || g, 1 + g % 3, 'r-' || $1::bigint::text || '-' || g \
+         FROM generate_series(1, $2::bigint) g",
         &[&id, &votes],
     )
     .await

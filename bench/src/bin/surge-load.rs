@@ -40,6 +40,18 @@ struct Target {
     /// Multiply every duration of the scenario, e.g. 0.01 for a minute-long peak.
     #[arg(long, default_value_t = 1.0)]
     time_scale: f64,
+    /// Closed model: virtual users (after --scale).
+    #[arg(long)]
+    users: Option<u32>,
+    /// Closed model: think time between a user's requests (after --time-scale).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    think_time: Option<Duration>,
+    /// Closed model: time over which users start.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    ramp_up: Option<Duration>,
+    /// Closed model: run time.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
     /// Per-request timeout.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     timeout: Duration,
@@ -118,6 +130,14 @@ fn load_scenario(target: &Target) -> Result<Scenario, String> {
     Scenario::from_toml(&text)
         .and_then(|s| s.scaled(target.scale))
         .and_then(|s| s.time_scaled(target.time_scale))
+        .and_then(|s| {
+            s.closed_overrides(
+                target.users,
+                target.think_time,
+                target.ramp_up,
+                target.duration,
+            )
+        })
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 

@@ -453,6 +453,43 @@ impl Scenario {
         Ok(self)
     }
 
+    /// Sets any of a closed model's users, think time, ramp-up and duration (after scaling),
+    /// e.g. 2,000 users with the reference 5 s think time for three minutes.
+    pub fn closed_overrides(
+        mut self,
+        users_set: Option<u32>,
+        think_set: Option<Duration>,
+        ramp_set: Option<Duration>,
+        duration_set: Option<Duration>,
+    ) -> Result<Self, ScenarioError> {
+        let any = users_set.is_some()
+            || think_set.is_some()
+            || ramp_set.is_some()
+            || duration_set.is_some();
+        match &mut self.load {
+            Load::Closed {
+                users,
+                think_time,
+                ramp_up,
+                duration,
+            } => {
+                *users = users_set.unwrap_or(*users);
+                *think_time = think_set.unwrap_or(*think_time);
+                *ramp_up = ramp_set.unwrap_or(*ramp_up);
+                *duration = duration_set.unwrap_or(*duration);
+            }
+            Load::Open { .. } if any => {
+                return Err(error(
+                    "load.model",
+                    "--users, --think-time, --ramp-up and --duration apply to closed models",
+                ));
+            }
+            Load::Open { .. } => {}
+        }
+        self.validate()?;
+        Ok(self)
+    }
+
     /// Replaces the whole load by one constant-rate stage (for capacity steps).
     pub fn at_constant_rate(&self, rate: f64, duration: Duration) -> Self {
         let mut s = self.clone();
@@ -552,8 +589,28 @@ mod tests {
             small.expect("scaled").load,
             Load::Closed { users: 2000, .. }
         ));
-        Scenario::from_toml(include_str!("../../scenarios/election-day-open.toml"))
+        let open = Scenario::from_toml(include_str!("../../scenarios/election-day-open.toml"))
             .expect("the open-model peak parses");
+        assert!(open.closed_overrides(Some(5), None, None, None).is_err());
+        let run = Scenario::from_toml(include_str!("../../scenarios/election-day.toml"))
+            .and_then(|s| {
+                s.closed_overrides(
+                    Some(2000),
+                    None,
+                    Some(Duration::from_secs(30)),
+                    Some(Duration::from_secs(180)),
+                )
+            })
+            .expect("overrides");
+        assert_eq!(
+            run.load,
+            Load::Closed {
+                users: 2000,
+                think_time: Duration::from_secs(5),
+                ramp_up: Duration::from_secs(30),
+                duration: Duration::from_secs(180),
+            }
+        );
     }
 
     const MINIMAL: &str = r#"
