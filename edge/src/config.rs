@@ -30,6 +30,10 @@ pub struct EdgeConfig {
     pub geo: GeoTable,
     /// `Retry-After` for unavailability answers (`SURGE_RETRY_AFTER`, seconds).
     pub retry_after_secs: u64,
+    /// The origin's login cookie keys (`SURGE_COOKIE_KEYS`, a Worker secret or the
+    /// component's variable; comma-separated): vote quotas count the voter a cookie proves.
+    /// Empty: every cookie is unverifiable and counted by network.
+    pub cookie_keys: Vec<Vec<u8>>,
 }
 
 impl EdgeConfig {
@@ -70,10 +74,20 @@ impl EdgeConfig {
                     message: format!("{text:?} is not a number of seconds between 1 and 3600"),
                 })?,
         };
+        let cookie_keys = match var("SURGE_COOKIE_KEYS").filter(|k| !k.trim().is_empty()) {
+            None => Vec::new(),
+            Some(text) => {
+                surge_shared::session::parse_keys(&text).map_err(|message| ConfigError {
+                    var: "SURGE_COOKIE_KEYS",
+                    message,
+                })?
+            }
+        };
         Ok(Self {
             policy,
             geo,
             retry_after_secs,
+            cookie_keys,
         })
     }
 }

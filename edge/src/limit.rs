@@ -1,21 +1,15 @@
-//! Which identity a request's quota is counted against: the client IP, or for voter quotas the
-//! voter's credential (a digest of the auth cookie or `Authorization`), falling back to the IP.
+//! Which identities a request's quotas are counted against: the client's network (an IPv4
+//! address or an IPv6 /64), or for voter quotas the voter a verified `auth_token` cookie names
+//! (HMAC checked with the origin's cookie keys), falling back to the network when the cookie
+//! does not verify. A route with a per-voter quota may name a per-IP quota counted as well.
 
-use sha2::{Digest, Sha256};
 use surge_shared::auth::cookie_value;
-use surge_shared::rate::{LimitKey, Quota};
-use surge_shared::{Policy, Route};
+use surge_shared::rate::{LimitKey, Quota, client_network};
+use surge_shared::{Route, session};
 
+use crate::config::EdgeConfig;
 use crate::http::EdgeRequest;
 use crate::platform::LimitScope;
-
-fn digest(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 /// Name of the Workers `[[ratelimits]]` binding that enforces quota `name` (`LIMIT_READ`).
 pub fn binding_name(quota_name: &str) -> String {
@@ -36,40 +30,66 @@ pub fn binding_settings(quota: &Quota) -> (u64, u64) {
     (limit.max(1), window)
 }
 
-/// The scope `request` counts against on `route`, or `None` when the route has no quota.
-pub fn scope_for(policy: &Policy, route: &Route, request: &EdgeRequest) -> Option<LimitScope> {
-    let name = route.limit.clone()?;
-    let quota = *policy.quota(route)?;
-    let ip = format!("ip:{}", request.client.ip.as_deref().unwrap_or("unknown"));
-    let key = match quota.key {
-        LimitKey::Ip => ip,
-        LimitKey::Voter => {
-            let cookie = request.headers.header_joined("cookie");
-            let credential = cookie
-                .as_deref()
-                .and_then(|c| {
-                    policy
-                        .auth
-                        .cookies
-                        .iter()
-                        .find_map(|name| cookie_value(c, name))
-                })
-                .filter(|v| !v.is_empty())
-                .map(str::to_string)
-                .or_else(|| request.headers.get("authorization").map(str::to_string));
-            match credential {
-                Some(c) => format!("voter:{}", digest(&c)),
-                None => ip,
-            }
-        }
+/// The network key of `request`'s client (`ip:…`).
+fn network(request: &EdgeRequest) -> String {
+    let net = request
+        .client
+        .ip
+        .as_deref()
+        .and_then(|ip| ip.trim().parse().ok())
+        .map_or_else(|| "unknown".to_string(), client_network);
+    format!("ip:{net}")
+}
+
+/// The voter a request's `auth_token` cookie proves at `now_s`, if it verifies.
+fn verified_voter(config: &EdgeConfig, request: &EdgeRequest, now_s: u64) -> Option<String> {
+    if config.cookie_keys.is_empty() {
+        return None;
+    }
+    let cookies = request.headers.header_joined("cookie")?;
+    let token = cookie_value(&cookies, session::COOKIE)?;
+    session::verify(&config.cookie_keys, token, now_s)
+        .ok()
+        .map(str::to_string)
+}
+
+/// The scopes `request` counts against on `route` at `now_s` (Unix seconds): none when the
+/// route has no quota; the route's quota (per voter or per network); and the route's per-IP
+/// quota besides a per-voter one.
+pub fn scopes_for(
+    config: &EdgeConfig,
+    route: &Route,
+    request: &EdgeRequest,
+    now_s: u64,
+) -> Vec<LimitScope> {
+    let policy = &config.policy;
+    let mut scopes = Vec::new();
+    let (Some(name), Some(quota)) = (route.limit.clone(), policy.quota(route).copied()) else {
+        return scopes;
     };
-    Some(LimitScope { name, key, quota })
+    let key = match quota.key {
+        LimitKey::Ip => network(request),
+        LimitKey::Voter => verified_voter(config, request, now_s)
+            .map_or_else(|| network(request), |v| format!("voter:{v}")),
+    };
+    scopes.push(LimitScope { name, key, quota });
+    if quota.key == LimitKey::Voter
+        && let (Some(name), Some(quota)) = (route.ip_limit.clone(), policy.ip_quota(route).copied())
+    {
+        scopes.push(LimitScope {
+            name,
+            key: network(request),
+            quota,
+        });
+    }
+    scopes
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::http::{Client, Headers};
+    use surge_shared::Policy;
 
     fn request(headers: &[(&str, &str)]) -> EdgeRequest {
         EdgeRequest {
@@ -132,33 +152,81 @@ mod tests {
         );
     }
 
-    #[test]
-    fn voters_are_counted_by_credential_and_others_by_ip() {
-        let policy = Policy::election_default();
-        let vote = policy.classify("/api/elections/1/votes").route;
-        let a = scope_for(&policy, vote, &request(&[("cookie", "auth_token=alice")]))
-            .expect("vote has a quota");
-        let b = scope_for(&policy, vote, &request(&[("cookie", "auth_token=bob")]))
-            .expect("vote has a quota");
-        assert!(a.key.starts_with("voter:") && a.key != b.key);
-        assert_eq!(a.name, "vote");
-        let anonymous = scope_for(&policy, vote, &request(&[])).expect("quota");
-        assert_eq!(anonymous.key, "ip:203.0.113.9");
-        let read = policy.classify("/api/elections").route;
-        let by_ip = scope_for(
-            &policy,
-            read,
-            &request(&[
-                ("cookie", "auth_token=alice"),
-                ("x-forwarded-for", "1.2.3.4"),
-            ]),
+    const KEY: &str = "edge-test-cookie-key-0123456789abcdef";
+
+    fn config() -> EdgeConfig {
+        EdgeConfig::from_vars(|name| (name == "SURGE_COOKIE_KEYS").then(|| KEY.to_string()))
+            .expect("config")
+    }
+
+    fn cookie(voter: &str) -> String {
+        format!(
+            "auth_token={}",
+            session::issue(KEY.as_bytes(), voter, 2_000_000_000)
         )
-        .expect("quota");
+    }
+
+    #[test]
+    fn verified_voters_are_counted_as_themselves_and_everyone_else_by_network() {
+        let config = config();
+        let policy = &config.policy;
+        let vote = policy.classify("/api/elections/1/votes").route;
+        let now = 1_800_000_000;
+        let scopes = |headers: &[(&str, &str)]| scopes_for(&config, vote, &request(headers), now);
+        let alice = scopes(&[("cookie", &cookie("alice"))]);
+        assert_eq!(alice[0].key, "voter:alice");
+        assert_eq!(alice[0].name, "vote");
         assert_eq!(
-            by_ip.key, "ip:203.0.113.9",
+            (alice[1].name.as_str(), alice[1].key.as_str()),
+            ("write", "ip:203.0.113.9"),
+            "the per-IP quota always applies too"
+        );
+        assert_eq!(scopes(&[("cookie", &cookie("bob"))])[0].key, "voter:bob");
+        // A forged or expired cookie, or none, is counted by network.
+        let forged = cookie("alice").replace("alice", "mallory");
+        for headers in [
+            vec![("cookie", forged.as_str())],
+            vec![("cookie", "auth_token=anything")],
+            vec![],
+        ] {
+            assert_eq!(scopes(&headers)[0].key, "ip:203.0.113.9", "{headers:?}");
+        }
+        let expired = format!(
+            "auth_token={}",
+            session::issue(KEY.as_bytes(), "alice", now)
+        );
+        assert_eq!(scopes(&[("cookie", &expired)])[0].key, "ip:203.0.113.9");
+        // Without keys nothing verifies.
+        let keyless = EdgeConfig::from_vars(|_| None).expect("config");
+        let r = request(&[("cookie", &cookie("alice"))]);
+        assert_eq!(scopes_for(&keyless, vote, &r, now)[0].key, "ip:203.0.113.9");
+
+        let read = policy.classify("/api/elections").route;
+        let by_ip = scopes_for(
+            &config,
+            read,
+            &request(&[("cookie", &cookie("alice")), ("x-forwarded-for", "1.2.3.4")]),
+            now,
+        );
+        assert_eq!(by_ip.len(), 1);
+        assert_eq!(
+            by_ip[0].key, "ip:203.0.113.9",
             "X-Forwarded-For is never trusted"
         );
         let health = policy.classify("/__surge/health").route;
-        assert!(scope_for(&policy, health, &request(&[])).is_none());
+        assert!(scopes_for(&config, health, &request(&[]), now).is_empty());
+    }
+
+    #[test]
+    fn ipv6_clients_share_a_quota_per_64() {
+        let config = config();
+        let read = config.policy.classify("/api/elections").route;
+        let from = |ip: &str| {
+            let mut r = request(&[]);
+            r.client.ip = Some(ip.into());
+            scopes_for(&config, read, &r, 0)[0].key.clone()
+        };
+        assert_eq!(from("2001:db8:5:6::1"), from("2001:db8:5:6:ffff::2"));
+        assert_ne!(from("2001:db8:5:6::1"), from("2001:db8:5:7::1"));
     }
 }

@@ -17,7 +17,7 @@ use crate::directives::storable;
 use crate::error_page;
 use crate::freshness::{EntryState, Freshness};
 use crate::http::{EdgeRequest, EdgeResponse, Headers, UNKEYED_OVERRIDES};
-use crate::limit::scope_for;
+use crate::limit::scopes_for;
 use crate::platform::{Background, CacheStore, Clock, FetchError, RateLimiter, Upstream};
 
 /// Path of the edge's own health probe.
@@ -283,13 +283,17 @@ where
     }
 
     async fn rate_limit(&self, route: &Route, request: &EdgeRequest) -> Option<EdgeResponse> {
-        let policy = &self.inner.config.policy;
-        let scope = scope_for(policy, route, request)?;
-        // A limiter failure lets the request through: availability first.
-        let decision = self.inner.limiter.check(&scope).await.ok()?;
-        let Decision::Limited { .. } = decision else {
-            return None;
-        };
+        let now_s = self.inner.clock.now_ms() / 1000;
+        let mut limited = None;
+        for scope in scopes_for(&self.inner.config, route, request, now_s) {
+            // A limiter failure lets the request through: availability first.
+            if let Ok(decision @ Decision::Limited { .. }) = self.inner.limiter.check(&scope).await
+            {
+                limited = Some((scope, decision));
+                break;
+            }
+        }
+        let (scope, decision) = limited?;
         let retry = decision.retry_after_secs().unwrap_or(1);
         let mut response = EdgeResponse::json(
             429,

@@ -92,13 +92,28 @@ struct World {
     tasks: TaskQueue,
 }
 
+/// The cookie key the origin signs sessions with (the edge verifies them).
+const COOKIE_KEY: &str = "pipeline-test-cookie-key-0123456789abcdef";
+
+/// An `auth_token` cookie the origin would issue to `voter`.
+fn session(voter: &str) -> String {
+    format!(
+        "auth_token={}",
+        surge_shared::session::issue(COOKIE_KEY.as_bytes(), voter, 4_000_000_000)
+    )
+}
+
 fn world() -> World {
     let geo = format!(
         r#"{{"regions":{{"eu":{{"origin":"{EU}"}},"us":{{"origin":"{US}"}}}},
             "countries":{{"US":["us","eu"]}},"continents":{{"EU":["eu","us"]}},"default":["eu","us"]}}"#
     );
-    let config =
-        EdgeConfig::from_vars(|name| (name == "SURGE_GEO").then(|| geo.clone())).expect("config");
+    let config = EdgeConfig::from_vars(|name| match name {
+        "SURGE_GEO" => Some(geo.clone()),
+        "SURGE_COOKIE_KEYS" => Some(COOKIE_KEY.to_string()),
+        _ => None,
+    })
+    .expect("config");
     let clock = ManualClock::at(1_700_000_000_000);
     let origins = Origins::default();
     let tasks = TaskQueue::new();
@@ -406,12 +421,12 @@ fn a_vote_is_not_replayed_on_another_region_after_a_5xx() {
 fn rate_limits_answer_429_with_retry_after() {
     let w = world();
     w.origins.set(EU, |_| ok("receipt", &[]));
-    // The vote quota: 3 per minute per voter.
+    // The vote quota: 3 per minute per voter the cookie proves.
     let vote = |who: &str| {
         request(
             "POST",
             "https://vote.example/api/elections/1/votes",
-            &[("cookie", &format!("auth_token={who}"))],
+            &[("cookie", &session(who))],
             "{}",
         )
     };
@@ -431,6 +446,24 @@ fn rate_limits_answer_429_with_retry_after() {
         w.send(vote("bob")).status,
         200,
         "another voter has their own quota"
+    );
+    // Unverifiable cookies are counted by network, together.
+    let forged = |n: usize| {
+        request(
+            "POST",
+            "https://vote.example/api/elections/1/votes",
+            &[(
+                "cookie",
+                &format!("auth_token=v1.mallory-{n}.4000000000.00"),
+            )],
+            "{}",
+        )
+    };
+    let answers: Vec<u16> = (0..4).map(|n| w.send(forged(n)).status).collect();
+    assert_eq!(
+        answers,
+        [200, 200, 200, 429],
+        "forged cookies share one quota"
     );
 }
 

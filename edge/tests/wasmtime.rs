@@ -47,8 +47,14 @@ fn component() -> &'static PathBuf {
 
 fn stack() -> Stack<WasiEdge> {
     let (eu, us, geo) = conformance::origins();
-    let edge = WasiEdge::start(component(), &[("SURGE_GEO", &geo)])
-        .expect("wasmtime serves the component");
+    let edge = WasiEdge::start(
+        component(),
+        &[
+            ("SURGE_GEO", &geo),
+            ("SURGE_COOKIE_KEYS", conformance::COOKIE_KEY),
+        ],
+    )
+    .expect("wasmtime serves the component");
     Stack { edge, eu, us }
 }
 

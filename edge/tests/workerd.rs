@@ -16,7 +16,14 @@ impl Edge for WranglerDev {
 fn stack_in(country: &str, continent: &str) -> Stack<WranglerDev> {
     let (eu, us, geo) = conformance::origins();
     let cf = format!(r#"{{"country":"{country}","continent":"{continent}","colo":"TST"}}"#);
-    let edge = WranglerDev::start(&[("SURGE_GEO", &geo)], Some(&cf)).expect("wrangler dev starts");
+    let edge = WranglerDev::start(
+        &[
+            ("SURGE_GEO", &geo),
+            ("SURGE_COOKIE_KEYS", conformance::COOKIE_KEY),
+        ],
+        Some(&cf),
+    )
+    .expect("wrangler dev starts");
     Stack { edge, eu, us }
 }
 

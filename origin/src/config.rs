@@ -22,8 +22,6 @@ use crate::cache::l2::RedisTarget;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Shortest admin token accepted.
 pub const MIN_TOKEN_LEN: usize = 16;
-/// Shortest cookie signing key accepted (bytes).
-pub const MIN_COOKIE_KEY_LEN: usize = 32;
 /// Cloudflare's API base.
 pub const CLOUDFLARE_API: &str = "https://api.cloudflare.com/client/v4";
 
@@ -468,21 +466,8 @@ impl Config {
         let cloudflare = cloudflare(&src)?;
         let cookie_keys = match src.get("SURGE_COOKIE_KEYS")? {
             None => Vec::new(),
-            Some(text) => {
-                let keys: Vec<Vec<u8>> = text
-                    .split(',')
-                    .map(|k| k.trim().as_bytes().to_vec())
-                    .collect();
-                if keys.iter().any(|k| k.len() < MIN_COOKIE_KEY_LEN) {
-                    return Err(fail(
-                        "SURGE_COOKIE_KEYS",
-                        format!(
-                            "every key needs at least {MIN_COOKIE_KEY_LEN} characters (e.g. `openssl rand -hex 32`); separate keys with commas, newest first"
-                        ),
-                    ));
-                }
-                keys
-            }
+            Some(text) => surge_shared::session::parse_keys(&text)
+                .map_err(|m| fail("SURGE_COOKIE_KEYS", m))?,
         };
         let voter_pepper = match src.get("SURGE_VOTER_PEPPER")? {
             None if database.is_some() => {

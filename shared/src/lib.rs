@@ -14,7 +14,7 @@
 //! - [`pattern`]: safe purge globs.
 //! - [`status`]: cache status, layers and the headers that carry them.
 //! - [`admin`]: admin API request and report types.
-//! - [`voter`]: voter ids.
+//! - [`voter`]: voter ids; [`session`]: the login token the origin issues and both verify.
 //!
 //! Key, tags and policy together:
 //!
@@ -59,6 +59,7 @@ pub mod pattern;
 pub mod policy;
 pub mod rate;
 pub mod route;
+pub mod session;
 pub mod status;
 pub mod tag;
 pub mod template;

@@ -146,6 +146,10 @@ pub struct Route {
     /// Name of the quota (in `limits`) applied to this route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<String>,
+    /// A per-IP quota counted as well when `limit` is per voter, so many voters' sessions
+    /// from one network stay bounded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_limit: Option<String>,
     /// Largest request body accepted (bytes).
     #[serde(default = "default_max_body")]
     pub max_body_bytes: u64,
@@ -285,14 +289,21 @@ impl Route {
                 ));
             }
         }
-        if let Some(limit) = &self.limit
-            && !limits.contains_key(limit)
+        for (field, name) in [("limit", &self.limit), ("ip_limit", &self.ip_limit)] {
+            if let Some(limit) = name
+                && !limits.contains_key(limit)
+            {
+                let known: Vec<&String> = limits.keys().collect();
+                return Err(invalid(
+                    field,
+                    format!("no quota named {limit:?} in [limits]; known: {known:?}"),
+                ));
+            }
+        }
+        if let Some(ip) = self.ip_limit.as_ref().and_then(|n| limits.get(n))
+            && ip.key != crate::rate::LimitKey::Ip
         {
-            let known: Vec<&String> = limits.keys().collect();
-            return Err(invalid(
-                "limit",
-                format!("no quota named {limit:?} in [limits]; known: {known:?}"),
-            ));
+            return Err(invalid("ip_limit", "name a quota with key = \"ip\"".into()));
         }
         Ok(())
     }
@@ -391,6 +402,7 @@ fn fallback_route() -> &'static Route {
         tags: Vec::new(),
         lock_timeout: default_lock_timeout(),
         limit: None,
+        ip_limit: None,
         max_body_bytes: default_max_body(),
     })
 }
@@ -483,6 +495,14 @@ impl Policy {
     /// The quota a route uses, if any.
     pub fn quota(&self, route: &Route) -> Option<&Quota> {
         route.limit.as_ref().and_then(|name| self.limits.get(name))
+    }
+
+    /// The per-IP quota `route` counts besides a per-voter one.
+    pub fn ip_quota(&self, route: &Route) -> Option<&Quota> {
+        route
+            .ip_limit
+            .as_ref()
+            .and_then(|name| self.limits.get(name))
     }
 }
 

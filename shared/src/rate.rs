@@ -18,6 +18,21 @@ pub enum LimitKey {
     Voter,
 }
 
+/// The network a client address is counted as: an IPv4 address itself, an IPv6 address's
+/// /64 (one household or one phone gets a whole /64). IPv4-mapped IPv6 counts as IPv4.
+pub fn client_network(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
 /// A quota: `rate` requests per `period`, with bursts of up to `burst` requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -153,6 +168,16 @@ mod tests {
             burst,
             key: LimitKey::Ip,
         }
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_per_64() {
+        let net = |s: &str| client_network(s.parse().expect("ip"));
+        assert_eq!(net("203.0.113.9"), "203.0.113.9");
+        assert_eq!(net("::ffff:203.0.113.9"), "203.0.113.9");
+        assert_eq!(net("2001:db8:1:2:aaaa::1"), net("2001:db8:1:2:bbbb::9"));
+        assert_eq!(net("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        assert_ne!(net("2001:db8:1:2::1"), net("2001:db8:1:3::1"));
     }
 
     #[test]

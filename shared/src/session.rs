@@ -49,7 +49,7 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
         _ => None,
     };
     let bytes = text.as_bytes();
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
     bytes
@@ -67,7 +67,11 @@ pub fn issue(key: &[u8], voter: &str, expiry: u64) -> String {
 
 /// The voter `token` names, if it verifies under any of `keys` and has not expired at `now`
 /// (Unix seconds).
-pub fn verify<'t, K: AsRef<[u8]>>(keys: &[K], token: &'t str, now: u64) -> Result<&'t str, TokenError> {
+pub fn verify<'t, K: AsRef<[u8]>>(
+    keys: &[K],
+    token: &'t str,
+    now: u64,
+) -> Result<&'t str, TokenError> {
     let (payload, sig) = token.rsplit_once('.').ok_or(TokenError::Invalid)?;
     let sig = unhex(sig).ok_or(TokenError::Invalid)?;
     let mut parts = payload.split('.');
@@ -129,10 +133,25 @@ mod tests {
             format!("{}0", &token[..token.len() - 1]),
             token.to_uppercase(),
         ] {
-            assert_eq!(verify(&[K1], &forged, 1000), Err(TokenError::Invalid), "{forged}");
+            assert_eq!(
+                verify(&[K1], &forged, 1000),
+                Err(TokenError::Invalid),
+                "{forged}"
+            );
         }
-        for junk in ["", "v1", "v1.a.b.c", "v2.voter-1.4600.00", "v1.a b.4600.00", "v1.a.1.0"] {
-            assert_eq!(verify(&[K1], junk, 1000), Err(TokenError::Invalid), "{junk:?}");
+        for junk in [
+            "",
+            "v1",
+            "v1.a.b.c",
+            "v2.voter-1.4600.00",
+            "v1.a b.4600.00",
+            "v1.a.1.0",
+        ] {
+            assert_eq!(
+                verify(&[K1], junk, 1000),
+                Err(TokenError::Invalid),
+                "{junk:?}"
+            );
         }
     }
 

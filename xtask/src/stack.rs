@@ -222,6 +222,7 @@ pub fn run(options: &RunOptions) -> Step {
     let services = start_services(options.embedded, options.shards)?;
     let listen = env_or("SURGE_LISTEN", || "127.0.0.1:8080".into());
     let token = env_or("SURGE_ADMIN_TOKEN", || random_hex(16));
+    let cookie_keys = env_or("SURGE_COOKIE_KEYS", || random_hex(32));
     let mut command = Command::new(root().join("target/release/surge-origin"));
     command
         .env("SURGE_LISTEN", &listen)
@@ -230,10 +231,7 @@ pub fn run(options: &RunOptions) -> Step {
             "SURGE_INSECURE_COOKIES",
             env_or("SURGE_INSECURE_COOKIES", || "true".into()),
         )
-        .env(
-            "SURGE_COOKIE_KEYS",
-            env_or("SURGE_COOKIE_KEYS", || random_hex(32)),
-        )
+        .env("SURGE_COOKIE_KEYS", &cookie_keys)
         .env(
             "SURGE_VOTER_PEPPER",
             env_or("SURGE_VOTER_PEPPER", || random_hex(32)),
@@ -259,7 +257,11 @@ pub fn run(options: &RunOptions) -> Step {
             r#"{{"regions":{{"local":{{"origin":"http://{listen}","timeout":"5s"}}}},"countries":{{}},"default":["local"]}}"#
         );
         println!("xtask: starting the edge Worker under wrangler dev (builds it first if needed)");
-        match WranglerDev::start(&[("SURGE_GEO", &geo)], None) {
+        // The Worker verifies login cookies with the origin's keys (a secret when deployed).
+        match WranglerDev::start(
+            &[("SURGE_GEO", &geo), ("SURGE_COOKIE_KEYS", &cookie_keys)],
+            None,
+        ) {
             Ok(edge) => Some(edge),
             Err(e) => {
                 terminate(&mut origin);

@@ -390,12 +390,12 @@ pub fn rate_limits_answer_429_with_retry_after<E: Edge>(s: &mut Stack<E>) {
         "{}",
         refused[0].body
     );
-    // vote: exactly 3 per minute per voter.
+    // vote: exactly 3 per minute per voter the cookie proves.
     let vote = |who: &str| {
         send(
             "POST",
             &s.edge.url("/api/elections/1/votes"),
-            &[("cookie", &format!("auth_token={who}"))],
+            &[("cookie", &session(who))],
             "{}",
         )
     };
@@ -411,6 +411,34 @@ pub fn rate_limits_answer_429_with_retry_after<E: Edge>(s: &mut Stack<E>) {
             .is_some_and(|s| (1..=60).contains(&s))
     );
     assert_eq!(vote("bob").status, 200, "another voter has their own quota");
+    // A cookie that does not verify is counted by network: forged voters share one quota.
+    let forged: Vec<u16> = (0..4)
+        .map(|n| {
+            send(
+                "POST",
+                &s.edge.url("/api/elections/1/votes"),
+                &[(
+                    "cookie",
+                    &format!("auth_token=v1.mallory-{n}.4000000000.00"),
+                )],
+                "{}",
+            )
+            .status
+        })
+        .collect();
+    assert_eq!(forged[..3], [200, 200, 200]);
+    assert_eq!(forged[3], 429, "forged cookies share the network's quota");
+}
+
+/// The login cookie key the edges under test verify with (`SURGE_COOKIE_KEYS`).
+pub const COOKIE_KEY: &str = "conformance-cookie-key-0123456789abcdef";
+
+/// An `auth_token` cookie the origin would issue to `voter`.
+pub fn session(voter: &str) -> String {
+    format!(
+        "auth_token={}",
+        surge_shared::session::issue(COOKIE_KEY.as_bytes(), voter, 4_000_000_000)
+    )
 }
 
 pub fn methods_sizes_health_and_admin_are_guarded<E: Edge>(s: &mut Stack<E>) {

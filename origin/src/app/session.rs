@@ -1,19 +1,13 @@
-//! Signed login cookies: `auth_token=v1.<voter>.<expiry>.<hmac>` with HMAC-SHA256 over the
-//! first three fields. The newest key signs; every configured key verifies, so keys rotate
-//! without logging voters out (add the new key first, drop the old one a session-TTL later).
+//! Signed login cookies (the token format is `surge_shared::session`'s, so the edge verifies
+//! them too). The newest key signs; every configured key verifies, so keys rotate without
+//! logging voters out (add the new key first, drop the old one a session-TTL later).
 
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-
-use super::model::validate_voter_id;
+use surge_shared::session::{self, TokenError};
 
 /// The cookie's name (the shared policy's auth cookie).
-pub const COOKIE: &str = "auth_token";
-const VERSION: &str = "v1";
-
-type HmacSha256 = Hmac<Sha256>;
+pub const COOKIE: &str = session::COOKIE;
 
 /// Why a cookie was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,15 +42,6 @@ impl std::fmt::Debug for SessionKeys {
     }
 }
 
-fn mac(key: &[u8], payload: &str) -> HmacSha256 {
-    let mut mac = HmacSha256::new_from_slice(key).unwrap_or_else(|_| {
-        // HMAC takes keys of any length; this branch cannot be reached.
-        unreachable!("HMAC accepts every key length")
-    });
-    mac.update(payload.as_bytes());
-    mac
-}
-
 impl SessionKeys {
     /// Keys newest first; with none, one random key for this process.
     pub fn new(keys: Vec<Vec<u8>>, ttl: Duration) -> Self {
@@ -79,34 +64,17 @@ impl SessionKeys {
 
     /// A signed token for `voter` valid until `now + ttl` (Unix seconds).
     pub fn issue(&self, voter: &str, now: u64) -> String {
-        let payload = format!("{VERSION}.{voter}.{}", now + self.ttl.as_secs());
-        let tag = mac(&self.keys[0], &payload).finalize().into_bytes();
-        format!("{payload}.{}", hex::encode(tag))
+        session::issue(&self.keys[0], voter, now + self.ttl.as_secs())
     }
 
     /// The voter a token belongs to, if it verifies under any key and has not expired.
     pub fn verify(&self, token: &str, now: u64) -> Result<String, SessionError> {
-        let (payload, sig) = token.rsplit_once('.').ok_or(SessionError::Invalid)?;
-        let sig = hex::decode(sig).map_err(|_| SessionError::Invalid)?;
-        let mut parts = payload.split('.');
-        let (Some(VERSION), Some(voter), Some(expiry), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(SessionError::Invalid);
-        };
-        validate_voter_id(voter).map_err(|_| SessionError::Invalid)?;
-        let expiry: u64 = expiry.parse().map_err(|_| SessionError::Invalid)?;
-        let verified = self
-            .keys
-            .iter()
-            .any(|key| mac(key, payload).verify_slice(&sig).is_ok());
-        if !verified {
-            return Err(SessionError::Invalid);
-        }
-        if expiry <= now {
-            return Err(SessionError::Expired);
-        }
-        Ok(voter.to_string())
+        session::verify(&self.keys, token, now)
+            .map(str::to_string)
+            .map_err(|e| match e {
+                TokenError::Invalid => SessionError::Invalid,
+                TokenError::Expired => SessionError::Expired,
+            })
     }
 
     /// The `Set-Cookie` value for a new session.
