@@ -646,3 +646,81 @@ async fn a_person_votes_with_plain_forms_and_cross_site_posts_are_refused() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_origin_killed_mid_storm_loses_no_acknowledged_vote() {
+    let pg = PgPair::start().expect("postgres");
+    let env = [
+        ("DATABASE_URL", pg.primary.url("postgres")),
+        ("SURGE_SEED_DEMO", "true".into()),
+        ("SURGE_VOTE_BATCH_WAIT", "20ms".into()),
+    ];
+    let mut origin = OriginProcess::start(&env);
+    let client = http();
+    let mut cookies = Vec::new();
+    for i in 0..300 {
+        let voter = format!("crash-{i}");
+        cookies.push((voter.clone(), login(&client, &origin, &voter).await));
+    }
+    // Every voter votes at once; the origin is killed (no graceful shutdown) as soon as the
+    // first answers arrive, with batches queued and in flight.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for (voter, cookie) in cookies {
+        let (client, url, tx) = (
+            client.clone(),
+            origin.url("/api/elections/1/votes"),
+            tx.clone(),
+        );
+        tokio::spawn(async move {
+            let answer = client
+                .post(url)
+                .header("content-type", "application/json")
+                .header("cookie", cookie)
+                .body("{\"option_id\":1}")
+                .send()
+                .await;
+            let receipt = match answer {
+                Ok(r) if r.status().is_success() => r
+                    .json::<Value>()
+                    .await
+                    .ok()
+                    .and_then(|v| v["receipt"].as_str().map(str::to_string)),
+                _ => None,
+            };
+            tx.send((voter, receipt)).ok();
+        });
+    }
+    drop(tx);
+    let mut acknowledged = Vec::new();
+    let mut answered = 0;
+    while let Some((voter, receipt)) = rx.recv().await {
+        answered += 1;
+        if let Some(r) = receipt {
+            acknowledged.push((voter, r));
+            if acknowledged.len() == 1 {
+                origin.kill();
+            }
+        }
+    }
+    assert_eq!(answered, 300);
+    assert!(!acknowledged.is_empty(), "{}", origin.log_tail());
+    for (voter, receipt) in &acknowledged {
+        let stored = pg
+            .primary
+            .psql(
+                "postgres",
+                &format!("SELECT receipt FROM votes WHERE voter_id = '{voter}'"),
+            )
+            .expect("psql");
+        assert_eq!(
+            stored.trim(),
+            receipt,
+            "{voter}'s acknowledged vote is stored once"
+        );
+    }
+    assert_eq!(
+        count(&pg, "SELECT count(*) FROM votes"),
+        count(&pg, "SELECT coalesce(sum(votes), 0) FROM tallies"),
+        "whatever was cut off, counters equal the votes stored"
+    );
+}
