@@ -38,7 +38,14 @@ async fn chromium_sees_the_election_pages_through_the_edge() {
         r#"{{"regions":{{"local":{{"origin":"{}","timeout":"5s"}}}},"countries":{{}},"default":["local"]}}"#,
         origin.url("")
     );
-    let edge = WranglerDev::start(&[("SURGE_GEO", &geo)], None).expect("wrangler dev starts");
+    let edge = WranglerDev::start(
+        &[
+            ("SURGE_GEO", &geo),
+            ("SURGE_COOKIE_KEYS", support::COOKIE_KEY),
+        ],
+        None,
+    )
+    .expect("wrangler dev starts");
     let profile = tempfile::tempdir().expect("profile dir");
 
     let page = rendered_dom(&edge.url("/elections/1"), profile.path());

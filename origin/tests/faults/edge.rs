@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::load::{Load, Sample, Step, recovery, summary};
-use crate::support::{OriginProcess, http, login};
+use crate::support::{COOKIE_KEY, OriginProcess, http, login, register};
 use surge_testkit::wrangler::WranglerDev;
 
 fn geo(eu: &str, us: &str, timeout: &str) -> String {
@@ -18,27 +18,36 @@ fn geo(eu: &str, us: &str, timeout: &str) -> String {
     )
 }
 
-/// Voters logged in directly at an origin (the edge limits logins per address); every
-/// origin accepts the cookies (one signing key).
-async fn voters(origin: &OriginProcess, n: usize, tag: &str) -> Vec<(String, String)> {
+/// Voters registered on every region's origin (each has its own embedded store, where a
+/// real deployment shares one registry) and logged in directly at the first (the edge
+/// limits logins per address); every origin accepts the cookies (one signing key).
+async fn voters(origins: &[&OriginProcess], n: usize, tag: &str) -> Vec<(String, String)> {
     let client = http();
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let id = format!("{tag}-voter-{i}");
-        out.push((id.clone(), login(&client, origin, &id).await));
+        for other in &origins[1..] {
+            register(other, &id, &[1]).await;
+        }
+        out.push((id.clone(), login(&client, origins[0], &id).await));
     }
     out
 }
 
 fn started_edge(geo: &str) -> WranglerDev {
-    WranglerDev::start(&[("SURGE_GEO", geo)], None).expect("wrangler dev starts")
+    // The Worker verifies the origins' login cookies, so each voter has its own vote quota.
+    WranglerDev::start(
+        &[("SURGE_GEO", geo), ("SURGE_COOKIE_KEYS", COOKIE_KEY)],
+        None,
+    )
+    .expect("wrangler dev starts")
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_region_down_fails_over_and_both_down_serves_stale_or_a_clear_503() {
     let mut eu = OriginProcess::start(&[("SURGE_REGION", "eu".into())]);
     let mut us = OriginProcess::start(&[("SURGE_REGION", "us".into())]);
-    let voters = voters(&eu, 200, "edge").await;
+    let voters = voters(&[&eu, &us], 200, "edge").await;
     let edge = tokio::task::spawn_blocking({
         let geo = geo(&eu.url(""), &us.url(""), "2s");
         move || started_edge(&geo)
