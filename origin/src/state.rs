@@ -68,8 +68,8 @@ pub struct AppState {
     pub scaler: Option<Arc<crate::scaling::controller::Scaler>>,
     /// Canonical keys of recent request URLs.
     pub keys: crate::app::respond::KeyMemo,
-    /// Failed admin authentications per client address.
-    pub admin_failures: moka::sync::Cache<std::net::IpAddr, u32>,
+    /// Wrong admin tokens per client address and token prefix.
+    pub admin_failures: moka::sync::Cache<crate::api::auth::FailureKey, u32>,
     /// When the process started.
     pub started: Instant,
 }

@@ -384,30 +384,61 @@ async fn the_admin_api_refuses_bad_requests_by_name() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn repeated_wrong_tokens_are_locked_out() {
+async fn wrong_tokens_are_throttled_but_the_right_token_never_is() {
     let origin = OriginProcess::start(&[]);
     let client = http();
-    for _ in 0..10 {
-        let r = client
-            .get(origin.url("/performance/stats"))
-            .bearer_auth("wrong-token-0123456789")
-            .send()
-            .await
-            .expect("GET");
-        assert_eq!(r.status(), 401);
+    let stats = |token: Option<&'static str>| {
+        let mut r = client.get(origin.url("/performance/stats"));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        async move { r.send().await.expect("GET").status().as_u16() }
+    };
+    // No token at all: a plain 401 that never moves the throttle.
+    for _ in 0..30 {
+        assert_eq!(stats(None).await, 401);
     }
+    assert_eq!(stats(Some(TOKEN)).await, 200);
+
+    // Parallel wrong guesses: exactly MAX_FAILURES (10) are 401, the rest 429.
+    let guesses: Vec<u16> =
+        futures_util::future::join_all((0..30).map(|_| stats(Some("wrong-token-0123456789"))))
+            .await;
+    assert_eq!(
+        guesses.iter().filter(|s| **s == 401).count(),
+        10,
+        "{guesses:?}"
+    );
+    assert_eq!(
+        guesses.iter().filter(|s| **s == 429).count(),
+        20,
+        "{guesses:?}"
+    );
     let r = client
         .get(origin.url("/performance/stats"))
-        .bearer_auth(TOKEN)
+        .bearer_auth("wrong-token-0123456789")
         .send()
         .await
         .expect("GET");
-    assert_eq!(
-        r.status(),
-        429,
-        "even the right token waits out the lockout"
-    );
+    assert_eq!(r.status(), 429);
     assert!(r.headers().contains_key("retry-after"));
+
+    // The right token is never refused, and clears the count of its own prefix.
+    assert_eq!(
+        stats(Some(TOKEN)).await,
+        200,
+        "the right token passes a lockout"
+    );
+    for _ in 0..11 {
+        stats(Some("test-not-the-token-0123")).await;
+    }
+    assert_eq!(stats(Some("test-not-the-token-0123")).await, 429);
+    assert_eq!(stats(Some(TOKEN)).await, 200);
+    assert_eq!(
+        stats(Some("test-not-the-token-0123")).await,
+        401,
+        "success resets the count"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
