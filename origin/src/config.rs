@@ -87,16 +87,14 @@ impl std::fmt::Debug for ShardUrls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ShardUrls")
             .field("primary", &crate::db::pool::redact(&self.primary))
-            .field(
-                "replicas",
-                &self
-                    .replicas
-                    .iter()
-                    .map(|u| crate::db::pool::redact(u))
-                    .collect::<Vec<_>>(),
-            )
+            .field("replicas", &redacted(&self.replicas))
             .finish()
     }
+}
+
+/// `urls` with their passwords hidden, for `Debug`.
+fn redacted(urls: &[String]) -> Vec<String> {
+    urls.iter().map(|u| crate::db::pool::redact(u)).collect()
 }
 
 /// Postgres settings.
@@ -125,14 +123,7 @@ impl std::fmt::Debug for DatabaseConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DatabaseConfig")
             .field("primary", &crate::db::pool::redact(&self.primary))
-            .field(
-                "replicas",
-                &self
-                    .replicas
-                    .iter()
-                    .map(|u| crate::db::pool::redact(u))
-                    .collect::<Vec<_>>(),
-            )
+            .field("replicas", &redacted(&self.replicas))
             .field("shards", &self.shards)
             .field("vote_batch", &self.vote_batch)
             .field("max_lag", &self.max_lag)

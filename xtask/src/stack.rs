@@ -119,10 +119,14 @@ fn start_services(embedded: bool, shards: u8) -> Result<Services, Failure> {
             ));
             services._pg.push(shard);
         }
-        services.summary.push(format!(
-            "vote shard 0: the main primary ({} shards by voter)",
-            urls.len()
-        ));
+        let last = services.summary.len() - usize::from(shards - 1);
+        services.summary.insert(
+            last,
+            format!(
+                "vote shard 0: the main primary ({} shards by voter)",
+                urls.len()
+            ),
+        );
         services.env.push(("DATABASE_SHARD_URLS", urls.join(";")));
     }
     services._pg.insert(0, pg);
