@@ -134,7 +134,15 @@ impl AppState {
             }
         };
         let vote_purges = Coalescer::spawn(purger.clone(), config.purge_coalesce);
-        let sessions = SessionKeys::new(config.cookie_keys.clone(), config.session_ttl);
+        let sessions =
+            SessionKeys::new(config.cookie_keys.clone(), config.session_ttl).map_err(|e| {
+                StartError {
+                    what: "SURGE_COOKIE_KEYS",
+                    message: format!(
+                        "no randomness for a per-process cookie key ({e}); set SURGE_COOKIE_KEYS"
+                    ),
+                }
+            })?;
         Ok(Arc::new(Self {
             cache,
             store,

@@ -43,18 +43,17 @@ impl std::fmt::Debug for SessionKeys {
 }
 
 impl SessionKeys {
-    /// Keys newest first; with none, one random key for this process.
-    pub fn new(keys: Vec<Vec<u8>>, ttl: Duration) -> Self {
+    /// Keys newest first; with none, one random key for this process. Fails when the
+    /// operating system has no randomness: there is no weaker fallback.
+    pub fn new(keys: Vec<Vec<u8>>, ttl: Duration) -> Result<Self, getrandom::Error> {
         let keys = if keys.is_empty() {
             let mut key = vec![0u8; 32];
-            getrandom::fill(&mut key).unwrap_or_else(|_| {
-                key.iter_mut().for_each(|b| *b = fastrand::u8(..));
-            });
+            getrandom::fill(&mut key)?;
             vec![key]
         } else {
             keys
         };
-        Self { keys, ttl }
+        Ok(Self { keys, ttl })
     }
 
     /// How long a session lasts.
@@ -95,6 +94,7 @@ mod tests {
 
     fn keys(k: &[&str]) -> SessionKeys {
         SessionKeys::new(k.iter().map(|k| k.as_bytes().to_vec()).collect(), HOUR)
+            .expect("keys given")
     }
 
     #[test]
