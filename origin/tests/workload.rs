@@ -139,8 +139,9 @@ async fn votes_are_authenticated_validated_idempotent_and_read_back() {
         assert_eq!(reply["field"], field, "{body}: {reply}");
     }
     let huge = format!("{{\"voter_id\":\"{}\",\"code\":\"x\"}}", "a".repeat(5000));
-    let (status, _, _) = post(&client, &login_url, None, &huge).await;
-    assert_eq!(status, 400, "the login route takes at most 4096 bytes");
+    let (status, _, reply) = post(&client, &login_url, None, &huge).await;
+    assert_eq!(status, 413, "the login route takes at most 4096 bytes");
+    assert_eq!(reply["error"], "payload_too_large");
 
     // No cookie, a forged cookie: 401.
     let (status, _, reply) = post(&client, &votes, None, "{\"option_id\":1}").await;

@@ -50,6 +50,9 @@ pub enum ApiError {
         /// What is wrong.
         message: String,
     },
+    /// The body is larger than the route accepts (bytes).
+    #[error("the body is larger than this route's limit of {0} bytes")]
+    PayloadTooLarge(u64),
     /// The thing asked for does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -121,6 +124,7 @@ impl ApiError {
             ApiError::Session(_) => (StatusCode::UNAUTHORIZED, "not_logged_in"),
             ApiError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
             ApiError::Unprocessable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
+            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             ApiError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
@@ -128,6 +132,15 @@ impl ApiError {
             ApiError::BadGateway { code, .. } => (StatusCode::BAD_GATEWAY, code),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
+    }
+}
+
+/// A short random reference tying an answer to its log line.
+fn reference() -> String {
+    let mut bytes = [0u8; 6];
+    match getrandom::fill(&mut bytes) {
+        Ok(()) => hex::encode(bytes),
+        Err(_) => format!("t{}", crate::cache::now_ms()),
     }
 }
 
@@ -141,9 +154,21 @@ impl IntoResponse for ApiError {
             _ => None,
         };
         let retry_after = self.retry_after();
+        let message = match &self {
+            // The detail (a database message, a path) goes to the log only; the caller gets a
+            // reference to quote.
+            ApiError::Internal(detail) => {
+                let reference = reference();
+                tracing::error!(%reference, "internal error: {detail}");
+                format!(
+                    "something went wrong on our side; quote reference {reference} if you report it"
+                )
+            }
+            other => other.to_string(),
+        };
         let body = ErrorBody {
             error: code.to_string(),
-            message: self.to_string(),
+            message,
             field,
         };
         let mut response = (status, Json(body)).into_response();
@@ -156,5 +181,30 @@ impl IntoResponse for ApiError {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_500_says_nothing_of_its_cause_but_gives_a_reference() {
+        let response =
+            ApiError::Internal("query failed: password=hunter2 at /srv/db".into()).into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .expect("body");
+        let body: ErrorBody = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(body.error, "internal");
+        assert!(!body.message.contains("hunter2") && !body.message.contains("/srv"));
+        assert!(body.message.contains("reference "), "{}", body.message);
+    }
+
+    #[tokio::test]
+    async fn an_oversize_body_is_a_413() {
+        let response = ApiError::PayloadTooLarge(4096).into_response();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     }
 }

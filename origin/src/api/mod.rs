@@ -57,10 +57,7 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let response = if declared.is_some_and(|n| n > limit) {
-        axum::response::IntoResponse::into_response(error::ApiError::bad(
-            "body",
-            format!("the body is larger than this route's limit of {limit} bytes"),
-        ))
+        axum::response::IntoResponse::into_response(error::ApiError::PayloadTooLarge(limit))
     } else {
         let request = request.map(|body| {
             axum::body::Body::new(http_body_util::Limited::new(
