@@ -205,26 +205,31 @@ impl L2 {
         F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        if !self.breaker.allow() {
+        let Some(permit) = self.breaker.allow() else {
             Stats::bump(&self.stats.l2_skipped);
             return None;
-        }
+        };
         match tokio::time::timeout(self.timeout, f(self.conn.clone())).await {
             Ok(Ok(v)) => {
-                self.breaker.success();
+                permit.success();
                 Some(v)
             }
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "L2 operation failed");
-                self.fail()
+                permit.failure();
+                Stats::bump(&self.stats.l2_errors);
+                None
             }
             Err(_) => {
                 tracing::debug!("L2 operation timed out");
-                self.fail()
+                permit.failure();
+                Stats::bump(&self.stats.l2_errors);
+                None
             }
         }
     }
 
+    /// A failure outside [`L2::run`] (a scan's own node connection).
     fn fail<T>(&self) -> Option<T> {
         Stats::bump(&self.stats.l2_errors);
         self.breaker.failure();
