@@ -132,8 +132,8 @@ impl Purger {
         for (i, host) in req.hosts.iter().enumerate() {
             for scheme in ["https", "http"] {
                 local.patterns.push(
-                    key_pattern(&format!("{scheme}://{host}/*"), false)
-                        .map_err(|e| plan_error(format!("hosts[{i}]"), e))?,
+                    KeyPattern::host(scheme, host)
+                        .map_err(|e| plan_error(format!("hosts[{i}]"), e.to_string()))?,
                 );
             }
         }

@@ -268,6 +268,21 @@ async fn the_admin_api_refuses_bad_requests_by_name() {
         ),
         (
             "/performance/cache/invalidate",
+            json!({ "patterns": ["https://vote.example/api/*", "https://*"] }),
+            "patterns[1]",
+        ),
+        (
+            "/performance/cache/invalidate",
+            json!({ "patterns": ["surge:v1:*"] }),
+            "patterns[0]",
+        ),
+        (
+            "/performance/cache/invalidate",
+            json!({ "patterns": ["https://vote.example/*"] }),
+            "patterns[0]",
+        ),
+        (
+            "/performance/cache/invalidate",
             json!({ "keys": ["ftp://x/"] }),
             "keys[0]",
         ),

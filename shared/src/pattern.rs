@@ -2,8 +2,10 @@
 //!
 //! Grammar: printable ASCII and space (full keys hold spaces: `surge:v1:GET <url> enc=br`); `*` matches any run of characters, `?` exactly one; nothing else is
 //! special, and `[`, `]` and `\` are refused so a pattern passes unchanged to Redis `SCAN MATCH`.
-//! A pattern must start with at least [`MIN_LITERAL_PREFIX`] literal characters, so "purge
-//! everything" is never an accident: that takes [`KeyPattern::everything`], an explicit call.
+//! A pattern names a host and a first path segment before any wildcard
+//! (`https://vote.example/api/*`, or the same inside a full key, `surge:v1:GET https://…`),
+//! so "purge everything" or "purge a whole site" is never an accident: those take
+//! [`KeyPattern::everything`] and [`KeyPattern::host`], explicit calls.
 
 use std::fmt;
 
@@ -35,14 +37,37 @@ pub enum PatternError {
         /// The character.
         found: char,
     },
-    /// Too few literal characters before the first wildcard.
+    /// No host and first path segment before the first wildcard.
     #[error(
-        "pattern {0:?} must start with at least {MIN_LITERAL_PREFIX} literal characters (e.g. a scheme and host) before any '*' or '?'; purging everything is a separate, explicit request"
+        "pattern {0:?} must name a scheme, a host and a first path segment before any '*' or '?' (e.g. https://vote.example/api/*); purging a whole host or everything is a separate, explicit request"
     )]
     TooBroad(String),
     /// More than [`MAX_WILDCARDS`] wildcards.
     #[error("pattern {0:?} has more than {MAX_WILDCARDS} wildcards")]
     TooManyWildcards(String),
+}
+
+/// Whether a pattern's literal prefix names a scheme, a host and the start of a first path
+/// segment (after an optional key prefix and method).
+fn names_a_path(prefix: &str) -> bool {
+    let url = prefix
+        .strip_prefix(crate::key::KEY_PREFIX)
+        .map(|rest| {
+            rest.strip_prefix("GET ")
+                .or_else(|| rest.strip_prefix("HEAD "))
+                .unwrap_or(rest)
+        })
+        .unwrap_or(prefix);
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let Some((host, path)) = rest.split_once('/') else {
+        return false;
+    };
+    !scheme.is_empty()
+        && scheme.bytes().all(|b| b.is_ascii_alphanumeric())
+        && !host.is_empty()
+        && !path.is_empty()
 }
 
 /// A validated purge pattern.
@@ -69,8 +94,8 @@ impl KeyPattern {
                 found,
             });
         }
-        let prefix = raw.find(['*', '?']).unwrap_or(raw.len());
-        if prefix < MIN_LITERAL_PREFIX {
+        let prefix = &raw[..raw.find(['*', '?']).unwrap_or(raw.len())];
+        if prefix.len() < MIN_LITERAL_PREFIX || !names_a_path(prefix) {
             return Err(PatternError::TooBroad(raw.to_string()));
         }
         if raw.bytes().filter(|b| matches!(b, b'*' | b'?')).count() > MAX_WILDCARDS {
@@ -84,6 +109,42 @@ impl KeyPattern {
     /// The pattern that matches everything; only for an explicit "purge everything".
     pub fn everything() -> Self {
         Self("*".to_string())
+    }
+
+    /// Every full key of `host` over `scheme` (`surge:v1:GET https://host/*`); only for an
+    /// explicit "purge this host". The host must be a plain name (letters, digits, `.`, `-`,
+    /// an optional `:port`).
+    pub fn host(scheme: &str, host: &str) -> Result<Self, PatternError> {
+        let plain = |t: &str, extra: &[u8]| {
+            !t.is_empty()
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
+        };
+        if !plain(scheme, b"") || !plain(host, b".-:") {
+            return Err(PatternError::TooBroad(format!("{scheme}://{host}/*")));
+        }
+        Ok(Self(format!(
+            "{}GET {scheme}://{host}/*",
+            crate::key::KEY_PREFIX
+        )))
+    }
+
+    /// A pattern received from another process (the purge backplane): one [`KeyPattern::new`]
+    /// accepts, a [`KeyPattern::host`] pattern, or [`KeyPattern::everything`].
+    pub fn from_peer(raw: &str) -> Result<Self, PatternError> {
+        if raw == "*" {
+            return Ok(Self::everything());
+        }
+        if let Some(url) = raw
+            .strip_prefix(crate::key::KEY_PREFIX)
+            .and_then(|r| r.strip_prefix("GET "))
+            .and_then(|r| r.strip_suffix("/*"))
+            && let Some((scheme, host)) = url.split_once("://")
+            && let Ok(p) = Self::host(scheme, host)
+        {
+            return Ok(p);
+        }
+        Self::new(raw)
     }
 
     /// Whether this is the match-everything pattern.
@@ -160,11 +221,53 @@ mod tests {
         assert!(p.matches("https://a.example/api/7/results"));
         assert!(p.matches("https://a.example/api/7/x/results"));
         assert!(!p.matches("https://a.example/api/7/results/x"));
-        let q = KeyPattern::new("https://a.example/?").expect("valid");
-        assert!(q.matches("https://a.example/x"));
-        assert!(!q.matches("https://a.example/xy"));
+        let q = KeyPattern::new("https://a.example/api/?").expect("valid");
+        assert!(q.matches("https://a.example/api/x"));
+        assert!(!q.matches("https://a.example/api/xy"));
         assert_eq!(p.literal_prefix(), "https://a.example/api/");
         assert!(KeyPattern::everything().matches("anything at all"));
+    }
+
+    #[test]
+    fn a_pattern_names_a_host_and_a_first_segment_before_any_wildcard() {
+        for broad in [
+            "*",
+            "https://*",
+            "surge:v1:*",
+            "surge:v1:GET *",
+            "https://vote.example/*",
+            "https://vote.example*",
+            "surge:v1:GET https://vote.example/*",
+            "surge:v1:GET https://*",
+            "vote.example/api/*",
+        ] {
+            assert!(
+                matches!(KeyPattern::new(broad), Err(PatternError::TooBroad(_))),
+                "{broad:?} must be refused"
+            );
+        }
+        for narrow in [
+            "https://vote.example/api/*",
+            "https://vote.example/a*",
+            "http://localhost:8080/api/*",
+            "surge:v1:GET https://vote.example/api/elections/1 *",
+            "surge:v1:HEAD https://vote.example/elections/*",
+        ] {
+            assert!(KeyPattern::new(narrow).is_ok(), "{narrow:?}");
+        }
+        // A whole host, or everything, only by their explicit constructors.
+        let host = KeyPattern::host("https", "vote.example").expect("plain host");
+        assert!(host.matches("surge:v1:GET https://vote.example/api/elections/1 enc=br"));
+        assert!(!host.matches("surge:v1:GET https://other.example/api"));
+        for bad in ["*", "", "vote.example/x", "a b"] {
+            assert!(KeyPattern::host("https", bad).is_err(), "{bad:?}");
+        }
+        // What a peer broadcasts: any of the three forms, nothing broader.
+        assert_eq!(KeyPattern::from_peer(host.as_str()), Ok(host.clone()));
+        assert!(KeyPattern::from_peer("*").is_ok_and(|p| p.is_everything()));
+        assert!(KeyPattern::from_peer("https://vote.example/api/*").is_ok());
+        assert!(KeyPattern::from_peer("https://*").is_err());
+        assert!(KeyPattern::from_peer("surge:v1:GET https://*/*").is_err());
     }
 
     #[test]
@@ -195,7 +298,7 @@ mod tests {
             Err(PatternError::BadChar { .. })
         ));
         assert!(matches!(
-            KeyPattern::new("https://a/*?*?*?*?*?"),
+            KeyPattern::new("https://a.example/api/*?*?*?*?*?"),
             Err(PatternError::TooManyWildcards(_))
         ));
         assert!(matches!(

@@ -138,7 +138,7 @@ proptest! {
             let _ = surge_shared::route::PathPattern::new(text);
             let _ = surge_shared::template::TagTemplate::new(text);
             let _ = surge_shared::admin::parse_json::<surge_shared::admin::InvalidateRequest>(text.as_bytes());
-            if let Ok(p) = KeyPattern::new("https://vote.example/*") {
+            if let Ok(p) = KeyPattern::new("https://vote.example/api/*") {
                 let _ = p.matches(text);
             }
             let _ = Policy::election_default().classify(text);

@@ -947,13 +947,9 @@ impl backplane::Apply for Inner {
                 }
             }
             Event::Patterns { patterns } => {
-                let parsed = patterns.iter().filter_map(|p| {
-                    if p == KeyPattern::everything().as_str() {
-                        Some(KeyPattern::everything())
-                    } else {
-                        KeyPattern::new(p).ok()
-                    }
-                });
+                let parsed = patterns
+                    .iter()
+                    .filter_map(|p| KeyPattern::from_peer(p).ok());
                 for p in parsed {
                     self.l1.remove_matching(move |k| p.matches(k)).await;
                 }
