@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-pub use surge_shared::voter::{MAX_VOTER_ID_LEN, validate_voter_id};
+pub use surge_shared::voter::validate_voter_id;
 
 /// An election.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
