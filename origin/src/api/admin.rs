@@ -129,10 +129,7 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    parse_json(body).map_err(|e| ApiError::BadRequest {
-        field: Some(e.field),
-        message: e.message,
-    })
+    parse_json(body).map_err(ApiError::from)
 }
 
 #[utoipa::path(get, path = "/performance/health", tag = "health", security(("bearer" = [])),
@@ -459,17 +456,11 @@ async fn run_invalidate(
     state: &AppState,
     request: InvalidateRequest,
 ) -> Result<Response, ApiError> {
-    request.validate().map_err(|e| ApiError::BadRequest {
-        field: Some(e.field),
-        message: e.message,
-    })?;
+    request.validate()?;
     state
         .purger
         .check(&request)
-        .map_err(|e| ApiError::BadRequest {
-            field: Some(e.field),
-            message: e.message,
-        })?;
+        .map_err(|e| ApiError::bad(e.field, e.message))?;
     Ok(report_response(state.purger.invalidate(&request).await))
 }
 
@@ -511,10 +502,7 @@ async fn warm(
     body: Bytes,
 ) -> Result<Json<WarmReport>, ApiError> {
     let request: WarmRequest = parse(&body)?;
-    request.validate().map_err(|e| ApiError::BadRequest {
-        field: Some(e.field),
-        message: e.message,
-    })?;
+    request.validate()?;
     Ok(Json(
         crate::app::warm::warm(
             state.config.listen,
@@ -528,10 +516,7 @@ async fn warm(
 impl From<ScaleError> for ApiError {
     fn from(e: ScaleError) -> Self {
         match e {
-            ScaleError::Invalid(e) => ApiError::BadRequest {
-                field: Some(e.field),
-                message: e.message,
-            },
+            ScaleError::Invalid(e) => ApiError::from(e),
             ScaleError::Exists(_) => ApiError::Conflict {
                 code: "event_exists",
                 message: e.to_string(),
@@ -590,10 +575,7 @@ async fn scaling_event(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let request: ScalingEventRequest = parse(&body)?;
-    request.validate().map_err(|e| ApiError::BadRequest {
-        field: Some(e.field),
-        message: e.message,
-    })?;
+    request.validate()?;
     Ok(accepted(scaler(&state)?.schedule(request).await?))
 }
 
@@ -605,10 +587,7 @@ async fn scaling_emergency(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let request: EmergencyScaleRequest = parse(&body)?;
-    request.validate().map_err(|e| ApiError::BadRequest {
-        field: Some(e.field),
-        message: e.message,
-    })?;
+    request.validate()?;
     Ok(accepted(scaler(&state)?.emergency(request).await?))
 }
 
@@ -617,10 +596,7 @@ fn registered(
 ) -> Result<Json<VotersReport>, ApiError> {
     match outcome {
         Ok(report) => Ok(Json(report)),
-        Err(RegisterError::Invalid(e)) => Err(ApiError::BadRequest {
-            field: Some(e.field),
-            message: e.message,
-        }),
+        Err(RegisterError::Invalid(e)) => Err(e.into()),
         Err(RegisterError::Store(e)) => Err(crate::app::respond::unavailable(&e)),
     }
 }
@@ -644,10 +620,7 @@ async fn issue_voters(
     body: Bytes,
 ) -> Result<Json<VotersReport>, ApiError> {
     let request: IssueVotersRequest = parse(&body)?;
-    request.validate().map_err(|e| ApiError::BadRequest {
-        field: Some(e.field),
-        message: e.message,
-    })?;
+    request.validate()?;
     let import = voters::new_voters(request.election_id, request.count)
         .map_err(|e| ApiError::Internal(e.message))?;
     registered(voters::register(state.store.as_ref(), &state.voter_codes, &import).await)

@@ -88,6 +88,16 @@ pub enum ApiError {
     Internal(String),
 }
 
+impl From<surge_shared::admin::AdminError> for ApiError {
+    /// A request the shared validators refused: 400 naming the field.
+    fn from(e: surge_shared::admin::AdminError) -> Self {
+        ApiError::BadRequest {
+            field: Some(e.field),
+            message: e.message,
+        }
+    }
+}
+
 impl ApiError {
     /// A 400 naming `field`.
     pub fn bad(field: impl Into<String>, message: impl Into<String>) -> Self {

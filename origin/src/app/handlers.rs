@@ -141,10 +141,7 @@ fn parse_body<T: serde::de::DeserializeOwned>(
             "send the body as JSON with Content-Type: application/json",
         ));
     }
-    surge_shared::admin::parse_json(body).map_err(|e| ApiError::BadRequest {
-        field: Some(e.field),
-        message: e.message,
-    })
+    surge_shared::admin::parse_json(body).map_err(ApiError::from)
 }
 
 fn no_store(mut response: Response) -> Response {
