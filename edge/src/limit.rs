@@ -162,7 +162,7 @@ mod tests {
     fn cookie(voter: &str) -> String {
         format!(
             "auth_token={}",
-            session::issue(KEY.as_bytes(), voter, 2_000_000_000)
+            session::issue(KEY.as_bytes(), voter, 1_800_003_600)
         )
     }
 

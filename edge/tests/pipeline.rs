@@ -99,7 +99,8 @@ const COOKIE_KEY: &str = "pipeline-test-cookie-key-0123456789abcdef";
 fn session(voter: &str) -> String {
     format!(
         "auth_token={}",
-        surge_shared::session::issue(COOKIE_KEY.as_bytes(), voter, 4_000_000_000)
+        // An hour after the world's clock (ManualClock::at(1_700_000_000_000)).
+        surge_shared::session::issue(COOKIE_KEY.as_bytes(), voter, 1_700_003_600)
     )
 }
 

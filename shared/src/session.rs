@@ -13,6 +13,9 @@ pub const COOKIE: &str = "auth_token";
 const VERSION: &str = "v1";
 /// Shortest signing key accepted (bytes).
 pub const MIN_KEY_LEN: usize = 32;
+/// Longest a token may still be valid for (seconds): the longest session the origin issues
+/// (7 days). A token claiming more is refused, whichever key signed it.
+pub const MAX_LIFETIME_SECS: u64 = 7 * 24 * 3600;
 
 /// Why a token was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -91,6 +94,9 @@ pub fn verify<'t, K: AsRef<[u8]>>(
     if expiry <= now {
         return Err(TokenError::Expired);
     }
+    if expiry - now > MAX_LIFETIME_SECS {
+        return Err(TokenError::Invalid);
+    }
     Ok(voter)
 }
 
@@ -122,6 +128,12 @@ mod tests {
         assert_eq!(verify(&[K2, K1], &token, 4599), Ok("voter-1"));
         assert_eq!(verify(&[K1], &token, 4600), Err(TokenError::Expired));
         assert_eq!(verify(&[K2], &token, 1000), Err(TokenError::Invalid));
+        let forever = issue(K1, "voter-1", 1000 + MAX_LIFETIME_SECS + 1);
+        assert_eq!(
+            verify(&[K1], &forever, 1000),
+            Err(TokenError::Invalid),
+            "a lifetime beyond the longest session is refused"
+        );
     }
 
     #[test]

@@ -433,11 +433,17 @@ pub fn rate_limits_answer_429_with_retry_after<E: Edge>(s: &mut Stack<E>) {
 /// The login cookie key the edges under test verify with (`SURGE_COOKIE_KEYS`).
 pub const COOKIE_KEY: &str = "conformance-cookie-key-0123456789abcdef";
 
-/// An `auth_token` cookie the origin would issue to `voter`.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// An `auth_token` cookie the origin would issue to `voter`, valid for an hour.
 pub fn session(voter: &str) -> String {
     format!(
         "auth_token={}",
-        surge_shared::session::issue(COOKIE_KEY.as_bytes(), voter, 4_000_000_000)
+        surge_shared::session::issue(COOKIE_KEY.as_bytes(), voter, unix_now() + 3600)
     )
 }
 
