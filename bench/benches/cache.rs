@@ -23,16 +23,8 @@ fn value() -> String {
     "v".repeat(VALUE_BYTES)
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
 fn l1_hits(c: &mut Criterion) {
-    let rt = runtime();
+    let rt = surge_bench::runtime();
     let cache = rt.block_on(async {
         HybridCache::new(CacheConfig::default())
             .await
@@ -83,7 +75,7 @@ async fn peer(redis: &str, l1_items: u64) -> CacheManager {
 
 fn peer_l1_hits(c: &mut Criterion) {
     let redis = RedisServer::start().expect("redis for the peer bench");
-    let rt = runtime();
+    let rt = surge_bench::runtime();
     let manager = rt.block_on(peer(&redis.url(), 10_000));
     rt.block_on(manager.set_with_strategy(
         "election:7",
@@ -108,7 +100,7 @@ const CYCLED_KEYS: usize = 1024;
 
 fn two_tier_hits(c: &mut Criterion) {
     let redis = RedisServer::start().expect("redis for the two-tier bench");
-    let rt = runtime();
+    let rt = surge_bench::runtime();
     let cache = rt.block_on(async {
         HybridCache::new(CacheConfig {
             redis: Some(RedisTarget::Single(redis.url())),
@@ -170,7 +162,7 @@ fn two_tier_hits(c: &mut Criterion) {
 
 fn l2_hits(c: &mut Criterion) {
     let redis = RedisServer::start().expect("redis for the L2 bench");
-    let rt = runtime();
+    let rt = surge_bench::runtime();
     let cache = rt.block_on(async {
         HybridCache::new(CacheConfig {
             redis: Some(RedisTarget::Single(redis.url())),

@@ -26,14 +26,6 @@ const VOTES: usize = 2000;
 /// Callers casting at once.
 const CALLERS: usize = 256;
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
 fn router(pg: &PgPair) -> Arc<ReplicaRouter> {
     let pool = DbPool::new(
         &pg.primary.url("postgres"),
@@ -112,7 +104,7 @@ async fn storm(store: &Arc<PgStore>, voters: Vec<String>) -> Duration {
 }
 
 fn votes_per_second(c: &mut Criterion) {
-    let rt = runtime();
+    let rt = surge_bench::runtime();
     let pg = PgPair::start().expect("postgres");
     let router = rt.block_on(prepared(&pg));
     let mut group = c.benchmark_group("votes_per_primary");
@@ -192,7 +184,7 @@ async fn election_with_votes(router: &ReplicaRouter, id: i64, votes: i64) {
 }
 
 fn results_cost(c: &mut Criterion) {
-    let rt = runtime();
+    let rt = surge_bench::runtime();
     let pg = PgPair::start().expect("postgres");
     let router = rt.block_on(prepared(&pg));
     let sizes: [(i64, &str, i64); 2] = [(10, "10k_votes", 10_000), (11, "1M_votes", 1_000_000)];

@@ -3,6 +3,15 @@
 
 pub mod load;
 
+/// The runtime the async benches share: two workers, like the machine they are measured on.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 /// Request URLs as browsers send them: tracking parameters, unsorted queries, mixed case.
 pub fn election_urls() -> Vec<String> {
     (0..64)

@@ -298,7 +298,8 @@ fn cross_site() -> Response {
     )
 }
 
-fn see_other(location: &str) -> Response {
+/// A `303 See Other` to `location`, never stored.
+pub fn see_other(location: &str) -> Response {
     let mut response = StatusCode::SEE_OTHER.into_response();
     if let Ok(value) = HeaderValue::from_str(location) {
         response.headers_mut().insert(header::LOCATION, value);

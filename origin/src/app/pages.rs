@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
-use super::handlers::{election_id, voter};
+use super::handlers::{election_id, see_other, voter};
 use super::model::{Ballot, Results};
 use super::respond::{Page, cached};
 use super::store::{ElectionStore, StoreError};
@@ -242,14 +242,7 @@ pub async fn receipt(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let Ok(voter_id) = voter(&state, &headers) else {
-        let mut response = StatusCode::SEE_OTHER.into_response();
-        response
-            .headers_mut()
-            .insert(header::LOCATION, HeaderValue::from_static("/login"));
-        response
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        return Ok(response);
+        return Ok(see_other("/login"));
     };
     let id = election_id(&raw)?;
     let unavailable = |e: StoreError| super::respond::unavailable(&e);
