@@ -11,14 +11,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use surge_origin::app::model::{NewVote, Registration};
-use surge_origin::app::store::ElectionStore;
-use surge_origin::app::store::batch::BatchSettings;
-use surge_origin::app::store::postgres::PgStore;
 use surge_origin::db::migrate;
 use surge_origin::db::pool::{DbPool, PoolSettings};
 use surge_origin::db::router::ReplicaRouter;
 use surge_origin::db::slowlog::SlowLog;
+use surge_origin::domain::model::{NewVote, Registration};
+use surge_origin::domain::store::ElectionStore;
+use surge_origin::domain::store::batch::BatchSettings;
+use surge_origin::domain::store::postgres::PgStore;
 use surge_testkit::postgres::PgPair;
 
 /// Votes per measured round.
@@ -93,7 +93,7 @@ async fn storm(store: &Arc<PgStore>, voters: Vec<String>) -> Duration {
                     })
                     .await;
                 assert!(
-                    matches!(cast, Ok(surge_origin::app::model::Cast::Recorded(_))),
+                    matches!(cast, Ok(surge_origin::domain::model::Cast::Recorded(_))),
                     "{cast:?}"
                 );
             }

@@ -4,7 +4,7 @@ use std::process::Command;
 
 use serde_json::Value;
 use surge_origin::config::Config;
-use surge_origin::state::AppState;
+use surge_origin::startup;
 
 const TOKEN: &str = "load-test-admin-token-0123456789";
 
@@ -21,8 +21,8 @@ async fn origin() -> String {
         _ => None,
     })
     .expect("config");
-    let state = AppState::start(config).await.expect("origin starts");
-    let app = surge_origin::api::router(state);
+    let state = startup::start(config).await.expect("origin starts");
+    let app = surge_origin::http::router(state);
     tokio::spawn(async move { axum::serve(listener, app).await.ok() });
     format!("http://{addr}")
 }

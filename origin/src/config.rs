@@ -109,7 +109,7 @@ pub struct DatabaseConfig {
     pub shards: Vec<ShardUrls>,
     /// How votes are batched per shard (`SURGE_VOTE_BATCH_MAX`, `SURGE_VOTE_BATCH_WAIT`,
     /// `SURGE_VOTE_BATCHES_IN_FLIGHT`).
-    pub vote_batch: crate::app::store::batch::BatchSettings,
+    pub vote_batch: crate::domain::store::batch::BatchSettings,
     /// Most replication lag a replica may have and still take reads
     /// (`SURGE_REPLICA_MAX_LAG`, default 5s).
     pub max_lag: Duration,
@@ -466,17 +466,17 @@ impl Config {
                     "SURGE_VOTER_PEPPER",
                     format!(
                         "voting codes in Postgres are hashed with a server-side pepper: set at least {} random characters (e.g. `openssl rand -hex 32`), the same on every origin",
-                        crate::app::voters::code::MIN_PEPPER_LEN
+                        crate::domain::voters::code::MIN_PEPPER_LEN
                     ),
                 ));
             }
             None => None,
-            Some(p) if p.len() < crate::app::voters::code::MIN_PEPPER_LEN => {
+            Some(p) if p.len() < crate::domain::voters::code::MIN_PEPPER_LEN => {
                 return Err(fail(
                     "SURGE_VOTER_PEPPER",
                     format!(
                         "use at least {} characters (e.g. `openssl rand -hex 32`)",
-                        crate::app::voters::code::MIN_PEPPER_LEN
+                        crate::domain::voters::code::MIN_PEPPER_LEN
                     ),
                 ));
             }
@@ -747,8 +747,8 @@ fn database<F: Fn(&str) -> Option<String>>(
         None => Vec::new(),
         Some(text) => shard_urls(&text)?,
     };
-    let defaults = crate::app::store::batch::BatchSettings::default();
-    let vote_batch = crate::app::store::batch::BatchSettings {
+    let defaults = crate::domain::store::batch::BatchSettings::default();
+    let vote_batch = crate::domain::store::batch::BatchSettings {
         max_votes: usize::try_from(bounded(
             src,
             "SURGE_VOTE_BATCH_MAX",

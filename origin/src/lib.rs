@@ -3,13 +3,13 @@
 //! routes come from `surge-shared`; the cache tiers, the Postgres tier, the CDN purge client
 //! and the purge orchestration that spans them live here.
 
-pub mod api;
-pub mod app;
 pub mod cache;
 pub mod cdn;
 pub mod config;
 pub mod db;
+pub mod domain;
+pub mod http;
 pub mod purge;
 pub mod scaling;
-pub mod state;
+pub mod startup;
 pub mod telemetry;

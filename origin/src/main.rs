@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use surge_origin::api;
-use surge_origin::app::voters::code::CodeHasher;
-use surge_origin::app::voters::{self, CodesFile};
 use surge_origin::config::Config;
-use surge_origin::state::{AppState, open_database};
+use surge_origin::domain::voters::code::CodeHasher;
+use surge_origin::domain::voters::{self, CodesFile};
+use surge_origin::http;
+use surge_origin::startup::{self, open_database};
 use surge_shared::admin::{ImportVotersRequest, MAX_VOTERS_PER_REQUEST};
 use tracing_subscriber::EnvFilter;
 
@@ -181,7 +181,7 @@ async fn serve(config: Config) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let state = match AppState::start(config).await {
+    let state = match startup::start(config).await {
         Ok(state) => state,
         Err(e) => {
             eprintln!("surge-origin: cannot start: {e}");
@@ -219,7 +219,7 @@ async fn serve(config: Config) -> ExitCode {
     if config.cookie_keys.is_empty() {
         println!("  note: SURGE_COOKIE_KEYS is not set; logins are signed with a per-process key");
     }
-    let app = api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     // Ctrl-C locally, SIGTERM from Kubernetes: stop accepting, finish what is in flight.
     let shutdown = async {
         let terminate = async {

@@ -4,8 +4,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::Value;
-use surge_origin::api::{AppState, router};
 use surge_origin::config::Config;
+use surge_origin::http::router;
 use tower::ServiceExt;
 
 const TOKEN: &str = "test-token-0123456789";
@@ -17,7 +17,7 @@ async fn app(token: Option<&str>) -> axum::Router {
     })
     .expect("valid config");
     router(
-        AppState::start(config)
+        surge_origin::startup::start(config)
             .await
             .expect("starts with embedded defaults"),
     )

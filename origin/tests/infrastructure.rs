@@ -132,7 +132,7 @@ async fn alerts_and_dashboard_use_metrics_the_origin_exports() {
         "used but not exported: {missing:?}\n{families:?}"
     );
     let db_metrics =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api/admin.rs"))
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http/admin.rs"))
             .expect("admin.rs");
     for m in used.iter().filter(|m| m.starts_with("surge_db_")) {
         let short = m.trim_start_matches("surge_");

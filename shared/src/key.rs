@@ -167,20 +167,24 @@ impl Variant {
         }
     }
 
+    /// The request header this dimension reads (lower case).
+    pub fn header(&self) -> &'static str {
+        match self {
+            Variant::Encoding => "accept-encoding",
+            Variant::Language { .. } => "accept-language",
+        }
+    }
+
     fn dimension<H: HeaderLookup + ?Sized>(&self, headers: &H) -> (&'static str, String) {
         match self {
             Variant::Encoding => (
                 "enc",
-                encoding_class(headers.header("accept-encoding").as_deref()).to_string(),
+                encoding_class(headers.header(self.header()).as_deref()).to_string(),
             ),
             Variant::Language { supported, default } => (
                 "lang",
-                pick_language(
-                    headers.header("accept-language").as_deref(),
-                    supported,
-                    default,
-                )
-                .to_string(),
+                pick_language(headers.header(self.header()).as_deref(), supported, default)
+                    .to_string(),
             ),
         }
     }
@@ -203,6 +207,13 @@ fn default_dropped() -> Vec<ParamRule> {
         .iter()
         .filter_map(|rule| ParamRule::new(rule).ok())
         .collect()
+}
+
+impl KeyConfig {
+    /// The request headers the key reads, in the order of the declared variants.
+    pub fn variant_headers(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.variants.iter().map(Variant::header)
+    }
 }
 
 impl Default for KeyConfig {

@@ -20,6 +20,7 @@ pub mod options;
 pub mod stats;
 pub mod strategy;
 pub mod tags;
+pub mod warm;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

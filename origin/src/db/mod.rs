@@ -10,6 +10,20 @@ pub mod router;
 pub mod shard;
 pub mod slowlog;
 
+/// What a data-store call can fail with, as its caller acts on it: retry later, or not.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The backing database cannot be reached or refused the connection; retry later.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else.
+    #[error("database error: {0}")]
+    Failed(String),
+}
+
+/// Future returned by data-store calls.
+pub type StoreFuture<'a, T> = futures_util::future::BoxFuture<'a, Result<T, StoreError>>;
+
 /// A Postgres-tier failure, with what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {

@@ -20,8 +20,8 @@ use super::forecast::{Method, forecast, replica_floor};
 use super::history::RateHistory;
 use super::plan::{self, Floor};
 use super::store::{Added, ScalingStore};
-use crate::app::store::StoreError;
 use crate::config::{PredictiveConfig, ScalingConfig};
+use crate::db::StoreError;
 
 /// Minutes of history the forecast needs before it may set a floor.
 const MIN_HISTORY_MINUTES: usize = 10;
@@ -330,7 +330,7 @@ impl Scaler {
                     .await;
                     if event.request.warm_cache {
                         let report =
-                            crate::app::warm::warm(self.listen, self.config.warm_urls.clone(), 8)
+                            crate::cache::warm::warm(self.listen, self.config.warm_urls.clone(), 8)
                                 .await;
                         self.audit(
                             "cache.warmed",

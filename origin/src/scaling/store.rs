@@ -12,7 +12,7 @@ use surge_shared::admin::{
 };
 use time::OffsetDateTime;
 
-use crate::app::store::StoreFuture;
+use crate::db::StoreFuture;
 use crate::db::pool::DbPool;
 
 /// What adding a scheduled event did.

@@ -11,12 +11,13 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
-use super::handlers::{election_id, see_other, voter};
-use super::model::{Ballot, Results};
+use super::extract::{election_id, voter};
+use super::respond::see_other;
 use super::respond::{Page, cached};
-use super::store::{ElectionStore, StoreError};
-use crate::api::error::ApiError;
-use crate::state::AppState;
+use super::state::AppState;
+use crate::domain::model::{Ballot, Results};
+use crate::domain::store::{ElectionStore, StoreError};
+use crate::http::error::ApiError;
 
 /// Escapes text for HTML element content and quoted attributes.
 pub fn escape(text: &str) -> String {
@@ -218,7 +219,7 @@ pub fn render_results(title: &str, results: &Results) -> String {
 }
 
 /// The voter's receipt page.
-pub fn render_receipt(title: &str, receipt: &super::model::Receipt, label: &str) -> String {
+pub fn render_receipt(title: &str, receipt: &crate::domain::model::Receipt, label: &str) -> String {
     layout(
         &format!("{title} — your receipt"),
         &format!(
@@ -346,7 +347,7 @@ pub async fn results(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::store::demo_ballot;
+    use crate::domain::store::demo_ballot;
 
     #[test]
     fn dynamic_text_is_escaped() {

@@ -6,23 +6,9 @@ pub mod batch;
 pub mod memory;
 pub mod postgres;
 
-use futures_util::future::BoxFuture;
-
 use super::model::{Ballot, Cast, Credential, Election, NewVote, Receipt, Registration, Results};
 
-/// What a store call can fail with.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StoreError {
-    /// The backing database cannot be reached or refused the connection; retry later.
-    #[error("the database is unavailable: {0}")]
-    Unavailable(String),
-    /// Anything else.
-    #[error("database error: {0}")]
-    Failed(String),
-}
-
-/// Future returned by store calls.
-pub type StoreFuture<'a, T> = BoxFuture<'a, Result<T, StoreError>>;
+pub use crate::db::{StoreError, StoreFuture};
 
 /// The workload's data operations.
 pub trait ElectionStore: Send + Sync + 'static {

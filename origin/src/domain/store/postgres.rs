@@ -16,14 +16,14 @@ use tokio_postgres::types::ToSql;
 
 use super::batch::{BatchSettings, Batcher};
 use super::{ElectionStore, StoreError, StoreFuture, demo_ballot};
-use crate::app::model::{
-    Ballot, BallotOption, Cast, Credential, Election, NewVote, Receipt, Registration, Results,
-    Tally,
-};
 use crate::db::DbError;
 use crate::db::router::{ReplicaRouter, Session};
 use crate::db::shard::ShardMap;
 use crate::db::slowlog::SlowLog;
+use crate::domain::model::{
+    Ballot, BallotOption, Cast, Credential, Election, NewVote, Receipt, Registration, Results,
+    Tally,
+};
 
 /// How long a voter's reads keep following their last write.
 const SESSION_TTL: Duration = Duration::from_secs(300);

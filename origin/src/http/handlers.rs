@@ -5,34 +5,25 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use surge_shared::Tag;
 use time::OffsetDateTime;
 
-use super::model::{Ballot, Cast, LoginRequest, NewVote, VoteRequest, validate_voter_id};
+use super::extract::{client_ip, election_id, voter};
 use super::pages;
-use super::respond::{Page, cached, unavailable};
-use super::session::{COOKIE, SessionError};
-use super::store::{ElectionStore, StoreError};
-use super::voters::code::VotingCode;
-use crate::api::error::ApiError;
+use super::respond::{Page, cached, no_store, see_other, unavailable};
+use super::state::AppState;
 use crate::cache::options::EntryOptions;
-use crate::state::AppState;
-
-/// Parses an election id from the path.
-pub fn election_id(raw: &str) -> Result<i64, ApiError> {
-    raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
-        ApiError::NotFound(format!(
-            "election {:?} does not exist: ids are positive integers",
-            raw.chars().take(40).collect::<String>()
-        ))
-    })
-}
+use crate::domain::model::{Ballot, Cast, LoginRequest, NewVote, VoteRequest, validate_voter_id};
+use crate::domain::session::SessionError;
+use crate::domain::store::{ElectionStore, StoreError};
+use crate::domain::voters::code::VotingCode;
+use crate::http::error::ApiError;
 
 /// `GET /api/elections`
 pub async fn elections(
@@ -142,31 +133,6 @@ fn parse_body<T: serde::de::DeserializeOwned>(
         ));
     }
     surge_shared::admin::parse_json(body).map_err(ApiError::from)
-}
-
-fn no_store(mut response: Response) -> Response {
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
-
-/// The client's address: the configured client-IP header (set by the edge in front) when
-/// present and valid, else the TCP peer.
-pub fn client_ip(state: &AppState, headers: &HeaderMap, extensions: &Extensions) -> IpAddr {
-    state
-        .config
-        .client_ip_header
-        .as_ref()
-        .and_then(|name| headers.get(name))
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
-        .or_else(|| {
-            extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip())
-        })
-        .unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED))
 }
 
 /// `POST /api/login` with `{"voter_id": "…", "code": "…"}` (JSON), or the same fields from
@@ -298,27 +264,6 @@ fn cross_site() -> Response {
     )
 }
 
-/// A `303 See Other` to `location`, never stored.
-pub fn see_other(location: &str) -> Response {
-    let mut response = StatusCode::SEE_OTHER.into_response();
-    if let Ok(value) = HeaderValue::from_str(location) {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    no_store(response)
-}
-
-/// The voter a request's `auth_token` cookie proves, or 401.
-pub fn voter(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
-    let token = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|h| surge_shared::auth::cookie_value(h, COOKIE))
-        .ok_or(ApiError::Session(SessionError::Missing))?;
-    let now = u64::try_from(OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
-    state.sessions.verify(token, now).map_err(ApiError::Session)
-}
-
 /// The ballot, through the cache (tagged so election and ballot purges reach it).
 async fn ballot_for_vote(state: &Arc<AppState>, id: i64) -> Result<Option<Ballot>, ApiError> {
     let tags: Vec<Tag> = [format!("ballot:{id}"), format!("election:{id}")]
@@ -339,9 +284,9 @@ async fn ballot_for_vote(state: &Arc<AppState>, id: i64) -> Result<Option<Ballot
         .await;
     match lookup {
         Ok(found) => Ok(found.value),
-        Err(crate::cache::CacheError::Factory(m)) => {
-            Err(unavailable(&super::store::StoreError::Unavailable(m)))
-        }
+        Err(crate::cache::CacheError::Factory(m)) => Err(unavailable(
+            &crate::domain::store::StoreError::Unavailable(m),
+        )),
         Err(e) => Err(ApiError::Internal(e.to_string())),
     }
 }
@@ -361,7 +306,7 @@ fn new_receipt() -> Result<String, ApiError> {
 struct VoteReply<'a> {
     status: &'static str,
     #[serde(flatten)]
-    receipt: &'a super::model::Receipt,
+    receipt: &'a crate::domain::model::Receipt,
 }
 
 /// `POST /api/elections/{id}/votes` with `{"option_id": n}` (JSON) or the ballot page's form,
@@ -420,7 +365,7 @@ async fn cast(
     id: i64,
     voter_id: String,
     option_id: i32,
-) -> Result<(StatusCode, &'static str, super::model::Receipt), ApiError> {
+) -> Result<(StatusCode, &'static str, crate::domain::model::Receipt), ApiError> {
     let ballot = ballot_for_vote(state, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("election {id} does not exist")))?;

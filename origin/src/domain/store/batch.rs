@@ -16,9 +16,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Row;
 
 use super::StoreError;
-use crate::app::model::{Cast, NewVote, Receipt};
 use crate::db::router::{ReplicaRouter, Session};
 use crate::db::slowlog::SlowLog;
+use crate::domain::model::{Cast, NewVote, Receipt};
 
 /// Counter slots per election option; batches in flight spread over them.
 pub const TALLY_SLOTS: i32 = 64;

@@ -6,7 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use surge_shared::admin::ErrorBody;
 
-use crate::app::session::SessionError;
+use crate::domain::session::SessionError;
 
 /// Everything a handler can fail with.
 #[derive(Debug, thiserror::Error)]

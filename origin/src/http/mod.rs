@@ -1,11 +1,18 @@
-//! HTTP surface: the public workload (`crate::app`), the liveness probe, and the
-//! `/performance/*` admin API behind a bearer token. Handlers extract typed input, call one
+//! The HTTP layer: the public workload's routes (JSON in `handlers`, HTML in `pages`, both
+//! served through the cache by `respond`), the liveness probe, and the `/performance/*` admin
+//! API behind a bearer token. Handlers extract typed input, call one
 //! domain function and map errors in one place ([`error::ApiError`]); one middleware times
 //! every request into the metrics and the trace log, labelled by the policy route.
 
 pub mod admin;
 pub mod auth;
 pub mod error;
+pub mod extract;
+pub mod handlers;
+pub mod keys;
+pub mod pages;
+pub mod respond;
+pub mod state;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,16 +20,32 @@ use std::time::Instant;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
 use serde_json::{Value, json};
 
 use crate::cache::now_ms;
-pub use crate::state::AppState;
 use crate::telemetry::Trace;
+pub use state::AppState;
 
 /// Largest request body accepted anywhere (the policy's per-route limits are smaller).
 const MAX_BODY: usize = 64 * 1024;
+
+/// The public routes.
+fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/elections", get(handlers::elections))
+        .route("/api/elections/{id}", get(handlers::election))
+        .route("/api/elections/{id}/ballot", get(handlers::ballot))
+        .route("/api/elections/{id}/results", get(handlers::results))
+        .route("/api/elections/{id}/votes", post(handlers::vote))
+        .route("/api/login", post(handlers::login))
+        .route("/api/me/votes/{id}", get(handlers::my_vote))
+        .route("/elections/{id}", get(pages::election))
+        .route("/elections/{id}/results", get(pages::results))
+        .route("/elections/{id}/receipt", get(pages::receipt))
+        .route("/login", get(pages::login))
+}
 
 /// Builds the whole router.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -32,7 +55,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     ));
     Router::new()
         .route("/healthz", get(healthz))
-        .merge(crate::app::routes())
+        .merge(routes())
         .nest("/performance", admin)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(middleware::map_response(security_headers))

@@ -25,7 +25,7 @@ use utoipa::OpenApi;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::app::voters::{self, RegisterError};
+use crate::domain::voters::{self, RegisterError};
 use crate::scaling::cluster::ClusterError;
 use crate::scaling::controller::{Accepted, ScaleError, Scaler};
 
@@ -504,7 +504,7 @@ async fn warm(
     let request: WarmRequest = parse(&body)?;
     request.validate()?;
     Ok(Json(
-        crate::app::warm::warm(
+        crate::cache::warm::warm(
             state.config.listen,
             request.urls,
             usize::from(request.concurrency),
@@ -597,7 +597,7 @@ fn registered(
     match outcome {
         Ok(report) => Ok(Json(report)),
         Err(RegisterError::Invalid(e)) => Err(e.into()),
-        Err(RegisterError::Store(e)) => Err(crate::app::respond::unavailable(&e)),
+        Err(RegisterError::Store(e)) => Err(crate::http::respond::unavailable(&e)),
     }
 }
 

@@ -7,15 +7,14 @@ use std::sync::Arc;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use surge_shared::key::HeaderLookup;
 use surge_shared::status::{CACHE_STATUS_HEADER, REGION_HEADER, TIER_HEADER};
-use surge_shared::{CacheKey, CacheStatus, Layer};
+use surge_shared::{CacheStatus, Layer};
 
-use super::store::StoreError;
-use crate::api::error::ApiError;
+use super::state::AppState;
 use crate::cache::options::EntryOptions;
 use crate::cache::{CacheError, Lookup, Tier};
-use crate::state::AppState;
+use crate::domain::store::StoreError;
+use crate::http::error::ApiError;
 
 /// How long the CDN may keep a 404 (new ids appear without a purge).
 const NOT_FOUND_S_MAXAGE: u64 = 5;
@@ -64,78 +63,6 @@ impl Page {
             content_type: "text/html; charset=utf-8".into(),
             body,
         }
-    }
-}
-
-/// Request headers through the shared [`HeaderLookup`].
-pub struct Headers<'a>(pub &'a HeaderMap);
-
-impl HeaderLookup for Headers<'_> {
-    fn header(&self, name: &str) -> Option<String> {
-        let mut values = self.0.get_all(name).iter().filter_map(|v| v.to_str().ok());
-        let first = values.next()?.to_string();
-        Some(values.fold(first, |mut acc, v| {
-            acc.push_str(", ");
-            acc.push_str(v);
-            acc
-        }))
-    }
-}
-
-/// The absolute URL of a request as the client addressed it.
-pub fn request_url(uri: &Uri, headers: &HeaderMap) -> String {
-    let scheme = match headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-    {
-        Some("https") => "https",
-        _ => "http",
-    };
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("localhost");
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    format!("{scheme}://{host}{path}")
-}
-
-/// Remembers the canonical key of recent request URLs, so a hot URL is parsed and
-/// canonicalised once rather than on every hit. The memo is keyed by everything the key
-/// depends on: the URL as addressed and the raw values of the variant headers.
-pub struct KeyMemo {
-    memo: moka::sync::Cache<String, Arc<CacheKey>>,
-}
-
-impl KeyMemo {
-    /// A memo of at most `capacity` URLs.
-    pub fn new(capacity: u64) -> Self {
-        Self {
-            memo: moka::sync::Cache::new(capacity),
-        }
-    }
-
-    /// The request's key under `config`.
-    pub fn key_for(
-        &self,
-        config: &surge_shared::key::KeyConfig,
-        uri: &Uri,
-        headers: &HeaderMap,
-    ) -> Result<Arc<CacheKey>, surge_shared::key::KeyError> {
-        let url = request_url(uri, headers);
-        let mut memo_key = url.clone();
-        for name in ["accept-encoding", "accept-language"] {
-            memo_key.push('\n');
-            for value in headers.get_all(name) {
-                memo_key.push_str(value.to_str().unwrap_or("\u{fffd}"));
-                memo_key.push(',');
-            }
-        }
-        if let Some(key) = self.memo.get(&memo_key) {
-            return Ok(key);
-        }
-        let key = Arc::new(CacheKey::new(config, "GET", &url, &Headers(headers))?);
-        self.memo.insert(memo_key, key.clone());
-        Ok(key)
     }
 }
 
@@ -233,4 +160,21 @@ where
     );
     set(REGION_HEADER, &state.config.region);
     response
+}
+
+/// `response` marked `Cache-Control: no-store`.
+pub fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// A `303 See Other` to `location`, never stored.
+pub fn see_other(location: &str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    no_store(response)
 }

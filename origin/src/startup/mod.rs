@@ -5,13 +5,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::app::coalesce::Coalescer;
-use crate::app::session::SessionKeys;
-use crate::app::store::ElectionStore;
-use crate::app::store::memory::MemoryStore;
-use crate::app::store::postgres::PgStore;
-use crate::app::voters::code::CodeHasher;
-use crate::app::voters::throttle::LoginThrottle;
 use crate::cache::{CacheConfig, HybridCache, now_ms};
 use crate::cdn::Cdn;
 use crate::cdn::cloudflare::{Cloudflare, RetryPolicy};
@@ -20,6 +13,15 @@ use crate::db::migrate;
 use crate::db::pool::{DbPool, PoolSettings};
 use crate::db::router::{ReplicaConfig, ReplicaRouter};
 use crate::db::slowlog::SlowLog;
+use crate::domain::coalesce::Coalescer;
+use crate::domain::session::SessionKeys;
+use crate::domain::store::ElectionStore;
+use crate::domain::store::memory::MemoryStore;
+use crate::domain::store::postgres::PgStore;
+use crate::domain::voters::code::CodeHasher;
+use crate::domain::voters::throttle::LoginThrottle;
+use crate::http::keys::KeyMemo;
+use crate::http::state::{AppState, Database};
 use crate::purge::Purger;
 use crate::telemetry::{Metrics, TraceLog};
 
@@ -29,50 +31,6 @@ const LAG_PROBE: Duration = Duration::from_millis(500);
 const POOL_MAINTENANCE: Duration = Duration::from_secs(30);
 /// Statements at least this slow go to the slow-query log.
 const SLOW_QUERY: Duration = Duration::from_millis(100);
-
-/// The Postgres tier, when configured.
-pub struct Database {
-    /// Primary and replicas.
-    pub router: Arc<ReplicaRouter>,
-    /// Statements slower than the threshold.
-    pub slow: Arc<SlowLog>,
-}
-
-/// What every handler can reach.
-pub struct AppState {
-    /// The validated configuration.
-    pub config: Config,
-    /// L1 + L2.
-    pub cache: HybridCache,
-    /// The workload's data.
-    pub store: Arc<dyn ElectionStore>,
-    /// Postgres, when configured.
-    pub db: Option<Database>,
-    /// Purges across L1, L2 and the CDN.
-    pub purger: Purger,
-    /// Gathers results purges caused by votes.
-    pub vote_purges: Arc<Coalescer>,
-    /// Login cookies.
-    pub sessions: SessionKeys,
-    /// Hashes and checks voting codes.
-    pub voter_codes: CodeHasher,
-    /// Failed-login throttling.
-    pub login_throttle: LoginThrottle,
-    /// Request metrics.
-    pub metrics: Arc<Metrics>,
-    /// Recent and slowest requests.
-    pub traces: Arc<TraceLog>,
-    /// Requests per minute, for the forecaster.
-    pub rates: Arc<crate::scaling::history::RateHistory>,
-    /// The scaling controller, when `SURGE_KUBE` is set.
-    pub scaler: Option<Arc<crate::scaling::controller::Scaler>>,
-    /// Canonical keys of recent request URLs.
-    pub keys: crate::app::respond::KeyMemo,
-    /// Wrong admin tokens per client address and token prefix.
-    pub admin_failures: moka::sync::Cache<crate::api::auth::FailureKey, u32>,
-    /// When the process started.
-    pub started: Instant,
-}
 
 /// Why the origin could not start.
 #[derive(Debug, thiserror::Error)]
@@ -84,23 +42,23 @@ pub struct StartError {
     pub message: String,
 }
 
-impl AppState {
-    /// Connects to what `config` names (Redis, Postgres, the CDN API), runs migrations and
-    /// starts the background tasks.
-    pub async fn start(config: Config) -> Result<Arc<Self>, StartError> {
-        let cache = HybridCache::new(CacheConfig {
-            instance: format!("{}-{}-{}", config.region, std::process::id(), now_ms()),
-            redis: config.redis.clone(),
-            cascade: config.policy.cascade.clone(),
-            l1: config.l1,
-            ..CacheConfig::default()
-        })
-        .await
-        .map_err(|e| StartError {
-            what: "REDIS_URL",
-            message: e.to_string(),
-        })?;
-        let cdn = match &config.cloudflare {
+/// Connects to what `config` names (Redis, Postgres, the CDN API), runs migrations and
+/// starts the background tasks.
+pub async fn start(config: Config) -> Result<Arc<AppState>, StartError> {
+    let cache = HybridCache::new(CacheConfig {
+        instance: format!("{}-{}-{}", config.region, std::process::id(), now_ms()),
+        redis: config.redis.clone(),
+        cascade: config.policy.cascade.clone(),
+        l1: config.l1,
+        ..CacheConfig::default()
+    })
+    .await
+    .map_err(|e| StartError {
+        what: "REDIS_URL",
+        message: e.to_string(),
+    })?;
+    let cdn =
+        match &config.cloudflare {
             None => None,
             Some(cf) => Some(
                 Arc::new(Cloudflare::new(cf.clone(), RetryPolicy::default()).map_err(
@@ -111,60 +69,57 @@ impl AppState {
                 )?) as Arc<dyn Cdn>,
             ),
         };
-        let purger = Purger::new(cache.clone(), cdn, config.policy.key.clone());
-        let (store, db): (Arc<dyn ElectionStore>, _) = match &config.database {
-            None => (Arc::new(MemoryStore::demo()), None),
-            Some(settings) => {
-                let (store, db) = open_database(settings).await?;
-                (Arc::new(store) as Arc<dyn ElectionStore>, Some(db))
+    let purger = Purger::new(cache.clone(), cdn, config.policy.key.clone());
+    let (store, db): (Arc<dyn ElectionStore>, _) = match &config.database {
+        None => (Arc::new(MemoryStore::demo()), None),
+        Some(settings) => {
+            let (store, db) = open_database(settings).await?;
+            (Arc::new(store) as Arc<dyn ElectionStore>, Some(db))
+        }
+    };
+    let voter_codes = match &config.voter_pepper {
+        Some(pepper) => CodeHasher::new(pepper.clone()),
+        None => CodeHasher::ephemeral().map_err(|e| StartError {
+            what: "SURGE_VOTER_PEPPER",
+            message: format!("no randomness for a per-process pepper: {e}"),
+        })?,
+    };
+    let rates = Arc::new(crate::scaling::history::RateHistory::default());
+    let scaler = match &config.scaling {
+        None => None,
+        Some(settings) => Some(start_scaler(&config, settings, db.as_ref(), rates.clone()).await?),
+    };
+    let vote_purges = Coalescer::spawn(purger.clone(), config.purge_coalesce);
+    let sessions =
+        SessionKeys::new(config.cookie_keys.clone(), config.session_ttl).map_err(|e| {
+            StartError {
+                what: "SURGE_COOKIE_KEYS",
+                message: format!(
+                    "no randomness for a per-process cookie key ({e}); set SURGE_COOKIE_KEYS"
+                ),
             }
-        };
-        let voter_codes = match &config.voter_pepper {
-            Some(pepper) => CodeHasher::new(pepper.clone()),
-            None => CodeHasher::ephemeral().map_err(|e| StartError {
-                what: "SURGE_VOTER_PEPPER",
-                message: format!("no randomness for a per-process pepper: {e}"),
-            })?,
-        };
-        let rates = Arc::new(crate::scaling::history::RateHistory::default());
-        let scaler = match &config.scaling {
-            None => None,
-            Some(settings) => {
-                Some(start_scaler(&config, settings, db.as_ref(), rates.clone()).await?)
-            }
-        };
-        let vote_purges = Coalescer::spawn(purger.clone(), config.purge_coalesce);
-        let sessions =
-            SessionKeys::new(config.cookie_keys.clone(), config.session_ttl).map_err(|e| {
-                StartError {
-                    what: "SURGE_COOKIE_KEYS",
-                    message: format!(
-                        "no randomness for a per-process cookie key ({e}); set SURGE_COOKIE_KEYS"
-                    ),
-                }
-            })?;
-        Ok(Arc::new(Self {
-            cache,
-            store,
-            db,
-            purger,
-            vote_purges,
-            sessions,
-            voter_codes,
-            login_throttle: LoginThrottle::default(),
-            metrics: Arc::new(Metrics::default()),
-            traces: Arc::new(TraceLog::new(512)),
-            keys: crate::app::respond::KeyMemo::new(100_000),
-            rates,
-            scaler,
-            admin_failures: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(Duration::from_secs(60))
-                .build(),
-            started: Instant::now(),
-            config,
-        }))
-    }
+        })?;
+    Ok(Arc::new(AppState {
+        cache,
+        store,
+        db,
+        purger,
+        vote_purges,
+        sessions,
+        voter_codes,
+        login_throttle: LoginThrottle::default(),
+        metrics: Arc::new(Metrics::default()),
+        traces: Arc::new(TraceLog::new(512)),
+        keys: KeyMemo::new(100_000),
+        rates,
+        scaler,
+        admin_failures: moka::sync::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(Duration::from_secs(60))
+            .build(),
+        started: Instant::now(),
+        config,
+    }))
 }
 
 /// Connects to the main database and every vote shard (pools, migrations on each, replica

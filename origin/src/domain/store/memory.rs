@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use time::OffsetDateTime;
 
 use super::{ElectionStore, StoreFuture, demo_ballot};
-use crate::app::model::{
+use crate::domain::model::{
     Ballot, Cast, Credential, Election, NewVote, Receipt, Registration, Results, Tally,
 };
 

@@ -1,0 +1,53 @@
+//! What a request carries, read and checked once: the election id in the path, the voter a
+//! session cookie proves, and the client's address.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::ConnectInfo;
+use axum::http::{Extensions, HeaderMap, header};
+use time::OffsetDateTime;
+
+use crate::domain::session::{COOKIE, SessionError};
+
+use super::error::ApiError;
+use super::state::AppState;
+
+/// Parses an election id from the path.
+pub fn election_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "election {:?} does not exist: ids are positive integers",
+            raw.chars().take(40).collect::<String>()
+        ))
+    })
+}
+
+/// The voter a request's `auth_token` cookie proves, or 401.
+pub fn voter(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    let token = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|h| surge_shared::auth::cookie_value(h, COOKIE))
+        .ok_or(ApiError::Session(SessionError::Missing))?;
+    let now = u64::try_from(OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
+    state.sessions.verify(token, now).map_err(ApiError::Session)
+}
+
+/// The client's address: the configured client-IP header (set by the edge in front) when
+/// present and valid, else the TCP peer.
+pub fn client_ip(state: &AppState, headers: &HeaderMap, extensions: &Extensions) -> IpAddr {
+    state
+        .config
+        .client_ip_header
+        .as_ref()
+        .and_then(|name| headers.get(name))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .or_else(|| {
+            extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip())
+        })
+        .unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED))
+}

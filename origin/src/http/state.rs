@@ -1,0 +1,65 @@
+//! What every handler can reach: the running parts [`crate::startup`] builds once.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::cache::HybridCache;
+use crate::config::Config;
+use crate::db::router::ReplicaRouter;
+use crate::db::slowlog::SlowLog;
+use crate::domain::coalesce::Coalescer;
+use crate::domain::session::SessionKeys;
+use crate::domain::store::ElectionStore;
+use crate::domain::voters::code::CodeHasher;
+use crate::domain::voters::throttle::LoginThrottle;
+use crate::purge::Purger;
+use crate::scaling::controller::Scaler;
+use crate::scaling::history::RateHistory;
+use crate::telemetry::{Metrics, TraceLog};
+
+use super::auth::FailureKey;
+use super::keys::KeyMemo;
+
+/// The Postgres tier, when configured.
+pub struct Database {
+    /// Primary and replicas.
+    pub router: Arc<ReplicaRouter>,
+    /// Statements slower than the threshold.
+    pub slow: Arc<SlowLog>,
+}
+
+/// What every handler can reach.
+pub struct AppState {
+    /// The validated configuration.
+    pub config: Config,
+    /// L1 + L2.
+    pub cache: HybridCache,
+    /// The workload's data.
+    pub store: Arc<dyn ElectionStore>,
+    /// Postgres, when configured.
+    pub db: Option<Database>,
+    /// Purges across L1, L2 and the CDN.
+    pub purger: Purger,
+    /// Gathers results purges caused by votes.
+    pub vote_purges: Arc<Coalescer>,
+    /// Login cookies.
+    pub sessions: SessionKeys,
+    /// Hashes and checks voting codes.
+    pub voter_codes: CodeHasher,
+    /// Failed-login throttling.
+    pub login_throttle: LoginThrottle,
+    /// Request metrics.
+    pub metrics: Arc<Metrics>,
+    /// Recent and slowest requests.
+    pub traces: Arc<TraceLog>,
+    /// Requests per minute, for the forecaster.
+    pub rates: Arc<RateHistory>,
+    /// The scaling controller, when `SURGE_KUBE` is set.
+    pub scaler: Option<Arc<Scaler>>,
+    /// Canonical keys of recent request URLs.
+    pub keys: KeyMemo,
+    /// Wrong admin tokens per client address and token prefix.
+    pub admin_failures: moka::sync::Cache<FailureKey, u32>,
+    /// When the process started.
+    pub started: Instant,
+}
