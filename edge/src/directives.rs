@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use surge_shared::Route;
 
-use crate::freshness::Ttls;
 use crate::http::Headers;
+use surge_shared::freshness::Windows;
 
 /// Statuses a shared cache may store (heuristically cacheable, RFC 9110 §15.1).
 pub const STORABLE_STATUSES: [u16; 11] = [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501];
@@ -75,7 +75,7 @@ pub fn storable(
     route: &Route,
     response: &Headers,
     status: u16,
-) -> Result<Ttls, NotStored> {
+) -> Result<Windows, NotStored> {
     if !route.class.is_shared_cacheable() || !route.layers().contains(surge_shared::Layer::L3) {
         return Err(NotStored::Route);
     }
@@ -107,13 +107,13 @@ pub fn storable(
     if ttl.is_zero() {
         return Err(NotStored::ZeroTtl);
     }
-    Ok(Ttls {
+    Ok(Windows {
         ttl,
-        swr: cc
+        stale_while_revalidate: cc
             .seconds("stale-while-revalidate")
             .or(route.stale_while_revalidate)
             .unwrap_or_default(),
-        sie: cc
+        stale_if_error: cc
             .seconds("stale-if-error")
             .or(route.stale_if_error)
             .unwrap_or_default(),
@@ -146,7 +146,7 @@ mod tests {
         )
         .expect("storable");
         assert_eq!(
-            (t.ttl, t.swr),
+            (t.ttl, t.stale_while_revalidate),
             (Duration::from_secs(5), Duration::from_secs(2))
         );
         let t = storable(

@@ -15,7 +15,10 @@ use surge_shared::{CacheKey, CacheStatus, Route, TagSet};
 use crate::config::EdgeConfig;
 use crate::directives::storable;
 use crate::error_page;
-use crate::freshness::{EntryState, Freshness};
+use surge_shared::Tier;
+use surge_shared::freshness::{EntryState, Freshness};
+
+use crate::freshness;
 use crate::http::{EdgeRequest, EdgeResponse, Headers, UNKEYED_OVERRIDES};
 use crate::limit::scopes_for;
 use crate::platform::{Background, CacheStore, Clock, FetchError, RateLimiter, Upstream};
@@ -116,7 +119,7 @@ where
         let head = request.method == "HEAD";
         let mut response = self.answer(request).await;
         response.headers.remove("cache-tag");
-        Freshness::strip(&mut response.headers);
+        freshness::strip(&mut response.headers);
         response.headers.remove(STORED_REGION);
         if head {
             response.body.clear();
@@ -237,14 +240,14 @@ where
         let upstream = self.upstream_request(&request, &path, canon_query.as_deref(), true);
         let now = self.inner.clock.now_ms();
         let stored = match self.inner.store.get(&key).await {
-            Ok(Some(copy)) => Freshness::read(&copy.headers).map(|f| (copy, f)),
+            Ok(Some(copy)) => freshness::read(&copy.headers).map(|f| (copy, f)),
             _ => None,
         };
         let tags = route.tags(&matched.params).unwrap_or_default();
         match stored {
-            Some((copy, freshness)) => match freshness.state(now) {
-                EntryState::Fresh => self.serve_copy(copy, &freshness, now, CacheStatus::Hit),
-                EntryState::Revalidate => {
+            Some((copy, stored)) => match stored.state(now) {
+                EntryState::Fresh => self.serve_copy(copy, &stored, now, CacheStatus::Hit),
+                EntryState::Stale => {
                     let this = self.clone();
                     let route = route.clone();
                     let request = request.clone();
@@ -254,30 +257,31 @@ where
                             this.store_copy(&key, &route, &tags, &fresh).await;
                         }
                     }));
-                    self.serve_copy(copy, &freshness, now, CacheStatus::Stale)
+                    self.serve_copy(copy, &stored, now, CacheStatus::Stale)
                 }
-                EntryState::ErrorOnly | EntryState::Expired => {
-                    let usable = freshness.state(now) == EntryState::ErrorOnly;
+                state @ (EntryState::ErrorOnly | EntryState::Expired) => {
+                    let refetched = EntryState::refetched(Some(state));
                     match self.fetch_with_failover(&upstream, &request, true).await {
                         Ok(fresh) => {
                             self.store_copy(&key, route, &tags, &fresh).await;
-                            with_status(fresh, CacheStatus::Expired)
+                            with_status(fresh, refetched)
                         }
-                        Err(_) if usable => {
-                            self.serve_copy(copy, &freshness, now, CacheStatus::Stale)
+                        Err(_) if state == EntryState::ErrorOnly => {
+                            self.serve_copy(copy, &stored, now, CacheStatus::Stale)
                         }
-                        Err(outage) => {
-                            with_status(self.outage_page(&outage, &request), CacheStatus::Expired)
-                        }
+                        Err(outage) => with_status(self.outage_page(&outage, &request), refetched),
                     }
                 }
             },
             None => match self.fetch_with_failover(&upstream, &request, true).await {
                 Ok(fresh) => {
                     self.store_copy(&key, route, &tags, &fresh).await;
-                    with_status(fresh, CacheStatus::Miss)
+                    with_status(fresh, EntryState::refetched(None))
                 }
-                Err(outage) => with_status(self.outage_page(&outage, &request), CacheStatus::Miss),
+                Err(outage) => with_status(
+                    self.outage_page(&outage, &request),
+                    EntryState::refetched(None),
+                ),
             },
         }
     }
@@ -383,7 +387,7 @@ where
                     response.headers.strip_hop_by_hop();
                     response.headers.set(REGION_HEADER, name);
                     if !response.headers.contains(TIER_HEADER) {
-                        response.headers.set(TIER_HEADER, "origin");
+                        response.headers.set(TIER_HEADER, Tier::Origin.as_str());
                     }
                     return Ok(response);
                 }
@@ -453,7 +457,7 @@ where
         if let Some(region) = copy.headers.get(STORED_REGION).map(str::to_string) {
             copy.headers.set(REGION_HEADER, region);
         }
-        copy.headers.set(TIER_HEADER, "edge");
+        copy.headers.set(TIER_HEADER, Tier::Edge.as_str());
         with_status(copy, status)
     }
 
@@ -466,11 +470,11 @@ where
         route_tags: &TagSet,
         fresh: &EdgeResponse,
     ) {
-        let Ok(ttls) = storable("GET", route, &fresh.headers, fresh.status) else {
+        let Ok(windows) = storable("GET", route, &fresh.headers, fresh.status) else {
             return;
         };
         let now = self.inner.clock.now_ms();
-        let freshness = Freshness::new(now, &ttls);
+        let stored = Freshness::new(now, &windows);
         let mut copy = fresh.clone();
         let mut tags = route_tags.clone();
         if let Some(origin_tags) = fresh.headers.header_joined("cache-tag")
@@ -490,12 +494,8 @@ where
             copy.headers.set(STORED_REGION, region);
         }
         copy.headers.remove(CACHE_STATUS_HEADER);
-        freshness.write(&mut copy.headers);
+        freshness::write(&stored, &mut copy.headers);
         // A failed store only costs a future miss.
-        let _ = self
-            .inner
-            .store
-            .put(key, &copy, freshness.keep_for(now))
-            .await;
+        let _ = self.inner.store.put(key, &copy, stored.keep_for(now)).await;
     }
 }

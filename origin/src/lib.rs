@@ -5,11 +5,13 @@
 
 pub mod cache;
 pub mod cdn;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod domain;
 pub mod http;
 pub mod purge;
 pub mod scaling;
+pub mod settings;
 pub mod startup;
 pub mod telemetry;

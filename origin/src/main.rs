@@ -95,6 +95,7 @@ async fn run_voters(config: &Config, action: VotersCommand) -> Result<(), String
         );
     };
     let pepper = config
+        .domain
         .voter_pepper
         .clone()
         .ok_or("SURGE_VOTER_PEPPER is not set")?;
@@ -136,7 +137,9 @@ async fn run_voters(config: &Config, action: VotersCommand) -> Result<(), String
         Some(path) => Some(create_codes_file(path)?),
         None => None,
     };
-    let (store, _db) = open_database(settings).await.map_err(|e| e.to_string())?;
+    let (store, _db) = open_database(settings, config.domain.vote_batch)
+        .await
+        .map_err(|e| e.to_string())?;
     let (mut registered, mut existing, mut issued) = (0, 0, 0);
     for chunk in entries.chunks(MAX_VOTERS_PER_REQUEST) {
         let request = ImportVotersRequest {
@@ -216,7 +219,7 @@ async fn serve(config: Config) -> ExitCode {
         "surge-origin: region {} listening on http://{}\n  data: {store}\n  L2: {l2}\n  CDN purge: {cdn}\n  admin API: {admin}\n  try: http://{}/elections/1",
         config.region, config.listen, config.listen
     );
-    if config.cookie_keys.is_empty() {
+    if config.domain.cookie_keys.is_empty() {
         println!("  note: SURGE_COOKIE_KEYS is not set; logins are signed with a per-process key");
     }
     let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();

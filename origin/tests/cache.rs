@@ -5,10 +5,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use surge_origin::cache::l1::L1Limits;
-use surge_origin::cache::l2::RedisTarget;
+use surge_origin::cache::l2::{LockReply, RedisTarget};
+use surge_origin::cache::lock::{self, Lock};
 use surge_origin::cache::options::EntryOptions;
-use surge_origin::cache::{CacheConfig, HybridCache, Tier};
-use surge_shared::{CacheStatus, KeyPattern, Layer, Layers, Policy, Tag, TagSet};
+use surge_origin::cache::{CacheConfig, HybridCache};
+use surge_shared::{CacheStatus, KeyPattern, Layer, Layers, Policy, Tag, TagSet, Tier};
 use surge_testkit::redis::{RedisCluster, RedisServer, cli};
 
 fn config(redis: Option<RedisTarget>, instance: &str) -> CacheConfig {
@@ -152,7 +153,7 @@ async fn an_abandoned_lock_expires_and_another_process_takes_over() {
     let l2 = cache.l2().expect("l2");
     assert_eq!(
         l2.try_lock("ballot:9", 1, Duration::from_millis(600)).await,
-        Some(true)
+        LockReply::Acquired
     );
     let calls = Arc::new(AtomicU32::new(0));
     let started = Instant::now();
@@ -175,8 +176,46 @@ async fn an_abandoned_lock_expires_and_another_process_takes_over() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(
         l2.try_lock("ballot:9", 2, Duration::from_millis(100)).await,
-        Some(true),
+        LockReply::Acquired,
         "the lock expired"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lock_whose_holder_is_cancelled_is_released_at_once_not_at_its_ttl() {
+    let redis = RedisServer::start().expect("redis");
+    let cache = cache_on(&redis, "cancelled").await;
+    let l2 = cache.l2().expect("l2");
+    let ttl = Duration::from_secs(60);
+    // A holder whose request is dropped mid-computation.
+    let (took, held) = tokio::sync::oneshot::channel();
+    let holder = tokio::spawn({
+        let l2 = l2.clone();
+        async move {
+            let lock = lock::acquire(&l2, "results:5", 1, ttl).await;
+            let _ = took.send(matches!(lock, Lock::Held(_)));
+            std::future::pending::<()>().await;
+            drop(lock);
+        }
+    });
+    assert_eq!(held.await, Ok(true), "the first caller takes the lock");
+    assert!(
+        matches!(lock::acquire(l2, "results:5", 2, ttl).await, Lock::Busy),
+        "the lock is held while its holder runs"
+    );
+    holder.abort();
+    let _ = holder.await;
+    let mut taken = false;
+    for _ in 0..100 {
+        if l2.try_lock("results:5", 3, ttl).await == LockReply::Acquired {
+            taken = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        taken,
+        "the cancelled holder's lock was released long before its 60 s TTL"
     );
 }
 
@@ -627,10 +666,7 @@ async fn corrupt_or_foreign_bytes_in_l2_are_a_miss() {
             )
             .await
             .expect("value");
-        assert_eq!(
-            (got.value.as_str(), got.tier),
-            ("recomputed", Tier::Factory)
-        );
+        assert_eq!((got.value.as_str(), got.tier), ("recomputed", Tier::Origin));
     }
     assert_eq!(cache.stats().l2_corrupt, 2);
 }

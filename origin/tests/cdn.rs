@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use surge_origin::cdn::cloudflare::{Cloudflare, RetryPolicy};
+use surge_origin::cdn::config::CloudflareConfig;
 use surge_origin::cdn::{Cdn, CdnPurge};
-use surge_origin::config::CloudflareConfig;
 use surge_testkit::cloudflare::CloudflareStandin;
 use surge_testkit::origin::Reply;
 

@@ -8,7 +8,8 @@ use std::time::Duration;
 use surge_origin::cache::l2::RedisTarget;
 use surge_origin::cache::options::EntryOptions;
 use surge_origin::cache::strategy::{Store, WriteBehind, read_through, write_through};
-use surge_origin::cache::{CacheConfig, HybridCache, Tier};
+use surge_origin::cache::{CacheConfig, HybridCache};
+use surge_shared::Tier;
 use surge_testkit::redis::RedisServer;
 
 #[derive(Default)]

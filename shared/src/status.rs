@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// Response header naming the cache status ([`CacheStatus`]).
 pub const CACHE_STATUS_HEADER: &str = "x-surge-cache";
-/// Response header naming the tier that answered ([`Layer`] or `origin`).
+/// Response header naming the tier that answered ([`Tier`]).
 pub const TIER_HEADER: &str = "x-surge-tier";
 /// Response header naming the origin region the edge used.
 pub const REGION_HEADER: &str = "x-surge-region";
@@ -61,6 +61,49 @@ impl FromStr for CacheStatus {
                 "unknown cache status {s:?}; expected HIT, MISS, STALE, BYPASS or EXPIRED"
             )),
         }
+    }
+}
+
+/// Who answered a request: a cache tier, or the origin computing it anew. Every tier names
+/// itself with this in the [`TIER_HEADER`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// An origin process's memory ([`Layer::L1`]).
+    L1,
+    /// Redis ([`Layer::L2`]).
+    L2,
+    /// The CDN edge ([`Layer::L3`]).
+    Edge,
+    /// The origin, computing the answer anew.
+    Origin,
+}
+
+impl Tier {
+    /// The header spelling (`l1`, `l2`, `edge`, `origin`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Tier::L1 => "l1",
+            Tier::L2 => "l2",
+            Tier::Edge => "edge",
+            Tier::Origin => "origin",
+        }
+    }
+}
+
+impl From<Layer> for Tier {
+    fn from(layer: Layer) -> Self {
+        match layer {
+            Layer::L1 => Tier::L1,
+            Layer::L2 => Tier::L2,
+            Layer::L3 => Tier::Edge,
+        }
+    }
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

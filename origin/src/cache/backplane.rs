@@ -8,6 +8,10 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
+use surge_shared::KeyPattern;
+
+use super::Inner;
+use super::stats::Stats;
 
 /// The channel every process publishes on and listens to.
 pub const CHANNEL: &str = "surge:v1:backplane";
@@ -108,6 +112,53 @@ pub async fn subscribe<A: Apply>(urls: Vec<String>, target: Weak<A>) {
                 }
             }
         }
+    }
+}
+
+impl Inner {
+    /// Tells every other process about `event` (nothing without L2).
+    pub(super) async fn publish(&self, event: Event) {
+        let Some(l2) = &self.l2 else { return };
+        let message = Message {
+            from: self.config.instance.clone(),
+            event,
+        };
+        if let Ok(payload) = serde_json::to_string(&message)
+            && l2.publish(CHANNEL, &payload).await.is_some()
+        {
+            Stats::bump(&self.stats.backplane_sent);
+        }
+    }
+}
+
+impl Apply for Inner {
+    fn id(&self) -> &str {
+        &self.config.instance
+    }
+
+    async fn apply(&self, event: Event) {
+        Stats::bump(&self.stats.backplane_received);
+        match event {
+            Event::Evict { keys } => {
+                for key in keys {
+                    self.l1.remove(&key).await;
+                }
+            }
+            Event::Patterns { patterns } => {
+                let parsed = patterns
+                    .iter()
+                    .filter_map(|p| KeyPattern::from_peer(p).ok());
+                for p in parsed {
+                    self.l1.remove_matching(move |k| p.matches(k)).await;
+                }
+            }
+            Event::Tags { versions } => self.tags.set(&versions),
+        }
+    }
+
+    async fn resync(&self) {
+        self.l1.clear();
+        self.tags.clear();
     }
 }
 

@@ -6,21 +6,17 @@ use std::any::Any;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use surge_shared::freshness::{EntryState, Freshness};
 
-/// The L2 format this build writes and reads.
+/// The L2 format this build writes and reads. [`Meta`] encodes its [`Freshness`] as four
+/// integers in place, so the nesting does not change the bytes.
 pub const FORMAT_VERSION: u8 = 1;
 
 /// What is known about a cached value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
-    /// When it was produced (ms since epoch).
-    pub created_ms: u64,
-    /// Fresh until (ms).
-    pub fresh_until_ms: u64,
-    /// Servable while a refresh runs until (ms).
-    pub swr_until_ms: u64,
-    /// Servable when the factory fails until (ms); also when L2 drops it.
-    pub fail_safe_until_ms: u64,
+    /// When it was produced and when its windows end; L2 keeps it until the last one ends.
+    pub freshness: Freshness,
     /// Tags with the tag version current when the value was produced.
     pub tags: Vec<(String, u64)>,
     /// Write version (fencing token): a write never replaces a newer one in L2.
@@ -29,39 +25,10 @@ pub struct Meta {
     pub factory_ms: u64,
 }
 
-/// Where an entry stands at a given time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Freshness {
-    /// Within its TTL.
-    Fresh,
-    /// Past its TTL, inside stale-while-revalidate.
-    Stale,
-    /// Past stale-while-revalidate, inside the fail-safe window: only if the factory fails.
-    FailSafe,
-    /// Past every window.
-    Dead,
-}
-
 impl Meta {
-    /// The state at `now_ms`.
-    pub fn freshness(&self, now_ms: u64) -> Freshness {
-        if now_ms < self.fresh_until_ms {
-            Freshness::Fresh
-        } else if now_ms < self.swr_until_ms {
-            Freshness::Stale
-        } else if now_ms < self.fail_safe_until_ms {
-            Freshness::FailSafe
-        } else {
-            Freshness::Dead
-        }
-    }
-
-    /// Milliseconds L2 must keep it from `now_ms`.
-    pub fn keep_ms(&self, now_ms: u64) -> u64 {
-        self.fail_safe_until_ms
-            .max(self.swr_until_ms)
-            .saturating_sub(now_ms)
-            .max(1)
+    /// Where the value stands at `now_ms`.
+    pub fn state(&self, now_ms: u64) -> EntryState {
+        self.freshness.state(now_ms)
     }
 }
 
@@ -163,10 +130,12 @@ mod tests {
 
     fn meta() -> Meta {
         Meta {
-            created_ms: 1,
-            fresh_until_ms: 10,
-            swr_until_ms: 20,
-            fail_safe_until_ms: 100,
+            freshness: Freshness {
+                stored_at: 1,
+                fresh_until: 10,
+                stale_until: 20,
+                error_until: 100,
+            },
             tags: vec![("election:7".into(), 3)],
             version: 42,
             factory_ms: 5,
@@ -199,12 +168,29 @@ mod tests {
     }
 
     #[test]
-    fn freshness_windows() {
-        let m = meta();
-        assert_eq!(m.freshness(5), Freshness::Fresh);
-        assert_eq!(m.freshness(15), Freshness::Stale);
-        assert_eq!(m.freshness(50), Freshness::FailSafe);
-        assert_eq!(m.freshness(100), Freshness::Dead);
-        assert_eq!(m.keep_ms(50), 50);
+    fn nested_freshness_encodes_as_the_flat_fields_of_format_1() {
+        #[derive(Serialize)]
+        struct Flat {
+            created_ms: u64,
+            fresh_until_ms: u64,
+            swr_until_ms: u64,
+            fail_safe_until_ms: u64,
+            tags: Vec<(String, u64)>,
+            version: u64,
+            factory_ms: u64,
+        }
+        let flat = Flat {
+            created_ms: 1,
+            fresh_until_ms: 10,
+            swr_until_ms: 20,
+            fail_safe_until_ms: 100,
+            tags: vec![("election:7".into(), 3)],
+            version: 42,
+            factory_ms: 5,
+        };
+        assert_eq!(
+            postcard::to_allocvec(&meta()).expect("encodes"),
+            postcard::to_allocvec(&flat).expect("encodes")
+        );
     }
 }

@@ -42,7 +42,7 @@ impl Expiry<String, Arc<Entry>> for ByEntry {
         value: &Arc<Entry>,
         _now: Instant,
     ) -> Option<Duration> {
-        Some(Duration::from_millis(value.meta.keep_ms(super::now_ms())))
+        Some(value.meta.freshness.keep_for(crate::clock::now_ms()))
     }
 
     fn expire_after_update(
@@ -52,7 +52,7 @@ impl Expiry<String, Arc<Entry>> for ByEntry {
         _now: Instant,
         _current: Option<Duration>,
     ) -> Option<Duration> {
-        Some(Duration::from_millis(value.meta.keep_ms(super::now_ms())))
+        Some(value.meta.freshness.keep_for(crate::clock::now_ms()))
     }
 }
 

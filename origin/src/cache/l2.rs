@@ -134,6 +134,50 @@ pub struct ConnectError {
     pub message: String,
 }
 
+/// What reading an entry found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Read {
+    /// The stored bytes.
+    Found(Vec<u8>),
+    /// No entry under the key.
+    Absent,
+    /// Redis failed or its breaker is open.
+    Unavailable,
+}
+
+/// What writing an entry did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Write {
+    /// Stored.
+    Written,
+    /// A newer version is already stored; this one was dropped.
+    Superseded,
+    /// Redis failed or its breaker is open.
+    Unavailable,
+}
+
+/// What asking for a key's lock answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockReply {
+    /// This caller holds it now.
+    Acquired,
+    /// Another caller holds it.
+    Held,
+    /// Redis failed or its breaker is open.
+    Unavailable,
+}
+
+/// What releasing a lock did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// It was ours and is released.
+    Released,
+    /// It had expired or was taken over; nothing was released.
+    NotHeld,
+    /// Redis failed or its breaker is open (the lock expires by itself).
+    Unavailable,
+}
+
 /// The L2 tier.
 #[derive(Clone)]
 pub struct L2 {
@@ -241,17 +285,21 @@ impl L2 {
             .await
     }
 
-    /// The stored bytes of `key`: `Some(None)` when absent, `None` when L2 is unavailable.
-    pub async fn get(&self, key: &str) -> Option<Option<Vec<u8>>> {
+    /// The stored bytes of `key`.
+    pub async fn get(&self, key: &str) -> Read {
         let mut cmd = redis::cmd("HGET");
         cmd.arg(format!("{ENTRY_PREFIX}{key}")).arg("d");
-        self.query(cmd).await
+        match self.query::<Option<Vec<u8>>>(cmd).await {
+            Some(Some(bytes)) => Read::Found(bytes),
+            Some(None) => Read::Absent,
+            None => Read::Unavailable,
+        }
     }
 
-    /// Writes `bytes` as version `version` for `keep_ms`; `Some(false)` when a newer version
-    /// is already there.
-    pub async fn set(&self, key: &str, bytes: &[u8], version: u64, keep_ms: u64) -> Option<bool> {
-        let written = self
+    /// Writes `bytes` as version `version`, kept for `keep`, unless a newer version is there.
+    pub async fn set(&self, key: &str, bytes: &[u8], version: u64, keep: Duration) -> Write {
+        let keep_ms = surge_shared::freshness::millis(keep);
+        let Some(written) = self
             .run(|mut c| async move {
                 Script::new(SET_IF_NEWER)
                     .key(format!("{ENTRY_PREFIX}{key}"))
@@ -261,12 +309,19 @@ impl L2 {
                     .invoke_async::<i64>(&mut c)
                     .await
             })
-            .await?;
+            .await
+        else {
+            return Write::Unavailable;
+        };
         self.stats.l2_bytes_written.fetch_add(
             u64::try_from(bytes.len()).unwrap_or(u64::MAX),
             std::sync::atomic::Ordering::Relaxed,
         );
-        Some(written == 1)
+        if written == 1 {
+            Write::Written
+        } else {
+            Write::Superseded
+        }
     }
 
     /// Writes raw bytes under an entry key, bypassing the format (for tests of corrupt data).
@@ -328,29 +383,38 @@ impl L2 {
         .await
     }
 
-    /// Tries to take the lock of `key` with `token` for `ttl`.
-    pub async fn try_lock(&self, key: &str, token: u64, ttl: Duration) -> Option<bool> {
+    /// Tries to take the lock of `key` with `token` for `ttl` (callers hold it through
+    /// [`super::lock::LockGuard`], which releases it).
+    pub async fn try_lock(&self, key: &str, token: u64, ttl: Duration) -> LockReply {
         let mut cmd = redis::cmd("SET");
         cmd.arg(format!("{LOCK_PREFIX}{key}"))
             .arg(token)
             .arg("NX")
             .arg("PX")
-            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
-        let answer: Option<String> = self.query(cmd).await?;
-        Some(answer.is_some())
+            .arg(surge_shared::freshness::millis(ttl).max(1));
+        match self.query::<Option<String>>(cmd).await {
+            Some(Some(_)) => LockReply::Acquired,
+            Some(None) => LockReply::Held,
+            None => LockReply::Unavailable,
+        }
     }
 
     /// Releases the lock of `key` if `token` still holds it.
-    pub async fn unlock(&self, key: &str, token: u64) -> Option<bool> {
-        self.run(|mut c| async move {
-            Script::new(RELEASE)
-                .key(format!("{LOCK_PREFIX}{key}"))
-                .arg(token)
-                .invoke_async::<i64>(&mut c)
-                .await
-        })
-        .await
-        .map(|n| n == 1)
+    pub async fn unlock(&self, key: &str, token: u64) -> Release {
+        let released = self
+            .run(|mut c| async move {
+                Script::new(RELEASE)
+                    .key(format!("{LOCK_PREFIX}{key}"))
+                    .arg(token)
+                    .invoke_async::<i64>(&mut c)
+                    .await
+            })
+            .await;
+        match released {
+            Some(1) => Release::Released,
+            Some(_) => Release::NotHeld,
+            None => Release::Unavailable,
+        }
     }
 
     /// Publishes `payload` on `channel` (reaches every node of a cluster).

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use surge_shared::freshness::Windows;
 use surge_shared::{Layers, Route, Tag};
 
 /// How one entry is cached and refreshed.
@@ -54,6 +55,15 @@ impl Default for EntryOptions {
 }
 
 impl EntryOptions {
+    /// The entry's windows in the shared freshness model (fail-safe is stale-if-error).
+    pub fn windows(&self) -> Windows {
+        Windows {
+            ttl: self.ttl,
+            stale_while_revalidate: self.stale_while_revalidate,
+            stale_if_error: self.fail_safe_max,
+        }
+    }
+
     /// Options following a shared route policy (TTL, SWR, fail-safe from stale-if-error,
     /// layers, lock timeout); `tags` are the route's rendered tags.
     pub fn for_route(route: &Route, tags: Vec<Tag>) -> Self {

@@ -10,8 +10,8 @@ use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::config::CloudflareConfig;
 use super::{Cdn, CdnOutcome, CdnPurge};
-use crate::config::CloudflareConfig;
 
 /// Most targets per purge request (Cloudflare's limit on every plan).
 pub const MAX_PER_REQUEST: usize = 100;

@@ -3,6 +3,7 @@
 //! that spans L1, L2 and the CDN lives in `crate::purge`.
 
 pub mod cloudflare;
+pub mod config;
 
 use futures_util::future::BoxFuture;
 

@@ -4,6 +4,7 @@
 //! migrations (`migrate`).
 
 pub mod analyze;
+pub mod config;
 pub mod migrate;
 pub mod pool;
 pub mod router;

@@ -9,6 +9,7 @@
 //! - `voters`: registered voters, their codes and login throttling.
 
 pub mod coalesce;
+pub mod config;
 pub mod model;
 pub mod session;
 pub mod store;

@@ -369,7 +369,7 @@ async fn stats(State(state): State<Arc<AppState>>) -> Json<Value> {
 /// Requests per minute lately and the forecast for the next hour (daily seasonality).
 fn traffic(state: &AppState) -> Value {
     use crate::scaling::forecast::forecast;
-    let series = state.rates.series(crate::cache::now_ms());
+    let series = state.rates.series(crate::clock::now_ms());
     let next_hour = forecast(&series, 24 * 60, 60);
     json!({
         "history_minutes": series.len(),

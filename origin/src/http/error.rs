@@ -150,7 +150,7 @@ fn reference() -> String {
     let mut bytes = [0u8; 6];
     match getrandom::fill(&mut bytes) {
         Ok(()) => hex::encode(bytes),
-        Err(_) => format!("t{}", crate::cache::now_ms()),
+        Err(_) => format!("t{}", crate::clock::now_ms()),
     }
 }
 

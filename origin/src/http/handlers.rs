@@ -201,7 +201,7 @@ async fn authenticate(
     let token = state.sessions.issue(&request.voter_id, now_s);
     let cookie = state
         .sessions
-        .set_cookie(&token, state.config.secure_cookies);
+        .set_cookie(&token, state.config.domain.secure_cookies);
     let reply = LoginReply {
         voter_id: request.voter_id,
         elections: credential.map(|c| c.elections).unwrap_or_default(),

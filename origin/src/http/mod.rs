@@ -24,7 +24,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
 use serde_json::{Value, json};
 
-use crate::cache::now_ms;
+use crate::clock::now_ms;
 use crate::telemetry::Trace;
 pub use state::AppState;
 

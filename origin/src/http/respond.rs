@@ -8,11 +8,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use surge_shared::status::{CACHE_STATUS_HEADER, REGION_HEADER, TIER_HEADER};
-use surge_shared::{CacheStatus, Layer};
+use surge_shared::{CacheStatus, Layer, Tier};
 
 use super::state::AppState;
 use crate::cache::options::EntryOptions;
-use crate::cache::{CacheError, Lookup, Tier};
+use crate::cache::{CacheError, Lookup};
 use crate::domain::store::StoreError;
 use crate::http::error::ApiError;
 
@@ -122,7 +122,7 @@ where
             Ok(value) => Lookup {
                 value,
                 status: CacheStatus::Bypass,
-                tier: Tier::Factory,
+                tier: Tier::Origin,
                 fail_safe: false,
             },
             Err(e) => return unavailable(&e).into_response(),
@@ -150,14 +150,7 @@ where
         set("cache-tag", &tag_header);
     }
     set(CACHE_STATUS_HEADER, lookup.status.as_str());
-    set(
-        TIER_HEADER,
-        match lookup.tier {
-            Tier::L1 => "l1",
-            Tier::L2 => "l2",
-            Tier::Factory => "origin",
-        },
-    );
+    set(TIER_HEADER, lookup.tier.as_str());
     set(REGION_HEADER, &state.config.region);
     response
 }

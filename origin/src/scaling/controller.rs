@@ -16,11 +16,11 @@ use surge_shared::admin::{
 use time::OffsetDateTime;
 
 use super::cluster::{ClusterError, KubeCluster, Workload};
+use super::config::{PredictiveConfig, ScalingConfig};
 use super::forecast::{Method, forecast, replica_floor};
 use super::history::RateHistory;
 use super::plan::{self, Floor};
 use super::store::{Added, ScalingStore};
-use crate::config::{PredictiveConfig, ScalingConfig};
 use crate::db::StoreError;
 
 /// Minutes of history the forecast needs before it may set a floor.
@@ -290,7 +290,7 @@ impl Scaler {
     /// The forecast floor, when predictive scaling is on and there is enough history.
     async fn predict(&self) -> Option<PredictiveFloor> {
         let settings = self.config.predictive.as_ref()?;
-        let series = self.rates.series(crate::cache::now_ms());
+        let series = self.rates.series(crate::clock::now_ms());
         if series.len() < MIN_HISTORY_MINUTES {
             return None;
         }

@@ -9,6 +9,7 @@
 //! - `controller`: ties them together on a tick and behind the admin API.
 
 pub mod cluster;
+pub mod config;
 pub mod controller;
 pub mod forecast;
 pub mod history;

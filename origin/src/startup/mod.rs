@@ -5,10 +5,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::cache::{CacheConfig, HybridCache, now_ms};
+use crate::cache::{CacheConfig, HybridCache};
 use crate::cdn::Cdn;
 use crate::cdn::cloudflare::{Cloudflare, RetryPolicy};
-use crate::config::{Config, DatabaseConfig};
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::db::config::DatabaseConfig;
 use crate::db::migrate;
 use crate::db::pool::{DbPool, PoolSettings};
 use crate::db::router::{ReplicaConfig, ReplicaRouter};
@@ -16,6 +18,7 @@ use crate::db::slowlog::SlowLog;
 use crate::domain::coalesce::Coalescer;
 use crate::domain::session::SessionKeys;
 use crate::domain::store::ElectionStore;
+use crate::domain::store::batch::BatchSettings;
 use crate::domain::store::memory::MemoryStore;
 use crate::domain::store::postgres::PgStore;
 use crate::domain::voters::code::CodeHasher;
@@ -73,11 +76,11 @@ pub async fn start(config: Config) -> Result<Arc<AppState>, StartError> {
     let (store, db): (Arc<dyn ElectionStore>, _) = match &config.database {
         None => (Arc::new(MemoryStore::demo()), None),
         Some(settings) => {
-            let (store, db) = open_database(settings).await?;
+            let (store, db) = open_database(settings, config.domain.vote_batch).await?;
             (Arc::new(store) as Arc<dyn ElectionStore>, Some(db))
         }
     };
-    let voter_codes = match &config.voter_pepper {
+    let voter_codes = match &config.domain.voter_pepper {
         Some(pepper) => CodeHasher::new(pepper.clone()),
         None => CodeHasher::ephemeral().map_err(|e| StartError {
             what: "SURGE_VOTER_PEPPER",
@@ -89,16 +92,12 @@ pub async fn start(config: Config) -> Result<Arc<AppState>, StartError> {
         None => None,
         Some(settings) => Some(start_scaler(&config, settings, db.as_ref(), rates.clone()).await?),
     };
-    let vote_purges = Coalescer::spawn(purger.clone(), config.purge_coalesce);
-    let sessions =
-        SessionKeys::new(config.cookie_keys.clone(), config.session_ttl).map_err(|e| {
-            StartError {
-                what: "SURGE_COOKIE_KEYS",
-                message: format!(
-                    "no randomness for a per-process cookie key ({e}); set SURGE_COOKIE_KEYS"
-                ),
-            }
-        })?;
+    let vote_purges = Coalescer::spawn(purger.clone(), config.domain.purge_coalesce);
+    let sessions = SessionKeys::new(config.domain.cookie_keys.clone(), config.domain.session_ttl)
+        .map_err(|e| StartError {
+        what: "SURGE_COOKIE_KEYS",
+        message: format!("no randomness for a per-process cookie key ({e}); set SURGE_COOKIE_KEYS"),
+    })?;
     Ok(Arc::new(AppState {
         cache,
         store,
@@ -124,7 +123,10 @@ pub async fn start(config: Config) -> Result<Arc<AppState>, StartError> {
 
 /// Connects to the main database and every vote shard (pools, migrations on each, replica
 /// monitors, the demo seed when asked, read floors) and builds the store over them.
-pub async fn open_database(settings: &DatabaseConfig) -> Result<(PgStore, Database), StartError> {
+pub async fn open_database(
+    settings: &DatabaseConfig,
+    vote_batch: BatchSettings,
+) -> Result<(PgStore, Database), StartError> {
     let slow = Arc::new(SlowLog::new(SLOW_QUERY, 256));
     let router = connect(
         &settings.primary,
@@ -145,7 +147,7 @@ pub async fn open_database(settings: &DatabaseConfig) -> Result<(PgStore, Databa
             .await?,
         );
     }
-    let mut store = PgStore::new(router.clone(), shards, settings.vote_batch, slow.clone());
+    let mut store = PgStore::new(router.clone(), shards, vote_batch, slow.clone());
     if settings.seed_demo {
         store.seed_demo().await.map_err(|e| StartError {
             what: "SURGE_SEED_DEMO",
@@ -216,7 +218,7 @@ async fn connect(
 /// Connects to the cluster, picks the scaling store and starts the controller's tick.
 async fn start_scaler(
     config: &Config,
-    settings: &crate::config::ScalingConfig,
+    settings: &crate::scaling::config::ScalingConfig,
     db: Option<&Database>,
     rates: Arc<crate::scaling::history::RateHistory>,
 ) -> Result<Arc<crate::scaling::controller::Scaler>, StartError> {
@@ -224,7 +226,7 @@ async fn start_scaler(
     use crate::scaling::controller::Scaler;
     use crate::scaling::store::{MemoryScalingStore, PgScalingStore, ScalingStore};
     let cluster = KubeCluster::connect(
-        settings.access == crate::config::KubeAccess::InCluster,
+        settings.access == crate::scaling::config::KubeAccess::InCluster,
         &settings.namespace,
     )
     .await

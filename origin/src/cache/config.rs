@@ -1,0 +1,22 @@
+//! The cache tiers' settings: Redis for L2 and the backplane, and L1's bounds.
+
+use crate::settings::{ConfigError, Settings, fail};
+
+use super::l1::L1Limits;
+use super::l2::RedisTarget;
+
+/// Redis for L2 and the backplane (`REDIS_URL`); `None`: L1 only.
+pub fn redis(s: &Settings<'_>) -> Result<Option<RedisTarget>, ConfigError> {
+    s.secret("REDIS_URL")?
+        .map(|text| RedisTarget::parse(&text).map_err(|e| fail("REDIS_URL", e)))
+        .transpose()
+}
+
+/// L1's bounds (`SURGE_L1_MAX_ITEMS`, default 10,000; `SURGE_L1_MAX_BYTES`, default 256 MiB).
+pub fn l1(s: &Settings<'_>) -> Result<L1Limits, ConfigError> {
+    let defaults = L1Limits::default();
+    Ok(L1Limits {
+        max_items: s.number("SURGE_L1_MAX_ITEMS", defaults.max_items, 1, 100_000_000)?,
+        max_bytes: s.number("SURGE_L1_MAX_BYTES", defaults.max_bytes, 1 << 20, 1 << 40)?,
+    })
+}

@@ -1,0 +1,107 @@
+//! Looking a key up: L1, then L2, each entry checked against the current versions of its
+//! tags (an invalidated tag makes it a miss), and an entry's value decoded once.
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use surge_shared::{CacheStatus, Tag, Tier};
+
+use super::entry::Entry;
+use super::l2::Read;
+use super::stats::Stats;
+use super::{Inner, Lookup};
+
+impl Inner {
+    pub(super) async fn l1_lookup(&self, key: &str) -> Option<Arc<Entry>> {
+        let entry = self.l1.get(key).await?;
+        if self.tags_valid(&entry).await {
+            Some(entry)
+        } else {
+            self.l1.remove(key).await;
+            None
+        }
+    }
+
+    pub(super) async fn l2_lookup(&self, key: &str) -> Option<Arc<Entry>> {
+        let l2 = self.l2.as_ref()?;
+        let bytes = match l2.get(key).await {
+            Read::Found(bytes) => bytes,
+            Read::Absent | Read::Unavailable => {
+                Stats::bump(&self.stats.l2_misses);
+                return None;
+            }
+        };
+        let entry = match Entry::decode(&bytes) {
+            Ok(e) => Arc::new(e),
+            Err(e) => {
+                tracing::warn!(key, error = %e, "unreadable L2 entry treated as a miss");
+                Stats::bump(&self.stats.l2_corrupt);
+                Stats::bump(&self.stats.l2_misses);
+                return None;
+            }
+        };
+        if self.tags_valid(&entry).await {
+            Stats::bump(&self.stats.l2_hits);
+            Some(entry)
+        } else {
+            Stats::bump(&self.stats.l2_misses);
+            None
+        }
+    }
+
+    pub(super) async fn tags_valid(&self, entry: &Entry) -> bool {
+        if entry.meta.tags.is_empty() {
+            return true;
+        }
+        if let Some(valid) = self.tags.check_local(&entry.meta.tags) {
+            return valid;
+        }
+        let names: Vec<String> = entry.meta.tags.iter().map(|(t, _)| t.clone()).collect();
+        let current = self.tags.get(&names, self.l2.as_ref()).await;
+        entry
+            .meta
+            .tags
+            .iter()
+            .zip(current)
+            .all(|((_, v), now)| *v == now)
+    }
+
+    pub(super) async fn current_tag_versions(&self, tags: &[Tag]) -> Vec<(String, u64)> {
+        let names: Vec<String> = tags.iter().map(|t| t.as_str().to_string()).collect();
+        let versions = self.tags.get(&names, self.l2.as_ref()).await;
+        names.into_iter().zip(versions).collect()
+    }
+}
+
+/// A usable entry's status and tier, before decoding.
+pub(super) struct Found {
+    pub(super) status: CacheStatus,
+    pub(super) tier: Tier,
+}
+
+impl Found {
+    pub(super) fn with<T>(self, value: T) -> Lookup<T> {
+        Lookup {
+            value,
+            status: self.status,
+            tier: self.tier,
+            fail_safe: false,
+        }
+    }
+}
+
+/// An entry's status when it can be served as it is, with the tier it came from.
+pub(super) fn usable(entry: &Entry, now: u64, tier: Tier) -> Option<Found> {
+    let status = entry.meta.state(now).served()?;
+    Some(Found { status, tier })
+}
+
+/// The value of `entry` as a `T`: the decoded copy L1 keeps when it is one, else decoded now.
+pub(super) fn decode_value<T: DeserializeOwned + Clone + Send + Sync + 'static>(
+    entry: &Entry,
+) -> Option<T> {
+    if let Some(typed) = entry.typed.as_ref().and_then(|t| t.downcast_ref::<T>()) {
+        return Some(typed.clone());
+    }
+    serde_json::from_slice(&entry.value).ok()
+}
