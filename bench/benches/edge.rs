@@ -10,7 +10,7 @@ use surge_edge::config::EdgeConfig;
 use surge_edge::http::{Client, EdgeRequest, EdgeResponse, Headers};
 use surge_edge::pipeline::Pipeline;
 use surge_edge::platform::memory::{MemoryLimiter, MemoryStore, SystemClock, TaskQueue};
-use surge_edge::platform::{FetchError, Upstream};
+use surge_edge::seams::{FetchError, Upstream};
 
 /// An origin answering 1 KiB, cacheable.
 struct Origin;

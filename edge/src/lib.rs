@@ -3,8 +3,9 @@
 //! defines none of its own.
 //!
 //! - [`pipeline`]: the platform-agnostic flow (plain Rust, unit-tested natively).
-//! - [`platform`]: the narrow traits it runs on, and the adapters (`cloudflare`, `wasi`, and
-//!   in-memory pieces).
+//! - [`seams`]: the narrow traits it runs on.
+//! - [`platform`]: the runtimes implementing them and entering the pipeline (`cloudflare`,
+//!   `wasi`, and in-memory pieces).
 //! - [`directives`], [`freshness`]: what may be stored and for how long.
 //! - [`limit`]: which identity a quota counts.
 //! - [`config`], [`http`], [`error_page`]: configuration, messages, outage answers.
@@ -17,3 +18,4 @@ pub mod http;
 pub mod limit;
 pub mod pipeline;
 pub mod platform;
+pub mod seams;

@@ -4,12 +4,12 @@
 //! does not verify. A route with a per-voter quota may name a per-IP quota counted as well.
 
 use surge_shared::auth::cookie_value;
-use surge_shared::rate::{LimitKey, Quota, client_network};
+use surge_shared::rate::{LimitKey, client_network};
 use surge_shared::{Route, session};
 
 use crate::config::EdgeConfig;
 use crate::http::EdgeRequest;
-use crate::platform::LimitScope;
+use crate::seams::LimitScope;
 
 /// Name of the Workers `[[ratelimits]]` binding that enforces quota `name` (`LIMIT_READ`).
 pub fn binding_name(quota_name: &str) -> String {
@@ -19,16 +19,9 @@ pub fn binding_name(quota_name: &str) -> String {
     )
 }
 
-/// The `simple = { limit, period }` settings of the binding for `quota`: the binding only
-/// counts over 10 s or 60 s windows, so the quota's rate is scaled to the nearest window.
-pub fn binding_settings(quota: &Quota) -> (u64, u64) {
-    let period_ms = u64::try_from(quota.period.as_millis())
-        .unwrap_or(u64::MAX)
-        .max(1);
-    let window = if period_ms <= 10_000 { 10 } else { 60 };
-    let limit = (u64::from(quota.rate) * window * 1000).div_ceil(period_ms);
-    (limit.max(1), window)
-}
+/// The windows (seconds) a Workers rate-limit binding counts over; a quota's binding takes
+/// `simple = { limit, period }` from [`surge_shared::rate::Quota::over_window`] with these.
+pub const BINDING_WINDOWS: [u64; 2] = [10, 60];
 
 /// The network key of `request`'s client (`ip:…`).
 fn network(request: &EdgeRequest) -> String {
@@ -108,8 +101,12 @@ mod tests {
     fn bindings_scale_quotas_to_their_windows() {
         let policy = Policy::election_default();
         let q = |name: &str| *policy.limits.get(name).expect("quota");
-        assert_eq!(binding_settings(&q("read")), (1000, 10));
-        assert_eq!(binding_settings(&q("login")), (10, 60));
+        let window = |name: &str| {
+            let w = q(name).over_window(&BINDING_WINDOWS);
+            (w.requests, w.seconds)
+        };
+        assert_eq!(window("read"), (1000, 10));
+        assert_eq!(window("login"), (10, 60));
         assert_eq!(binding_name("read"), "LIMIT_READ");
     }
 
@@ -138,7 +135,8 @@ mod tests {
                 .get("period")
                 .and_then(|v| v.as_integer())
                 .expect("period");
-            let (want_limit, want_period) = binding_settings(quota);
+            let want = quota.over_window(&BINDING_WINDOWS);
+            let (want_limit, want_period) = (want.requests, want.seconds);
             assert_eq!(
                 (u64::try_from(limit).ok(), u64::try_from(period).ok()),
                 (Some(want_limit), Some(want_period)),

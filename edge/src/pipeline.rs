@@ -6,7 +6,7 @@
 
 use std::rc::Rc;
 
-use surge_shared::key::canonical_url;
+use surge_shared::key::CanonicalUrl;
 use surge_shared::policy::Method;
 use surge_shared::rate::Decision;
 use surge_shared::status::{CACHE_STATUS_HEADER, REGION_HEADER, TIER_HEADER};
@@ -21,7 +21,7 @@ use surge_shared::freshness::{EntryState, Freshness};
 use crate::freshness;
 use crate::http::{EdgeRequest, EdgeResponse, Headers, UNKEYED_OVERRIDES};
 use crate::limit::scopes_for;
-use crate::platform::{Background, CacheStore, Clock, FetchError, RateLimiter, Upstream};
+use crate::seams::{Background, CacheStore, Clock, FetchError, RateLimiter, Upstream};
 
 /// Path of the edge's own health probe.
 pub const HEALTH_PATH: &str = "/__surge/health";
@@ -62,7 +62,7 @@ impl<S, L, U, C, B> Clone for Pipeline<S, L, U, C, B> {
     }
 }
 
-/// The path and query of an absolute URL (`/` when the URL does not parse).
+/// The path and query of an absolute URL as the client sent it (`/` when it does not parse).
 fn path_and_query(url: &str) -> (String, Option<String>) {
     match url::Url::parse(url) {
         Ok(u) => (u.path().to_string(), u.query().map(str::to_string)),
@@ -130,7 +130,7 @@ where
     async fn answer(&self, request: EdgeRequest) -> EdgeResponse {
         let config = &self.inner.config;
         let policy = &config.policy;
-        let canonical = match canonical_url(&policy.key, &request.url) {
+        let canonical = match CanonicalUrl::parse(&policy.key, &request.url) {
             Ok(c) => c,
             Err(e) => {
                 return with_status(
@@ -139,7 +139,7 @@ where
                 );
             }
         };
-        let (path, canon_query) = path_and_query(&canonical);
+        let (path, canon_query) = (canonical.path(), canonical.query());
         if path == HEALTH_PATH {
             let regions = config.geo.failover_order(
                 request.client.country.as_deref(),
@@ -163,7 +163,7 @@ where
                 CacheStatus::Bypass,
             );
         }
-        let matched = policy.classify(&path);
+        let matched = policy.classify(path);
         let route = matched.route;
         let Some(method) = Method::parse(&request.method).filter(|m| route.allows(*m)) else {
             let allow: Vec<String> = route
@@ -237,7 +237,7 @@ where
             };
         }
         let key = CacheKey::for_canonical_url(&policy.key, &canonical, &request.headers);
-        let upstream = self.upstream_request(&request, &path, canon_query.as_deref(), true);
+        let upstream = self.upstream_request(&request, path, canon_query, true);
         let now = self.inner.clock.now_ms();
         let stored = match self.inner.store.get(&key).await {
             Ok(Some(copy)) => freshness::read(&copy.headers).map(|f| (copy, f)),

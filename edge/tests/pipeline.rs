@@ -10,7 +10,7 @@ use surge_edge::config::EdgeConfig;
 use surge_edge::http::{Client, EdgeRequest, EdgeResponse, Headers};
 use surge_edge::pipeline::Pipeline;
 use surge_edge::platform::memory::{ManualClock, MemoryLimiter, MemoryStore, TaskQueue};
-use surge_edge::platform::{FetchError, Upstream};
+use surge_edge::seams::{FetchError, Upstream};
 use surge_shared::CacheKey;
 
 type Handler = Box<dyn Fn(&EdgeRequest) -> Result<EdgeResponse, FetchError>>;

@@ -12,8 +12,8 @@
 use std::sync::Arc;
 
 use surge_shared::admin::{InvalidateReport, InvalidateRequest, TierOutcome, TierReport};
-use surge_shared::key::{KEY_PREFIX, KeyConfig};
-use surge_shared::{CacheKey, KeyPattern, Layer, TagSet};
+use surge_shared::key::{CanonicalUrl, KeyConfig};
+use surge_shared::{CacheKey, KeyPattern, Layer, Layers, TagSet};
 
 use crate::cache::HybridCache;
 use crate::cdn::{Cdn, CdnPurge};
@@ -33,6 +33,18 @@ struct LocalPlan {
     patterns: Vec<KeyPattern>,
 }
 
+/// A checked purge request, translated for every tier: made once by [`Purger::plan`] and
+/// carried out by [`Purger::run`].
+#[derive(Debug)]
+pub struct PurgePlan {
+    layers: Layers,
+    tags: TagSet,
+    cascade: bool,
+    local: LocalPlan,
+    cdn: CdnPurge,
+    not_at_cdn: Vec<String>,
+}
+
 /// Why a request cannot be planned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{field}`: {message}")]
@@ -48,18 +60,6 @@ fn plan_error(field: String, message: impl Into<String>) -> PlanError {
         field,
         message: message.into(),
     }
-}
-
-/// `pattern` over canonical URLs as a pattern over full keys (which add variant suffixes).
-fn key_pattern(url_glob: &str, with_variants: bool) -> Result<KeyPattern, String> {
-    if url_glob.starts_with(KEY_PREFIX) {
-        return KeyPattern::new(url_glob).map_err(|e| e.to_string());
-    }
-    let mut text = format!("{KEY_PREFIX}GET {url_glob}");
-    if with_variants && !url_glob.ends_with('*') {
-        text.push_str(" *");
-    }
-    KeyPattern::new(&text).map_err(|e| e.to_string())
 }
 
 /// A glob the CDN can purge as a prefix: `scheme://host/path*` with one trailing `*`.
@@ -80,11 +80,16 @@ impl Purger {
         Self { cache, cdn, keys }
     }
 
-    /// Translates the request's targets for the local tiers and the CDN.
-    fn plan(
-        &self,
-        req: &InvalidateRequest,
-    ) -> Result<(LocalPlan, CdnPurge, Vec<String>), PlanError> {
+    /// Checks `req` beyond its own validation (the layer choice and every target's
+    /// translation) and translates its targets for the local tiers and the CDN.
+    pub fn plan(&self, req: &InvalidateRequest) -> Result<PurgePlan, PlanError> {
+        let layers = req.layers();
+        if layers.contains(Layer::L1) != layers.contains(Layer::L2) {
+            return Err(plan_error(
+                "layers".into(),
+                "purge l1 and l2 together (an L1 refilled from a stale L2, or an L2 behind a stale L1, would undo the purge); the CDN (l3) may be purged alone",
+            ));
+        }
         let variants = !self.keys.variants.is_empty();
         let mut local = LocalPlan::default();
         let mut cdn = CdnPurge {
@@ -95,14 +100,14 @@ impl Purger {
         };
         let mut not_at_cdn = Vec::new();
         for (i, key) in req.keys.iter().enumerate() {
-            if key.starts_with(KEY_PREFIX) {
+            if CacheKey::is_key(key) {
                 local.keys.push(key.clone());
                 not_at_cdn.push(format!(
                     "keys[{i}] is a key, not a URL; the CDN purges URLs, so send the URL"
                 ));
                 continue;
             }
-            let canonical = surge_shared::key::canonical_url(&self.keys, key)
+            let canonical = CanonicalUrl::parse(&self.keys, key)
                 .map_err(|e| plan_error(format!("keys[{i}]"), e.to_string()))?;
             for variant in CacheKey::all_variants(&self.keys, &canonical) {
                 cdn.files.push(variant.cache_url());
@@ -110,8 +115,8 @@ impl Purger {
             }
         }
         for (i, pattern) in req.patterns.iter().enumerate() {
-            let local_pattern = key_pattern(pattern.as_str(), variants)
-                .map_err(|e| plan_error(format!("patterns[{i}]"), e))?;
+            let local_pattern = KeyPattern::for_url_glob(pattern.as_str(), variants)
+                .map_err(|e| plan_error(format!("patterns[{i}]"), e.to_string()))?;
             local.patterns.push(local_pattern);
             match cdn_prefix(pattern.as_str()) {
                 Some(prefix) => cdn.prefixes.push(prefix),
@@ -124,8 +129,8 @@ impl Purger {
         for (i, prefix) in req.prefixes.iter().enumerate() {
             for scheme in ["https", "http"] {
                 local.patterns.push(
-                    key_pattern(&format!("{scheme}://{prefix}*"), false)
-                        .map_err(|e| plan_error(format!("prefixes[{i}]"), e))?,
+                    KeyPattern::for_url_glob(&format!("{scheme}://{prefix}*"), false)
+                        .map_err(|e| plan_error(format!("prefixes[{i}]"), e.to_string()))?,
                 );
             }
         }
@@ -140,45 +145,49 @@ impl Purger {
         if req.everything {
             local.patterns.push(KeyPattern::everything());
         }
-        Ok((local, cdn, not_at_cdn))
+        Ok(PurgePlan {
+            layers,
+            tags: req.tags.iter().cloned().collect(),
+            cascade: req.cascade,
+            local,
+            cdn,
+            not_at_cdn,
+        })
     }
 
-    /// Checks a request beyond its own validation: the layer choice and every target's
-    /// translation.
-    pub fn check(&self, req: &InvalidateRequest) -> Result<(), PlanError> {
-        let layers = req.layers();
-        if layers.contains(Layer::L1) != layers.contains(Layer::L2) {
-            return Err(plan_error(
-                "layers".into(),
-                "purge l1 and l2 together (an L1 refilled from a stale L2, or an L2 behind a stale L1, would undo the purge); the CDN (l3) may be purged alone",
-            ));
-        }
-        self.plan(req).map(|_| ())
-    }
-
-    /// Purges what `req` asks in the layers it names. Call [`Purger::check`] first for a
-    /// 4xx-worthy error; a planning error here is reported as a failed tier.
+    /// Plans `req` and runs it; a request that cannot be planned is reported as failed in
+    /// every tier (callers that answer a client plan first, to refuse it with a 400).
     pub async fn invalidate(&self, req: &InvalidateRequest) -> InvalidateReport {
-        let layers = req.layers();
-        let (local, mut cdn_plan, not_at_cdn) = match self.plan(req) {
-            Ok(plan) => plan,
+        match self.plan(req) {
+            Ok(plan) => self.run(plan).await,
             Err(e) => {
                 let failed = Layer::ALL
                     .iter()
                     .map(|layer| failed_tier(*layer, e.to_string()))
                     .collect();
-                return InvalidateReport::new(Vec::new(), failed);
+                InvalidateReport::new(Vec::new(), failed)
             }
-        };
-        let tag_set: TagSet = req.tags.iter().cloned().collect();
+        }
+    }
+
+    /// Purges what `plan` holds in the layers it names.
+    pub async fn run(&self, plan: PurgePlan) -> InvalidateReport {
+        let PurgePlan {
+            layers,
+            tags: tag_set,
+            cascade,
+            local,
+            cdn: mut cdn_plan,
+            not_at_cdn,
+        } = plan;
         let mut tiers = Vec::new();
         let mut purged_tags = tag_set.clone();
         if layers.contains(Layer::L1) {
-            let (l1, l2, expanded) = self.purge_local(&local, &tag_set, req.cascade).await;
+            let (l1, l2, expanded) = self.purge_local(&local, &tag_set, cascade).await;
             purged_tags = expanded;
             tiers.push(l1);
             tiers.push(l2);
-        } else if req.cascade && !tag_set.is_empty() {
+        } else if cascade && !tag_set.is_empty() {
             // The CDN still needs the cascade's tags.
             purged_tags = self.cache.cascade_of(&tag_set).unwrap_or(tag_set.clone());
             tiers.push(skipped(Layer::L1, "not in `layers`"));
@@ -357,9 +366,10 @@ mod tests {
 
     #[test]
     fn url_globs_become_key_patterns_and_cdn_prefixes() {
-        let p = key_pattern("https://vote.example/api/*", true).expect("valid");
+        let p = KeyPattern::for_url_glob("https://vote.example/api/*", true).expect("valid");
         assert!(p.matches("surge:v1:GET https://vote.example/api/elections/1 enc=br"));
-        let exact = key_pattern("https://vote.example/api/elections/1", true).expect("valid");
+        let exact =
+            KeyPattern::for_url_glob("https://vote.example/api/elections/1", true).expect("valid");
         assert!(exact.matches("surge:v1:GET https://vote.example/api/elections/1 enc=gzip"));
         assert!(!exact.matches("surge:v1:GET https://vote.example/api/elections/10 enc=gzip"));
         assert_eq!(

@@ -131,14 +131,15 @@ async fn alerts_and_dashboard_use_metrics_the_origin_exports() {
         missing.is_empty(),
         "used but not exported: {missing:?}\n{families:?}"
     );
-    let db_metrics =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http/admin.rs"))
-            .expect("admin.rs");
+    let db_metrics = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("src/telemetry/exposition.rs"),
+    )
+    .expect("exposition.rs");
     for m in used.iter().filter(|m| m.starts_with("surge_db_")) {
         let short = m.trim_start_matches("surge_");
         assert!(
             db_metrics.contains(&format!("\"{short}\"")),
-            "{m} is not registered by the metrics handler"
+            "{m} is not registered by the metrics exposition"
         );
     }
 }

@@ -13,6 +13,8 @@ use url::Url;
 
 /// Prefix of every key; bumping the version orphans all old entries at once.
 pub const KEY_PREFIX: &str = "surge:v1:";
+/// What every request key starts with: the prefix and the method both GET and HEAD key as.
+pub const REQUEST_KEY_PREFIX: &str = "surge:v1:GET ";
 
 /// Longest URL accepted for keying (bytes), matching Cloudflare's request-URL limit.
 pub const MAX_URL_LEN: usize = 16 * 1024;
@@ -269,21 +271,20 @@ impl CacheKey {
         }
         Ok(Self::for_canonical_url(
             config,
-            &canonical_url(config, url)?,
+            &CanonicalUrl::parse(config, url)?,
             headers,
         ))
     }
 
-    /// Keys a GET/HEAD request whose URL is already the output of [`canonical_url`] with the
-    /// same `config` (callers that needed the canonical URL anyway skip canonicalising twice).
+    /// Keys a GET/HEAD request whose URL is already canonical under the same `config`
+    /// (callers that needed the canonical URL anyway skip canonicalising twice).
     pub fn for_canonical_url<H: HeaderLookup + ?Sized>(
         config: &KeyConfig,
-        canonical: &str,
+        canonical: &CanonicalUrl,
         headers: &H,
     ) -> Self {
         let mut key = String::with_capacity(canonical.len() + 32);
-        key.push_str(KEY_PREFIX);
-        key.push_str("GET ");
+        key.push_str(REQUEST_KEY_PREFIX);
         key.push_str(canonical);
         for variant in &config.variants {
             let (name, value) = variant.dimension(headers);
@@ -297,8 +298,8 @@ impl CacheKey {
 
     /// Every key a canonical URL can have: one per combination of variant values (so a purge
     /// by URL reaches all of them). With no variants, just the one key.
-    pub fn all_variants(config: &KeyConfig, canonical: &str) -> Vec<Self> {
-        let mut keys = vec![format!("{KEY_PREFIX}GET {canonical}")];
+    pub fn all_variants(config: &KeyConfig, canonical: &CanonicalUrl) -> Vec<Self> {
+        let mut keys = vec![format!("{REQUEST_KEY_PREFIX}{}", canonical.as_str())];
         for variant in &config.variants {
             let (name, values): (&str, Vec<String>) = match variant {
                 Variant::Encoding => (
@@ -340,9 +341,14 @@ impl CacheKey {
         &self.0
     }
 
+    /// Whether `text` is in the form of a cache key (rather than, say, a URL).
+    pub fn is_key(text: &str) -> bool {
+        text.starts_with(KEY_PREFIX)
+    }
+
     /// The canonical URL inside the key.
     pub fn url(&self) -> &str {
-        let rest = &self.0[KEY_PREFIX.len() + "GET ".len()..];
+        let rest = self.0.strip_prefix(REQUEST_KEY_PREFIX).unwrap_or(&self.0);
         rest.split(' ').next().unwrap_or(rest)
     }
 
@@ -350,7 +356,7 @@ impl CacheKey {
     /// with the variant dimensions, if any, in a final `surge-vary` query parameter
     /// (`…?a=1&surge-vary=enc-br.lang-fr`).
     pub fn cache_url(&self) -> String {
-        let rest = &self.0[KEY_PREFIX.len() + "GET ".len()..];
+        let rest = self.0.strip_prefix(REQUEST_KEY_PREFIX).unwrap_or(&self.0);
         let mut parts = rest.split(' ');
         let mut url = parts.next().unwrap_or(rest).to_string();
         let dims: Vec<String> = parts.map(|d| d.replace('=', "-")).collect();
@@ -384,14 +390,60 @@ impl fmt::Display for CacheKey {
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
-/// Canonicalises an absolute http(s) URL: lower-case scheme and host (IDNA to punycode, trailing
-/// dot removed), default port dropped, dot-segments resolved, percent-encoding normalised,
-/// dropped parameters removed, parameters sorted by name (stable for repeats), fragment and
-/// user-info removed.
-pub fn canonical_url(config: &KeyConfig, input: &str) -> Result<String, KeyError> {
-    if input.len() > MAX_URL_LEN {
-        return Err(KeyError::TooLong(input.len()));
+/// A canonical absolute URL: lower-case scheme and host (IDNA to punycode, trailing dot
+/// removed), default port dropped, dot-segments resolved, percent-encoding normalised, dropped
+/// parameters removed, parameters sorted by name (stable for repeats), fragment and user-info
+/// removed. It reads as the canonical text (`Deref<Target = str>`) and knows where its path
+/// and query are, so no caller parses it again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CanonicalUrl {
+    text: String,
+    path_at: usize,
+    query_at: Option<usize>,
+}
+
+impl CanonicalUrl {
+    /// Canonicalises `input` under `config`.
+    pub fn parse(config: &KeyConfig, input: &str) -> Result<Self, KeyError> {
+        canonical_url(config, input)
     }
+
+    /// The canonical text.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// `scheme://host[:port]`.
+    pub fn origin(&self) -> &str {
+        &self.text[..self.path_at]
+    }
+
+    /// The path, starting with `/`.
+    pub fn path(&self) -> &str {
+        &self.text[self.path_at..self.query_at.unwrap_or(self.text.len())]
+    }
+
+    /// The query without its `?`, when there is one.
+    pub fn query(&self) -> Option<&str> {
+        self.query_at.map(|at| &self.text[at + 1..])
+    }
+}
+
+impl std::ops::Deref for CanonicalUrl {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl fmt::Display for CanonicalUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Canonicalises an absolute http(s) URL (see [`CanonicalUrl`]).
+pub fn canonical_url(config: &KeyConfig, input: &str) -> Result<CanonicalUrl, KeyError> {
     let url = Url::parse(input).map_err(|e| KeyError::InvalidUrl {
         input: shorten(input),
         reason: e.to_string(),
@@ -417,7 +469,9 @@ pub fn canonical_url(config: &KeyConfig, input: &str) -> Result<String, KeyError
         out.push(':');
         out.push_str(&port.to_string());
     }
+    let path_at = out.len();
     normalise_percent(url.path(), is_path_literal, &mut out);
+    let mut query_at = None;
 
     if let Some(query) = url.query() {
         let mut params: Vec<(String, Option<String>)> = Vec::new();
@@ -439,6 +493,9 @@ pub fn canonical_url(config: &KeyConfig, input: &str) -> Result<String, KeyError
             params.push((norm_name, norm_value));
         }
         params.sort_by(|a, b| a.0.cmp(&b.0));
+        if !params.is_empty() {
+            query_at = Some(out.len());
+        }
         for (i, (name, value)) in params.iter().enumerate() {
             out.push(if i == 0 { '?' } else { '&' });
             out.push_str(name);
@@ -448,7 +505,11 @@ pub fn canonical_url(config: &KeyConfig, input: &str) -> Result<String, KeyError
             }
         }
     }
-    Ok(out)
+    Ok(CanonicalUrl {
+        text: out,
+        path_at,
+        query_at,
+    })
 }
 
 fn is_unreserved(b: u8) -> bool {
@@ -666,7 +727,8 @@ mod tests {
             ..KeyConfig::default()
         };
         let url = "https://vote.example/a";
-        let all = CacheKey::all_variants(&cfg, url);
+        let canonical = CanonicalUrl::parse(&cfg, url).expect("valid URL");
+        let all = CacheKey::all_variants(&cfg, &canonical);
         assert_eq!(all.len(), 6);
         for (enc, lang) in [("br", "fr"), ("gzip, deflate", "de"), ("", "en")] {
             let headers = [("accept-encoding", enc), ("accept-language", lang)];
@@ -678,7 +740,7 @@ mod tests {
             CacheKey::data("ballot:1").as_str(),
             "surge:v1:data ballot:1"
         );
-        let plain = CacheKey::all_variants(&KeyConfig::default(), url);
+        let plain = CacheKey::all_variants(&KeyConfig::default(), &canonical);
         assert_eq!(plain.len(), 1);
         assert_eq!(plain[0].as_str(), "surge:v1:GET https://vote.example/a");
     }
@@ -810,5 +872,30 @@ mod tests {
             plain.map(|k| k.cache_url()).as_deref(),
             Ok("https://a.example/x")
         );
+    }
+
+    #[test]
+    fn a_canonical_url_knows_its_origin_path_and_query() {
+        let config = KeyConfig::default();
+        let c = CanonicalUrl::parse(
+            &config,
+            "HTTPS://Vote.Example:443/a/./b/../c?z=1&utm_source=x&a=2#f",
+        )
+        .expect("valid");
+        assert_eq!(c.as_str(), "https://vote.example/a/c?a=2&z=1");
+        assert_eq!(
+            (c.origin(), c.path(), c.query()),
+            ("https://vote.example", "/a/c", Some("a=2&z=1"))
+        );
+        let bare =
+            CanonicalUrl::parse(&config, "http://vote.example:8080?utm_source=x").expect("valid");
+        assert_eq!(
+            (bare.origin(), bare.path(), bare.query()),
+            ("http://vote.example:8080", "/", None)
+        );
+        assert_eq!(REQUEST_KEY_PREFIX, format!("{KEY_PREFIX}GET "));
+        let key = CacheKey::for_canonical_url(&config, &c, &Vec::<(&str, &str)>::new());
+        assert!(CacheKey::is_key(key.as_str()) && !CacheKey::is_key(&c));
+        assert_eq!(key.url(), c.as_str());
     }
 }

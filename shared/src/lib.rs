@@ -70,7 +70,7 @@ pub mod voter;
 pub use auth::AuthBypass;
 pub use cascade::Cascade;
 pub use geo::GeoTable;
-pub use key::{CacheKey, KeyConfig, KeyError};
+pub use key::{CacheKey, CanonicalUrl, KeyConfig, KeyError};
 pub use pattern::KeyPattern;
 pub use policy::{CacheClass, Policy, PolicyError, Route};
 pub use rate::{Decision, GcraState, Quota};

@@ -11,6 +11,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::key::{CacheKey, REQUEST_KEY_PREFIX};
+
 /// Literal characters a pattern must start with.
 pub const MIN_LITERAL_PREFIX: usize = 8;
 /// Longest pattern accepted (bytes).
@@ -106,6 +108,20 @@ impl KeyPattern {
         Ok(Self(raw.to_string()))
     }
 
+    /// A glob over canonical URLs (`https://vote.example/api/*`) as a pattern over request
+    /// keys; with `variants`, an exact URL also matches its keys' variant suffixes
+    /// (` enc=br`). A glob that is already over keys (`surge:v1:…`) is taken as it is.
+    pub fn for_url_glob(glob: &str, variants: bool) -> Result<Self, PatternError> {
+        if CacheKey::is_key(glob) {
+            return Self::new(glob);
+        }
+        let mut text = format!("{REQUEST_KEY_PREFIX}{glob}");
+        if variants && !glob.ends_with('*') {
+            text.push_str(" *");
+        }
+        Self::new(&text)
+    }
+
     /// The pattern that matches everything; only for an explicit "purge everything".
     pub fn everything() -> Self {
         Self("*".to_string())
@@ -123,10 +139,7 @@ impl KeyPattern {
         if !plain(scheme, b"") || !plain(host, b".-:") {
             return Err(PatternError::TooBroad(format!("{scheme}://{host}/*")));
         }
-        Ok(Self(format!(
-            "{}GET {scheme}://{host}/*",
-            crate::key::KEY_PREFIX
-        )))
+        Ok(Self(format!("{REQUEST_KEY_PREFIX}{scheme}://{host}/*")))
     }
 
     /// A pattern received from another process (the purge backplane): one [`KeyPattern::new`]
@@ -136,8 +149,7 @@ impl KeyPattern {
             return Ok(Self::everything());
         }
         if let Some(url) = raw
-            .strip_prefix(crate::key::KEY_PREFIX)
-            .and_then(|r| r.strip_prefix("GET "))
+            .strip_prefix(REQUEST_KEY_PREFIX)
             .and_then(|r| r.strip_suffix("/*"))
             && let Some((scheme, host)) = url.split_once("://")
             && let Ok(p) = Self::host(scheme, host)
@@ -305,5 +317,22 @@ mod tests {
             KeyPattern::new(&"a".repeat(2000)),
             Err(PatternError::TooLong(2000))
         ));
+    }
+
+    #[test]
+    fn url_globs_become_patterns_over_request_keys() {
+        let p = KeyPattern::for_url_glob("https://vote.example/api/*", true).expect("valid");
+        assert!(p.matches("surge:v1:GET https://vote.example/api/elections/1 enc=br"));
+        let exact =
+            KeyPattern::for_url_glob("https://vote.example/api/elections/1", true).expect("valid");
+        assert!(exact.matches("surge:v1:GET https://vote.example/api/elections/1 enc=gzip"));
+        assert!(!exact.matches("surge:v1:GET https://vote.example/api/elections/10 enc=gzip"));
+        let plain =
+            KeyPattern::for_url_glob("https://vote.example/api/elections/1", false).expect("valid");
+        assert!(!plain.matches("surge:v1:GET https://vote.example/api/elections/1 enc=gzip"));
+        let as_key =
+            KeyPattern::for_url_glob("surge:v1:GET https://vote.example/a*", true).expect("valid");
+        assert_eq!(as_key.as_str(), "surge:v1:GET https://vote.example/a*");
+        assert!(KeyPattern::for_url_glob("https://*", true).is_err());
     }
 }

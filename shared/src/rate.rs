@@ -105,7 +105,35 @@ pub enum QuotaError {
     ZeroBurst,
 }
 
+/// A quota as a fixed-window counter counts it: requests per window of `seconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// The window's length in seconds.
+    pub seconds: u64,
+    /// Requests allowed in one window.
+    pub requests: u64,
+}
+
 impl Quota {
+    /// The quota over the shortest of `windows` (seconds, ascending) that covers its period
+    /// (the longest when none does), the count scaled and rounded up, so a fixed-window
+    /// limiter (a Workers binding, a CDN rule) never limits harder than this quota.
+    pub fn over_window(&self, windows: &[u64]) -> Window {
+        let period_ms = crate::freshness::millis(self.period).max(1);
+        let seconds = windows
+            .iter()
+            .copied()
+            .find(|w| w.saturating_mul(1000) >= period_ms)
+            .or_else(|| windows.last().copied())
+            .unwrap_or(60)
+            .max(1);
+        let requests = (u64::from(self.rate) * seconds * 1000).div_ceil(period_ms);
+        Window {
+            seconds,
+            requests: requests.max(1),
+        }
+    }
+
     /// Checks that the quota can admit anything.
     pub fn validate(&self) -> Result<(), QuotaError> {
         if self.rate == 0 {
@@ -242,5 +270,24 @@ mod tests {
         let mut q = quota(1, 1);
         q.period = Duration::ZERO;
         assert_eq!(q.validate(), Err(QuotaError::ZeroPeriod));
+    }
+
+    #[test]
+    fn quotas_scale_to_fixed_windows_rounding_up() {
+        let quota = |rate, secs| Quota {
+            rate,
+            period: Duration::from_secs(secs),
+            burst: 1,
+            key: LimitKey::Ip,
+        };
+        let window = |seconds, requests| Window { seconds, requests };
+        let cdn = [10, 60, 120, 300, 600, 3600];
+        assert_eq!(quota(100, 1).over_window(&cdn), window(10, 1000));
+        assert_eq!(quota(10, 60).over_window(&cdn), window(60, 10));
+        assert_eq!(quota(3, 90).over_window(&cdn), window(120, 4));
+        assert_eq!(quota(1, 7200).over_window(&cdn), window(3600, 1));
+        let binding = [10, 60];
+        assert_eq!(quota(100, 1).over_window(&binding), window(10, 1000));
+        assert_eq!(quota(5, 300).over_window(&binding), window(60, 1));
     }
 }

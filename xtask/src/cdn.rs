@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use surge_shared::policy::Method;
-use surge_shared::rate::LimitKey;
+use surge_shared::rate::{LimitKey, Window};
 use surge_shared::{CacheClass, Policy, Route};
 
 /// The zone's host in page-rule URL patterns.
@@ -243,19 +243,6 @@ fn managed_waf() -> Value {
     )
 }
 
-/// The quota as `(period, requests per period)` in a period Cloudflare accepts, rounding
-/// the count up so the CDN never limits harder than the edge does.
-pub fn cloudflare_rate(rate: u32, period: Duration) -> (u64, u64) {
-    let period_ms = u64::try_from(period.as_millis()).unwrap_or(u64::MAX).max(1);
-    let window = PERIODS
-        .iter()
-        .copied()
-        .find(|p| p * 1000 >= period_ms)
-        .unwrap_or(3600);
-    let requests = (u64::from(rate) * window * 1000).div_ceil(period_ms);
-    (window, requests.max(1))
-}
-
 fn rate_limit_rules(policy: &Policy) -> Value {
     let mut by_quota: BTreeMap<&str, Vec<&Route>> = BTreeMap::new();
     for route in &policy.routes {
@@ -268,7 +255,10 @@ fn rate_limit_rules(policy: &Policy) -> Value {
         let Some(quota) = policy.limits.get(name) else {
             continue;
         };
-        let (period, requests) = cloudflare_rate(quota.rate, quota.period);
+        let Window {
+            seconds: period,
+            requests,
+        } = quota.over_window(&PERIODS);
         let mut characteristics = vec!["cf.colo.id".to_string()];
         match quota.key {
             LimitKey::Ip => characteristics.push("ip.src".into()),
@@ -394,13 +384,6 @@ mod tests {
         );
         assert_eq!(path_regex(&route("admin")), "^/performance(/.*)?$");
         assert_eq!(path_regex(&route("edge-health")), "^/__surge/health$");
-    }
-
-    #[test]
-    fn quotas_land_on_periods_cloudflare_offers_without_limiting_harder() {
-        assert_eq!(cloudflare_rate(100, Duration::from_secs(1)), (10, 1000));
-        assert_eq!(cloudflare_rate(10, Duration::from_secs(60)), (60, 10));
-        assert_eq!(cloudflare_rate(3, Duration::from_secs(90)), (120, 4));
     }
 
     #[test]

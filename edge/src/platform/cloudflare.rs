@@ -17,14 +17,14 @@ use worker::{
     RequestRedirect, Response, Result, State, durable_object, event, js_sys,
 };
 
-use super::{
-    Background, CacheStore, Clock, FetchError, LimitScope, PlatformError, RateLimiter, Task,
-    Upstream,
-};
 use crate::config::{ConfigError, EdgeConfig};
 use crate::http::{Client, EdgeRequest, EdgeResponse, Headers};
 use crate::limit::binding_name;
 use crate::pipeline::Pipeline;
+use crate::seams::{
+    Background, CacheStore, Clock, FetchError, LimitScope, PlatformError, RateLimiter, Task,
+    Upstream,
+};
 
 /// Where the origin's own `Cache-Control` is kept on a stored copy while the Cache API copy
 /// carries the store's retention.

@@ -9,8 +9,8 @@ use std::time::Duration;
 use surge_shared::CacheKey;
 use surge_shared::rate::{Decision, GcraState};
 
-use super::{Background, CacheStore, Clock, LimitScope, PlatformError, RateLimiter, Task};
 use crate::http::EdgeResponse;
+use crate::seams::{Background, CacheStore, Clock, LimitScope, PlatformError, RateLimiter, Task};
 
 /// The host's clock.
 #[derive(Debug, Clone, Copy, Default)]

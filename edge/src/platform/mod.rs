@@ -1,93 +1,10 @@
-//! The narrow seams between the pipeline and a runtime: cache store, rate limiter, upstream
-//! fetch, clock and background tasks. Adapters: `cloudflare` (Workers, feature `cloudflare` on
-//! wasm32) and `wasi` (wasi-http via spin-sdk, feature `wasi` on `wasm32-wasip2`); `memory`
-//! holds in-process pieces used by the wasi adapter and by native tests.
-//!
-//! Futures are not `Send`: Wasm runtimes are single-threaded.
-#![allow(async_fn_in_trait)]
-
-use std::future::Future;
-use std::pin::Pin;
-use std::time::Duration;
-
-use surge_shared::CacheKey;
-use surge_shared::rate::{Decision, Quota};
-
-use crate::http::{EdgeRequest, EdgeResponse};
+//! The runtimes the pipeline runs on, each implementing [`crate::seams`] and entering the
+//! pipeline: `cloudflare` (Workers, feature `cloudflare` on wasm32) and `wasi` (wasi-http via
+//! spin-sdk, feature `wasi` on `wasm32-wasip2`); `memory` holds in-process implementations
+//! used by the wasi adapter and by native tests.
 
 #[cfg(all(feature = "cloudflare", target_arch = "wasm32"))]
 pub mod cloudflare;
 pub mod memory;
 #[cfg(all(feature = "wasi", target_arch = "wasm32"))]
 pub mod wasi;
-
-/// A platform failure (binding missing, runtime error); the pipeline degrades, never panics.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct PlatformError(pub String);
-
-/// The shared cache at the edge.
-pub trait CacheStore {
-    /// The stored response for `key`, if any.
-    async fn get(&self, key: &CacheKey) -> Result<Option<EdgeResponse>, PlatformError>;
-    /// Stores `response` under `key`, to be kept for `keep_for` at most.
-    async fn put(
-        &self,
-        key: &CacheKey,
-        response: &EdgeResponse,
-        keep_for: Duration,
-    ) -> Result<(), PlatformError>;
-}
-
-/// What a rate-limit check counts: a quota and the identity it is counted against.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LimitScope {
-    /// The quota's name in the policy (`read`, `vote`, …).
-    pub name: String,
-    /// The counted identity (an IP, or a voter credential digest).
-    pub key: String,
-    /// The quota.
-    pub quota: Quota,
-}
-
-/// Rate limiting.
-pub trait RateLimiter {
-    /// Counts one request against `scope`.
-    async fn check(&self, scope: &LimitScope) -> Result<Decision, PlatformError>;
-}
-
-/// Why an upstream fetch failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FetchError {
-    /// No connection could be made (refused, reset, DNS).
-    #[error("connection failed: {0}")]
-    Connect(String),
-    /// No answer within the region's timeout.
-    #[error("no answer within {0:?}")]
-    Timeout(Duration),
-}
-
-/// HTTP to origin regions.
-pub trait Upstream {
-    /// Sends `request` (its URL already points at the region) and waits at most `timeout`.
-    async fn fetch(
-        &self,
-        request: &EdgeRequest,
-        timeout: Duration,
-    ) -> Result<EdgeResponse, FetchError>;
-}
-
-/// Wall-clock time.
-pub trait Clock {
-    /// Milliseconds since the Unix epoch.
-    fn now_ms(&self) -> u64;
-}
-
-/// A task that runs after the response is sent (Workers' `waitUntil`).
-pub type Task = Pin<Box<dyn Future<Output = ()> + 'static>>;
-
-/// Background work.
-pub trait Background {
-    /// Runs `task` to completion, possibly after the response has been returned.
-    fn spawn(&self, task: Task);
-}

@@ -14,10 +14,10 @@ use spin_sdk::http::body::IncomingBodyExt;
 use spin_sdk::http::{FullBody, Request, Response, send};
 
 use super::memory::{MemoryLimiter, MemoryStore, SystemClock};
-use super::{Background, FetchError, Task, Upstream};
 use crate::config::{ConfigError, EdgeConfig};
 use crate::http::{Client, EdgeRequest, EdgeResponse, Headers};
 use crate::pipeline::Pipeline;
+use crate::seams::{Background, FetchError, Task, Upstream};
 
 /// Entries the in-memory edge cache holds before evicting the oldest.
 pub const CACHE_ENTRIES: usize = 10_000;

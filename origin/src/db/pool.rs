@@ -106,6 +106,12 @@ impl DbPool {
         &self.label
     }
 
+    /// Whether the server answers a trivial statement.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        self.get().await?.query_one("SELECT 1", &[]).await?;
+        Ok(())
+    }
+
     /// A connection; a failed connect is retried once.
     pub async fn get(&self) -> Result<Object, DbError> {
         let start = Instant::now();

@@ -98,6 +98,16 @@ impl From<surge_shared::admin::AdminError> for ApiError {
     }
 }
 
+impl From<crate::purge::PlanError> for ApiError {
+    /// A purge request whose targets cannot be translated: 400 naming the field.
+    fn from(e: crate::purge::PlanError) -> Self {
+        ApiError::BadRequest {
+            field: Some(e.field),
+            message: e.message,
+        }
+    }
+}
+
 impl ApiError {
     /// A 400 naming `field`.
     pub fn bad(field: impl Into<String>, message: impl Into<String>) -> Self {

@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 
 use super::extract::{client_ip, election_id, voter};
 use super::pages;
-use super::respond::{Page, cached, no_store, see_other, unavailable};
+use super::respond::{Page, cached, cached_election, no_store, see_other, unavailable};
 use super::state::AppState;
 use crate::cache::options::EntryOptions;
 use crate::domain::model::{Ballot, Cast, LoginRequest, NewVote, VoteRequest, validate_voter_id};
@@ -53,18 +53,12 @@ where
     Fut: Future<Output = Result<Option<T>, StoreError>> + Send + 'static,
 {
     let id = election_id(raw)?;
-    let store = state.store.clone();
-    let fetch = Arc::new(fetch);
-    Ok(cached(&state, &uri, &headers, move || {
-        let (store, fetch) = (store.clone(), fetch.clone());
-        async move {
-            Ok(match fetch(store, id).await? {
-                Some(value) => Page::json(&value),
-                None => Page::not_found(&format!("election {id}")),
-            })
-        }
-    })
-    .await)
+    let view = move |store, id| {
+        let fetched = fetch(store, id);
+        async move { Ok(fetched.await?.map(|value| Page::json(&value))) }
+    };
+    let missing = |id| Page::not_found(&format!("election {id}"));
+    Ok(cached_election(&state, id, &uri, &headers, view, missing).await)
 }
 
 /// `GET /api/elections/{id}`

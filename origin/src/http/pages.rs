@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::extract::{election_id, voter};
 use super::respond::see_other;
-use super::respond::{Page, cached};
+use super::respond::{Page, cached, cached_election};
 use super::state::AppState;
 use crate::domain::model::{Ballot, Results};
 use crate::domain::store::{ElectionStore, StoreError};
@@ -281,8 +281,8 @@ pub async fn receipt(
     )
 }
 
-/// Serves the page `render` makes for one election, through the cache; an HTML 404 when the
-/// id is not an election.
+/// Serves one election's HTML page rendered by `render`, through the cache; the HTML 404
+/// when it is missing.
 async fn page<F, Fut>(
     state: Arc<AppState>,
     raw: &str,
@@ -295,21 +295,11 @@ where
     Fut: Future<Output = Result<Option<String>, StoreError>> + Send + 'static,
 {
     let id = election_id(raw).unwrap_or(0);
-    let store = state.store.clone();
-    let render = Arc::new(render);
-    cached(&state, &uri, &headers, move || {
-        let (store, render) = (store.clone(), render.clone());
-        async move {
-            if id == 0 {
-                return Ok(not_found(0));
-            }
-            Ok(match render(store, id).await? {
-                Some(html) => Page::html(200, html),
-                None => not_found(id),
-            })
-        }
-    })
-    .await
+    let view = move |store, id| {
+        let rendered = render(store, id);
+        async move { Ok(rendered.await?.map(|html| Page::html(200, html))) }
+    };
+    cached_election(&state, id, &uri, &headers, view, not_found).await
 }
 
 /// `GET /elections/{id}`

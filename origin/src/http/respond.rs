@@ -13,7 +13,7 @@ use surge_shared::{CacheStatus, Layer, Tier};
 use super::state::AppState;
 use crate::cache::options::EntryOptions;
 use crate::cache::{CacheError, Lookup};
-use crate::domain::store::StoreError;
+use crate::domain::store::{ElectionStore, StoreError};
 use crate::http::error::ApiError;
 
 /// How long the CDN may keep a 404 (new ids appear without a purge).
@@ -153,6 +153,35 @@ where
     set(TIER_HEADER, lookup.tier.as_str());
     set(REGION_HEADER, &state.config.region);
     response
+}
+
+/// Serves one election's view through the cache: `view` renders it from the store, `None`
+/// when there is no such election, and `missing` renders the not-found answer (also for an id
+/// that cannot exist, without asking the store).
+pub async fn cached_election<V, Fut>(
+    state: &Arc<AppState>,
+    id: i64,
+    uri: &Uri,
+    headers: &HeaderMap,
+    view: V,
+    missing: fn(i64) -> Page,
+) -> Response
+where
+    V: Fn(Arc<dyn ElectionStore>, i64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Option<Page>, StoreError>> + Send + 'static,
+{
+    let store = state.store.clone();
+    let view = Arc::new(view);
+    cached(state, uri, headers, move || {
+        let (store, view) = (store.clone(), view.clone());
+        async move {
+            if id <= 0 {
+                return Ok(missing(id));
+            }
+            Ok(view(store, id).await?.unwrap_or_else(|| missing(id)))
+        }
+    })
+    .await
 }
 
 /// `response` marked `Cache-Control: no-store`.

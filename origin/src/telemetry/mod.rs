@@ -3,6 +3,7 @@
 //! requests for `GET /performance/apm/traces`, and CPU profiles on demand (`profile`).
 //! Routes are the policy's route names, so label cardinality is bounded by the policy.
 
+pub mod exposition;
 pub mod profile;
 
 use std::collections::VecDeque;

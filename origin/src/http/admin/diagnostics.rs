@@ -1,0 +1,88 @@
+//! Diagnostics: recent and slowest requests, the slow-query log, and on-demand CPU profiles.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use surge_shared::admin::ErrorBody;
+
+use super::parse;
+use crate::http::AppState;
+use crate::http::error::ApiError;
+use crate::telemetry::profile::{self, ProfileError};
+
+/// `POST /performance/apm/profile` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileRequest {
+    /// How long to sample, 1–30 s.
+    pub seconds: u64,
+}
+
+#[utoipa::path(post, path = "/performance/apm/profile", tag = "apm", security(("bearer" = [])),
+    request_body = ProfileRequest,
+    responses((status = 200, description = "Folded stacks (`thread;root;…;leaf samples` per line) for flamegraph tools", content_type = "text/plain", body = String),
+        (status = 400, body = ErrorBody), (status = 409, description = "a profile is already running", body = ErrorBody),
+        (status = 401, description = "missing or wrong token", body = ErrorBody)))]
+pub(super) async fn profile(body: Bytes) -> Result<Response, ApiError> {
+    let request: ProfileRequest = parse(&body)?;
+    if !(1..=profile::MAX_SECONDS).contains(&request.seconds) {
+        return Err(ApiError::bad(
+            "seconds",
+            format!("profile for 1 to {} seconds", profile::MAX_SECONDS),
+        ));
+    }
+    let duration = Duration::from_secs(request.seconds);
+    let folded = tokio::task::spawn_blocking(move || profile::folded_stacks(duration))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| match e {
+            ProfileError::Busy => ApiError::Conflict {
+                code: "profile_running",
+                message: e.to_string(),
+            },
+            ProfileError::Failed(m) => ApiError::Internal(m),
+        })?;
+    let mut response = folded.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    Ok(response)
+}
+
+/// Query of `GET /performance/apm/traces`.
+#[derive(Debug, Deserialize)]
+pub struct TraceQuery {
+    /// Most traces per list (default 50, at most 512).
+    pub limit: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/performance/apm/traces", tag = "apm", security(("bearer" = [])),
+    params(("limit" = Option<usize>, Query, description = "Most traces per list, 1–512 (default 50)")),
+    responses((status = 200, description = "Recent and slowest requests", body = Object), (status = 400, body = ErrorBody), (status = 401, description = "missing or wrong token", body = ErrorBody), (status = 429, description = "too many failed tokens", body = ErrorBody)))]
+pub(super) async fn traces(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<TraceQuery>,
+) -> Result<Json<crate::telemetry::TraceReport>, ApiError> {
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=512).contains(&limit) {
+        return Err(ApiError::bad("limit", "must be between 1 and 512"));
+    }
+    Ok(Json(state.traces.report(limit)))
+}
+
+#[utoipa::path(get, path = "/performance/apm/slow-queries", tag = "apm", security(("bearer" = [])),
+    responses((status = 200, description = "Statements over the slow-query threshold, newest first", body = Object), (status = 401, description = "missing or wrong token", body = ErrorBody), (status = 429, description = "too many failed tokens", body = ErrorBody)))]
+pub(super) async fn slow_queries(State(state): State<Arc<AppState>>) -> Json<Value> {
+    match &state.db {
+        None => Json(json!({ "configured": false, "queries": [] })),
+        Some(db) => Json(json!({ "configured": true, "queries": db.slow.entries() })),
+    }
+}

@@ -1,0 +1,168 @@
+//! The OpenMetrics exposition of `/performance/metrics`: request latency by route, cache
+//! counters and ratios per tier, vote purges, pool and replica state, each read once per
+//! scrape into [`Readings`] by the caller.
+
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use super::RequestLabels;
+use crate::cache::stats::StatsSnapshot;
+use crate::db::pool::PoolStats;
+use crate::db::router::ReplicaStatus;
+
+/// The exposition's `Content-Type`.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// What one scrape reports.
+pub struct Readings {
+    /// Latency histograms by route, method and status class.
+    pub requests: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    /// Cache counters.
+    pub cache: StatsSnapshot,
+    /// Whether Redis answers (absent without Redis).
+    pub redis_up: Option<bool>,
+    /// Entries in L1.
+    pub l1_entries: u64,
+    /// Bytes held by L1.
+    pub l1_bytes: u64,
+    /// Results purges requested by votes.
+    pub vote_purges_marked: u64,
+    /// Coalesced results purges sent.
+    pub vote_purges_sent: u64,
+    /// The primary pool and the replicas, with a database.
+    pub db: Option<DbReadings>,
+}
+
+/// The Postgres tier's state.
+pub struct DbReadings {
+    /// The primary pool.
+    pub primary: PoolStats,
+    /// Every replica.
+    pub replicas: Vec<ReplicaStatus>,
+}
+
+fn gauge(registry: &mut Registry, name: &str, help: &str, value: f64) {
+    registry.register(name, help, ConstGauge::new(value));
+}
+
+fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
+    registry.register(name, help, ConstCounter::new(value));
+}
+
+/// The OpenMetrics text of `readings`, every name prefixed `surge_`.
+pub fn encode(readings: &Readings) -> Result<String, std::fmt::Error> {
+    let mut registry = Registry::with_prefix("surge");
+    registry.register(
+        "http_request_duration_seconds",
+        "Request latency by policy route, method and status class",
+        readings.requests.clone(),
+    );
+    let s = &readings.cache;
+    if let Some(up) = readings.redis_up {
+        gauge(
+            &mut registry,
+            "redis_up",
+            "1 while this process reaches Redis (L2 and the backplane), 0 otherwise",
+            if up { 1.0 } else { 0.0 },
+        );
+    }
+    counter(&mut registry, "cache_l1_hits", "L1 hits", s.l1_hits);
+    counter(&mut registry, "cache_l1_misses", "L1 misses", s.l1_misses);
+    counter(&mut registry, "cache_l2_hits", "L2 hits", s.l2_hits);
+    counter(&mut registry, "cache_l2_misses", "L2 misses", s.l2_misses);
+    counter(
+        &mut registry,
+        "cache_factory_calls",
+        "Values computed",
+        s.factory_calls,
+    );
+    counter(
+        &mut registry,
+        "cache_tag_invalidations",
+        "Tags invalidated",
+        s.tag_invalidations,
+    );
+    gauge(
+        &mut registry,
+        "cache_l1_hit_ratio",
+        "L1 hits / L1 lookups",
+        s.l1_hit_ratio(),
+    );
+    gauge(
+        &mut registry,
+        "cache_l2_hit_ratio",
+        "L2 hits / L2 lookups",
+        s.l2_hit_ratio(),
+    );
+    gauge(
+        &mut registry,
+        "cache_l1_entries",
+        "Entries in L1",
+        readings.l1_entries as f64,
+    );
+    gauge(
+        &mut registry,
+        "cache_l1_bytes",
+        "Bytes held by L1",
+        readings.l1_bytes as f64,
+    );
+    counter(
+        &mut registry,
+        "vote_purges_marked",
+        "Results purges requested by votes",
+        readings.vote_purges_marked,
+    );
+    counter(
+        &mut registry,
+        "vote_purges_sent",
+        "Coalesced results purges sent",
+        readings.vote_purges_sent,
+    );
+    if let Some(db) = &readings.db {
+        let p = &db.primary;
+        gauge(
+            &mut registry,
+            "db_pool_size",
+            "Primary pool connections",
+            p.size as f64,
+        );
+        gauge(
+            &mut registry,
+            "db_pool_idle",
+            "Primary pool idle connections",
+            p.idle as f64,
+        );
+        gauge(
+            &mut registry,
+            "db_pool_waiting",
+            "Callers waiting for a primary connection",
+            p.waiting as f64,
+        );
+        gauge(
+            &mut registry,
+            "db_pool_acquire_p99_seconds",
+            "Primary pool acquire latency p99",
+            p.acquire_us[2] as f64 / 1e6,
+        );
+        let replicas = &db.replicas;
+        let max_lag = replicas.iter().filter_map(|r| r.lag_ms).max().unwrap_or(0);
+        gauge(
+            &mut registry,
+            "db_replica_lag_max_seconds",
+            "Largest measured replica lag",
+            max_lag as f64 / 1e3,
+        );
+        gauge(
+            &mut registry,
+            "db_replicas_in_rotation",
+            "Replicas taking reads",
+            replicas.iter().filter(|r| r.in_rotation).count() as f64,
+        );
+    }
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry)?;
+    Ok(text)
+}
