@@ -438,6 +438,20 @@ mod tests {
     }
 
     #[test]
+    fn the_config_file_refuses_settings_of_a_feature_left_off() {
+        let (_dir, path) = temp_file("surge.toml", "kube_namespace = \"surge\"\n");
+        let err = config(&[("SURGE_CONFIG", &path)]).expect_err("scaling is off");
+        assert!(
+            err.to_string().contains(
+                "unknown setting `kube_namespace`, or one for a feature these settings leave off"
+            ),
+            "{err}"
+        );
+        let on = config(&[("SURGE_CONFIG", &path), ("SURGE_KUBE", "kubeconfig")]).expect("valid");
+        assert_eq!(on.scaling.map(|s| s.namespace).as_deref(), Some("surge"));
+    }
+
+    #[test]
     fn secrets_come_from_files_and_never_print() {
         let token = "a-very-secret-admin-token-123";
         let (_dir, path) = temp_file("token", &format!("{token}\n"));

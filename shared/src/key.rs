@@ -3,7 +3,8 @@
 //! A key is `surge:v1:<METHOD> <canonical-url>[ <dimension>=<value>…]`, for example
 //! `surge:v1:GET https://vote.example/api/elections/7?lang=fr enc=br`. Only the URL and the
 //! declared variant dimensions feed it; every other request header is unkeyed and can never
-//! change it. [`CacheKey::hashed`] gives a fixed-length form for Redis.
+//! change it. [`CacheKey::hashed`] gives a fixed-length digest for stores and logs that limit key length
+//! (Surge's own L2 keeps the readable key, so pattern purges can match it).
 
 use std::fmt;
 
@@ -368,7 +369,8 @@ impl CacheKey {
         url
     }
 
-    /// A fixed-length form, `surge:v1:h:` + 64 hex digits of SHA-256, for Redis.
+    /// A fixed-length digest, `surge:v1:h:` + 64 hex digits of SHA-256, for stores and logs that
+    /// limit key length.
     pub fn hashed(&self) -> String {
         let digest = Sha256::digest(self.0.as_bytes());
         let mut out = String::with_capacity(KEY_PREFIX.len() + 2 + 64);

@@ -4,7 +4,7 @@
 //! This crate does no I/O, starts no runtime and reads no clock: time is passed in. The same
 //! input gives the same key, tag and decision on every target.
 //!
-//! - [`key`]: canonical cache keys ([`CacheKey`]) and their hashed Redis form.
+//! - [`key`]: canonical URLs and cache keys ([`CacheKey`]), with a fixed-length digest.
 //! - [`tag`], [`template`], [`cascade`]: cache tags, `Cache-Tag`/`Surrogate-Key` encoding,
 //!   tag templates and parent→child purge cascades.
 //! - [`policy`], [`route`], [`auth`]: the route table (class, TTLs, layers, tags, limits) and the

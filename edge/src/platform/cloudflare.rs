@@ -220,9 +220,7 @@ impl DurableObject for VoterLimiter {
         let (decision, next) = quota.check(state, now_ns, 1);
         storage.put("tat", next.tat.to_string()).await?;
         let retry_after_ms = match decision {
-            Decision::Limited { retry_after } => {
-                u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX)
-            }
+            Decision::Limited { retry_after } => surge_shared::freshness::millis(retry_after),
             Decision::Allowed { .. } => 0,
         };
         Response::from_json(&LimiterAnswer {

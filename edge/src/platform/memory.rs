@@ -7,6 +7,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use surge_shared::CacheKey;
+use surge_shared::freshness::millis;
 use surge_shared::rate::{Decision, GcraState};
 
 use crate::http::EdgeResponse;
@@ -20,7 +21,7 @@ impl Clock for SystemClock {
     fn now_ms(&self) -> u64 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .map(millis)
             .unwrap_or(0)
     }
 }
@@ -37,7 +38,7 @@ impl ManualClock {
 
     /// Moves the clock forward.
     pub fn advance(&self, by: Duration) {
-        *self.0.borrow_mut() += u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        *self.0.borrow_mut() += millis(by);
     }
 }
 
@@ -102,10 +103,7 @@ impl<C: Clock> CacheStore for MemoryStore<C> {
         response: &EdgeResponse,
         keep_for: Duration,
     ) -> Result<(), PlatformError> {
-        let expires = self
-            .clock
-            .now_ms()
-            .saturating_add(u64::try_from(keep_for.as_millis()).unwrap_or(u64::MAX));
+        let expires = self.clock.now_ms().saturating_add(millis(keep_for));
         let mut entries = self.entries.borrow_mut();
         let mut order = self.order.borrow_mut();
         if entries

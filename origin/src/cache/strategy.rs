@@ -180,7 +180,7 @@ impl WriteBehind {
             .arg(&self.stream)
             .arg(&self.group)
             .arg(&self.consumer)
-            .arg(u64::try_from(claim_after.as_millis()).unwrap_or(u64::MAX))
+            .arg(surge_shared::freshness::millis(claim_after))
             .arg("0-0")
             .arg(StreamAutoClaimOptions::default().count(count))
             .query_async(&mut conn)

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::Object;
 use serde::Serialize;
+use surge_shared::freshness::millis;
 
 use super::DbError;
 use super::pool::DbPool;
@@ -85,10 +86,6 @@ pub struct ReplicaRouter {
     primary: DbPool,
     replicas: Vec<Replica>,
     primary_lsn: Mutex<Lsn>,
-}
-
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl ReplicaRouter {
@@ -274,8 +271,8 @@ impl ReplicaRouter {
                 ReplicaStatus {
                     url: r.config.pool.label().to_string(),
                     healthy: m.healthy,
-                    lag_ms: m.lag.map(ms),
-                    max_lag_ms: ms(r.config.max_lag),
+                    lag_ms: m.lag.map(millis),
+                    max_lag_ms: millis(r.config.max_lag),
                     in_rotation: in_rotation.contains(&i),
                     error: m.error,
                 }

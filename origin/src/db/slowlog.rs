@@ -42,7 +42,7 @@ impl SlowLog {
         }
         let at_ms = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .map(surge_shared::freshness::millis)
             .unwrap_or(0);
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() == self.capacity {
@@ -50,7 +50,7 @@ impl SlowLog {
         }
         entries.push_front(SlowQuery {
             sql: sql.chars().take(2000).collect(),
-            took_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+            took_ms: surge_shared::freshness::millis(took),
             at_ms,
         });
         true

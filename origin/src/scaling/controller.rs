@@ -3,6 +3,15 @@
 //! [`plan::floors`] says — raised while an event, emergency or forecast asks, back to the
 //! recorded base otherwise. Level-triggered: a missed tick or a restart is caught up by the
 //! next one. One origin process at a time applies (a lease in the store).
+//!
+//! Why the HPA floor (`minReplicas`) and not KEDA cron triggers: an event, an emergency and
+//! the forecast all say "no fewer than N pods until T", and the floor says exactly that while
+//! leaving the reactive HPA free to scale higher. Cron triggers would need a ScaledObject
+//! rewrite per event and KEDA installed for the hooks to work at all, could not express an
+//! emergency's "now, until expiry", and would leave the forecast nowhere to go. The base floor
+//! lives on the HPA itself (`surge.dev/base-min-replicas`), so undoing a raise needs no state
+//! outside the cluster. KEDA still drives the Prometheus-based ScaledObjects in
+//! `infrastructure/`, where an event-driven trigger is the right tool.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;

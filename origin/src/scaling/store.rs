@@ -66,7 +66,7 @@ pub trait ScalingStore: Send + Sync + 'static {
     fn lead(&self, holder: &str, now: OffsetDateTime, lease: Duration) -> StoreFuture<'_, bool>;
 }
 
-fn ms(t: OffsetDateTime) -> i64 {
+fn unix_ms(t: OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
@@ -323,8 +323,8 @@ impl ScalingStore for PgScalingStore {
                     ),
                     &[
                         &request.name,
-                        &ms(request.start),
-                        &ms(request.end),
+                        &unix_ms(request.start),
+                        &unix_ms(request.end),
                         &targets_json(&request.targets),
                         &request.warm_cache,
                     ],
@@ -414,7 +414,7 @@ impl ScalingStore for PgScalingStore {
                                 "INSERT INTO scaling_emergencies (targets, reason, started_at, expires_at) \
                                  VALUES ($1, $2, $3, $4) RETURNING {EMERGENCY_COLUMNS}"
                             ),
-                            &[&targets_value, &reason, &ms(started), &ms(expires)],
+                            &[&targets_value, &reason, &unix_ms(started), &unix_ms(expires)],
                         )
                         .await?;
                     Emergency {
@@ -464,7 +464,7 @@ impl ScalingStore for PgScalingStore {
             let conn = self.primary.get().await?;
             conn.execute(
                 "INSERT INTO scaling_audit (at, action, detail) VALUES ($1, $2, $3)",
-                &[&ms(at), &action, &detail],
+                &[&unix_ms(at), &action, &detail],
             )
             .await?;
             Ok(())
@@ -495,7 +495,7 @@ impl ScalingStore for PgScalingStore {
         let holder = holder.to_string();
         Box::pin(async move {
             let conn = self.primary.get().await?;
-            let now = ms(now);
+            let now = unix_ms(now);
             let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
             let n = conn
                 .execute(

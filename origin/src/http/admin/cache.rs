@@ -69,7 +69,8 @@ pub struct KeyQuery {
 pub struct KeyInfo {
     /// The canonical key.
     pub key: String,
-    /// Its fixed-length Redis form.
+    /// Its fixed-length digest (for stores and logs that limit key length; L2 keeps the
+    /// readable key).
     pub hashed: String,
     /// The route that matched.
     pub route: String,
