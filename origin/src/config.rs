@@ -452,6 +452,29 @@ mod tests {
     }
 
     #[test]
+    fn the_cdn_api_is_reached_over_https_except_a_loopback_stand_in() {
+        let token = "t".repeat(40);
+        let with_base = |base: &str| {
+            config(&[
+                ("CLOUDFLARE_API_TOKEN", token.as_str()),
+                ("CLOUDFLARE_ZONE_ID", "0123456789abcdef0123456789abcdef"),
+                ("CLOUDFLARE_API_BASE", base),
+            ])
+        };
+        let err = with_base("http://api.example/client/v4").expect_err("plain http");
+        assert_eq!(err.var, "CLOUDFLARE_API_BASE");
+        assert!(err.message.contains("https"), "{err}");
+        for ok in [
+            "https://api.example/client/v4",
+            "http://127.0.0.1:8787",
+            "http://[::1]:8787",
+            "http://localhost:8787",
+        ] {
+            assert!(with_base(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
     fn secrets_come_from_files_and_never_print() {
         let token = "a-very-secret-admin-token-123";
         let (_dir, path) = temp_file("token", &format!("{token}\n"));

@@ -11,6 +11,7 @@ pub mod db;
 pub mod domain;
 pub mod http;
 pub mod purge;
+pub mod redact;
 pub mod scaling;
 pub mod settings;
 pub mod startup;

@@ -32,8 +32,6 @@ use crate::telemetry::{Metrics, TraceLog};
 const LAG_PROBE: Duration = Duration::from_millis(500);
 /// How often pools close idle connections and top up to their minimum.
 const POOL_MAINTENANCE: Duration = Duration::from_secs(30);
-/// Statements at least this slow go to the slow-query log.
-const SLOW_QUERY: Duration = Duration::from_millis(100);
 
 /// Why the origin could not start.
 #[derive(Debug, thiserror::Error)]
@@ -127,7 +125,7 @@ pub async fn open_database(
     settings: &DatabaseConfig,
     vote_batch: BatchSettings,
 ) -> Result<(PgStore, Database), StartError> {
-    let slow = Arc::new(SlowLog::new(SLOW_QUERY, 256));
+    let slow = Arc::new(SlowLog::new(settings.slow_query, 256));
     let router = connect(
         &settings.primary,
         &settings.replicas,

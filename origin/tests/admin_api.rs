@@ -153,6 +153,7 @@ async fn the_openapi_document_matches_the_routes() {
         "ImportVotersRequest",
         "IssueVotersRequest",
         "VotersReport",
+        "AnalyzeRequest",
     ] {
         assert!(
             doc["components"]["schemas"][schema].is_object(),
@@ -160,7 +161,7 @@ async fn the_openapi_document_matches_the_routes() {
         );
     }
     let paths = doc["paths"].as_object().expect("paths");
-    assert_eq!(paths.len(), 16, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 17, "{:?}", paths.keys().collect::<Vec<_>>());
     // Every documented operation is routed (a wrong path or method would be 404/405).
     for (path, operations) in paths {
         let concrete = path.replace("{pattern}", "https%3A%2F%2Fvote.example%2F*");

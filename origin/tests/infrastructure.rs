@@ -144,18 +144,62 @@ async fn alerts_and_dashboard_use_metrics_the_origin_exports() {
     }
 }
 
+/// Runs an operator script against `origin` with the token in a file, through a `curl` that
+/// records its command line; checks that the command line never held the token.
 fn script(name: &str, origin: &OriginProcess, args: &[&str]) -> (bool, String, String) {
     let dir = tempfile::tempdir().expect("dir");
     let token = dir.path().join("token");
     std::fs::write(&token, TOKEN).expect("token file");
+    let real_curl = String::from_utf8(
+        Command::new("bash")
+            .args(["-c", "command -v curl"])
+            .output()
+            .expect("find curl")
+            .stdout,
+    )
+    .expect("path");
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).expect("bin dir");
+    let argv_log = dir.path().join("curl-argv");
+    std::fs::write(
+        bin.join("curl"),
+        format!(
+            "#!/bin/bash\nprintf '%s\\n' \"$@\" >> {}\nexec {} \"$@\"\n",
+            argv_log.display(),
+            real_curl.trim()
+        ),
+    )
+    .expect("curl shim");
+    Command::new("chmod")
+        .arg("+x")
+        .arg(bin.join("curl"))
+        .status()
+        .expect("chmod");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let out = Command::new("bash")
         .arg(infra("cdn/scripts").join(name))
         .args(args)
+        .env("PATH", path)
         .env("SURGE_ADMIN_URL", origin.url(""))
         .env("SURGE_ADMIN_TOKEN_FILE", &token)
         .env_remove("SURGE_ADMIN_TOKEN")
         .output()
         .expect("run script");
+    let argv = std::fs::read_to_string(&argv_log).unwrap_or_default();
+    if out.status.success() {
+        assert!(
+            !argv.is_empty(),
+            "{name} succeeded, so it called curl (through the shim)"
+        );
+    }
+    assert!(
+        !argv.contains(TOKEN),
+        "{name} put the admin token on curl's command line:\n{argv}"
+    );
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -260,6 +260,38 @@ impl InvalidateReport {
     }
 }
 
+/// Longest statement `POST /performance/db/analyze` takes (bytes).
+pub const MAX_ANALYZE_LEN: usize = 16 * 1024;
+
+/// `POST /performance/db/analyze`: explain one read-only query without running it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AnalyzeRequest {
+    /// One SELECT (or WITH … SELECT) query, without parameters, at most 16 KiB.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 16384))]
+    pub query: String,
+}
+
+impl AnalyzeRequest {
+    /// Checks the statement's size.
+    pub fn validate(&self) -> Result<(), AdminError> {
+        if self.query.trim().is_empty() {
+            return Err(AdminError::new(
+                "query",
+                "give one SELECT query, e.g. SELECT * FROM votes WHERE voter_id = 'v-1'",
+            ));
+        }
+        if self.query.len() > MAX_ANALYZE_LEN {
+            return Err(AdminError::new(
+                "query",
+                format!("{} bytes; the limit is {MAX_ANALYZE_LEN}", self.query.len()),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// `POST /performance/cache/warm`: fetch these URLs through the cache.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,9 +1,11 @@
-//! The key test vectors (`tests/vectors/keys.json`): one file of request → key cases that
-//! every target runs, so native and wasm32 builds provably agree.
+//! The key test vectors (`tests/vectors/keys.json`): one file of request → key cases, and of
+//! purge patterns with what they must and must not match, that any build of this crate can
+//! check itself against.
 
 use serde::{Deserialize, Serialize};
 
 use crate::key::{CacheKey, KeyConfig};
+use crate::pattern::KeyPattern;
 
 /// The vector file shipped with this crate.
 pub const KEY_VECTORS_JSON: &str = include_str!("../tests/vectors/keys.json");
@@ -16,6 +18,55 @@ pub struct VectorFile {
     pub config: KeyConfig,
     /// The cases.
     pub cases: Vec<VectorCase>,
+    /// Purge-pattern cases.
+    #[serde(default)]
+    pub patterns: Vec<PatternCase>,
+}
+
+/// One purge pattern: whether [`KeyPattern::new`] accepts it, and keys it must and must not
+/// match when it does.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatternCase {
+    /// What the case is about.
+    pub name: String,
+    /// The pattern as an operator would send it.
+    pub pattern: String,
+    /// Whether it is accepted.
+    pub accepted: bool,
+    /// Keys it must match.
+    #[serde(default)]
+    pub matches: Vec<String>,
+    /// Keys it must not match.
+    #[serde(default)]
+    pub misses: Vec<String>,
+}
+
+impl PatternCase {
+    /// What is wrong with this case, if anything.
+    pub fn failure(&self) -> Option<String> {
+        let problem = match (KeyPattern::new(&self.pattern), self.accepted) {
+            (Ok(_), false) => Some("accepted, but must be refused".to_string()),
+            (Err(e), true) => Some(format!("refused ({e}), but must be accepted")),
+            (Err(_), false) => None,
+            (Ok(p), true) => {
+                let wrong: Vec<String> = self
+                    .matches
+                    .iter()
+                    .filter(|k| !p.matches(k))
+                    .map(|k| format!("does not match {k:?}"))
+                    .chain(
+                        self.misses
+                            .iter()
+                            .filter(|k| p.matches(k))
+                            .map(|k| format!("matches {k:?}")),
+                    )
+                    .collect();
+                (!wrong.is_empty()).then(|| wrong.join("; "))
+            }
+        };
+        problem.map(|p| format!("{}: pattern {:?} {p}", self.name, self.pattern))
+    }
 }
 
 /// One case: a request and either the expected key or the expected error kind.
@@ -74,9 +125,10 @@ pub fn check(json: &str) -> Result<usize, String> {
                 )
             })
         })
+        .chain(file.patterns.iter().filter_map(PatternCase::failure))
         .collect();
     if failures.is_empty() {
-        Ok(file.cases.len())
+        Ok(file.cases.len() + file.patterns.len())
     } else {
         Err(failures.join("\n"))
     }

@@ -61,12 +61,15 @@ admin_call() {
   local method="$1" path="$2" body="${3:-}" base token response status
   base="$(admin_url)"
   token="$(admin_token)"
+  # The token reaches curl on standard input (`-H @-`), never on its command line, where
+  # any user could read it in `ps`.
   local args=(--silent --show-error --max-time 60 -X "$method" -w '\n%{http_code}'
-    -H "Authorization: Bearer $token" -H "Accept: application/json")
+    -H @- -H "Accept: application/json")
   if [[ -n "$body" ]]; then
     args+=(-H "Content-Type: application/json" --data-binary "$body")
   fi
-  response="$(curl "${args[@]}" "$base$path")" || die "cannot reach $base$path"
+  response="$(printf 'Authorization: Bearer %s\n' "$token" | curl "${args[@]}" "$base$path")" \
+    || die "cannot reach $base$path"
   status="${response##*$'\n'}"
   response="${response%$'\n'*}"
   printf '%s\n' "$response"

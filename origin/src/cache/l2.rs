@@ -19,6 +19,7 @@ use surge_shared::KeyPattern;
 
 use super::circuit::Breaker;
 use super::stats::Stats;
+use crate::redact::redact;
 
 /// Prefix of entry keys in Redis.
 pub const ENTRY_PREFIX: &str = "surge:v1:e:";
@@ -47,12 +48,24 @@ return 0
 ";
 
 /// Where Redis is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum RedisTarget {
     /// One node: `redis://host:port`.
     Single(String),
     /// A cluster, by seed nodes.
     Cluster(Vec<String>),
+}
+
+impl std::fmt::Debug for RedisTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RedisTarget::Single(url) => f.debug_tuple("Single").field(&redact(url)).finish(),
+            RedisTarget::Cluster(urls) => f
+                .debug_tuple("Cluster")
+                .field(&urls.iter().map(|u| redact(u)).collect::<Vec<_>>())
+                .finish(),
+        }
+    }
 }
 
 impl RedisTarget {
@@ -74,11 +87,15 @@ impl RedisTarget {
         };
         for url in &rest {
             let parsed = url::Url::parse(url).map_err(|e| {
-                format!("{url:?} is not a Redis URL ({e}); write redis://host:port")
+                format!(
+                    "{:?} is not a Redis URL ({e}); write redis://host:port",
+                    redact(url)
+                )
             })?;
             if !matches!(parsed.scheme(), "redis" | "rediss") || parsed.host_str().is_none() {
                 return Err(format!(
-                    "{url:?} is not a Redis URL; write redis://host:port"
+                    "{:?} is not a Redis URL; write redis://host:port",
+                    redact(url)
                 ));
             }
         }
@@ -507,6 +524,23 @@ impl L2 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redis_passwords_never_print() {
+        let single = RedisTarget::parse("redis://default:hunter2@r1:6379").expect("valid");
+        let cluster =
+            RedisTarget::parse("redis://default:hunter2@r1:6379,redis://default:hunter2@r2:6379")
+                .expect("valid");
+        for target in [single, cluster] {
+            let shown = format!("{target:?}");
+            assert!(
+                !shown.contains("hunter2") && shown.contains("r1"),
+                "{shown}"
+            );
+        }
+        let err = RedisTarget::parse("redis://default:hunter2@").expect_err("no host");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
 
     #[test]
     fn redis_targets_parse_with_clear_errors() {

@@ -74,11 +74,23 @@ pub fn read(s: &Settings<'_>) -> Result<Option<CloudflareConfig>, ConfigError> {
             format!("{api_base:?} is not a URL ({e}); default is {CLOUDFLARE_API}"),
         )
     })?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(fail(
-            "CLOUDFLARE_API_BASE",
-            format!("{api_base:?} must be an http(s) URL"),
-        ));
+    let loopback = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    match parsed.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        _ => {
+            return Err(fail(
+                "CLOUDFLARE_API_BASE",
+                format!(
+                    "{api_base:?} must be an https URL (the token travels with every call); plain http is allowed only to a loopback stand-in such as http://127.0.0.1:8787"
+                ),
+            ));
+        }
     }
     Ok(Some(CloudflareConfig {
         api_token,

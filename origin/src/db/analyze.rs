@@ -1,10 +1,15 @@
 //! Query analysis: `EXPLAIN (FORMAT JSON)` of one SELECT/WITH query — never executed (no
-//! `ANALYZE`, and inside a read-only transaction) — reduced to cost, rows, the indexes used,
-//! sequential scans with filters, and recommendations; and index suggestions for a table.
+//! `ANALYZE`, inside a read-only transaction, under a statement timeout that also bounds the
+//! planning), refused when it calls a volatile function — reduced to cost, rows, the indexes
+//! used, sequential scans with filters, and recommendations; and index suggestions for a
+//! table.
+
+use std::ops::ControlFlow;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
-use sqlparser::ast::{Query, SetExpr, Statement};
+use sqlparser::ast::{Expr, Query, SetExpr, Statement, visit_expressions};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
@@ -39,12 +44,29 @@ pub struct QueryAnalysis {
     pub plan: Value,
 }
 
-/// Checks that `sql` is exactly one SELECT (or WITH … SELECT) query.
-pub fn check_read_only(sql: &str) -> Result<(), DbError> {
+/// Longest an analysis (planning included) may take.
+pub const ANALYZE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Checks that `sql` is exactly one SELECT (or WITH … SELECT) query; returns the names of
+/// the functions it calls (lower case, without schema).
+pub fn check_read_only(sql: &str) -> Result<Vec<String>, DbError> {
     let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql)
         .map_err(|e| DbError::Refused(format!("the query does not parse: {e}")))?;
     match statements.as_slice() {
-        [Statement::Query(query)] if reads_only(query) => Ok(()),
+        [Statement::Query(query)] if reads_only(query) => {
+            let mut functions: Vec<String> = Vec::new();
+            let _ = visit_expressions(&statements, |expr| {
+                if let Expr::Function(f) = expr {
+                    let name = f.name.to_string().to_lowercase();
+                    let name = name.rsplit('.').next().unwrap_or(&name).trim_matches('"');
+                    if !functions.iter().any(|n| n == name) {
+                        functions.push(name.to_string());
+                    }
+                }
+                ControlFlow::<()>::Continue(())
+            });
+            Ok(functions)
+        }
         [Statement::Query(_)] => Err(DbError::Refused(
             "data-modifying WITH clauses cannot be analyzed; send a plain SELECT".into(),
         )),
@@ -133,9 +155,31 @@ fn filter_columns(filter: &str) -> Vec<String> {
 
 /// Explains `sql` on `pool`'s database without running it.
 pub async fn analyze_query(pool: &DbPool, sql: &str) -> Result<QueryAnalysis, DbError> {
-    check_read_only(sql)?;
+    let functions = check_read_only(sql)?;
     let mut conn = pool.get().await?;
     let tx = conn.build_transaction().read_only(true).start().await?;
+    tx.batch_execute(&format!(
+        "SET LOCAL statement_timeout = {}",
+        ANALYZE_TIMEOUT.as_millis()
+    ))
+    .await?;
+    if !functions.is_empty() {
+        let volatile: Vec<String> = tx
+            .query(
+                "SELECT DISTINCT proname::text FROM pg_proc WHERE proname = ANY($1) AND provolatile = 'v' ORDER BY 1",
+                &[&functions],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if !volatile.is_empty() {
+            return Err(DbError::Refused(format!(
+                "the query calls volatile functions ({}); analyze it without them",
+                volatile.join(", ")
+            )));
+        }
+    }
     let row = tx
         .query_one(&format!("EXPLAIN (FORMAT JSON) {sql}"), &[])
         .await?;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::settings::{ConfigError, Settings, fail};
 
-use super::pool::redact;
+use crate::redact::redact;
 
 /// One vote shard: a primary and its read replicas.
 #[derive(Clone)]
@@ -47,6 +47,9 @@ pub struct DatabaseConfig {
     pub pool_size: usize,
     /// Whether to insert the demo election into an empty database (`SURGE_SEED_DEMO`).
     pub seed_demo: bool,
+    /// Statements at least this slow go to the slow-query log (`SURGE_SLOW_QUERY`, default
+    /// 100ms).
+    pub slow_query: Duration,
 }
 
 impl std::fmt::Debug for DatabaseConfig {
@@ -58,6 +61,7 @@ impl std::fmt::Debug for DatabaseConfig {
             .field("max_lag", &self.max_lag)
             .field("pool_size", &self.pool_size)
             .field("seed_demo", &self.seed_demo)
+            .field("slow_query", &self.slow_query)
             .finish()
     }
 }
@@ -103,6 +107,12 @@ pub fn read(s: &Settings<'_>) -> Result<Option<DatabaseConfig>, ConfigError> {
         )?,
         pool_size: s.number("SURGE_DB_POOL_SIZE", 16, 1, 1000)?,
         seed_demo: s.flag("SURGE_SEED_DEMO", false)?,
+        slow_query: s.duration(
+            "SURGE_SLOW_QUERY",
+            Duration::from_millis(100),
+            Duration::from_millis(1),
+            Duration::from_secs(60),
+        )?,
     }))
 }
 

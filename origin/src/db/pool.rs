@@ -97,7 +97,7 @@ impl DbPool {
             min_idle: settings.min_idle.min(settings.max_size.max(1)),
             idle_timeout: settings.idle_timeout,
             latency: Arc::new(Mutex::new(latency)),
-            label: redact(url),
+            label: crate::redact::redact(url),
         })
     }
 
@@ -178,27 +178,12 @@ impl DbPool {
     }
 }
 
-/// `url` with any password replaced by `***`.
-pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            u.set_password(Some("***")).ok();
-            u.to_string()
-        }
-        _ => url.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn passwords_never_reach_labels_and_bad_urls_are_explained() {
-        assert_eq!(
-            redact("postgres://app:secret@db:5432/votes"),
-            "postgres://app:***@db:5432/votes"
-        );
         let err = DbPool::new("mysql:/nope", &PoolSettings::default())
             .err()
             .map(|e| e.to_string())

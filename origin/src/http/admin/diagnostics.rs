@@ -10,9 +10,11 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use surge_shared::admin::ErrorBody;
+use surge_shared::admin::{AnalyzeRequest, ErrorBody};
 
 use super::parse;
+use crate::db::DbError;
+use crate::db::analyze::{QueryAnalysis, analyze_query};
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::telemetry::profile::{self, ProfileError};
@@ -84,5 +86,34 @@ pub(super) async fn slow_queries(State(state): State<Arc<AppState>>) -> Json<Val
     match &state.db {
         None => Json(json!({ "configured": false, "queries": [] })),
         Some(db) => Json(json!({ "configured": true, "queries": db.slow.entries() })),
+    }
+}
+
+#[utoipa::path(post, path = "/performance/db/analyze", tag = "apm", security(("bearer" = [])),
+    request_body = AnalyzeRequest,
+    responses((status = 200, description = "The plan, its cost and rows, the indexes it uses, sequential scans and index suggestions; the query is planned, never run", body = Object),
+        (status = 400, description = "not exactly one read-only SELECT, or it calls a volatile function", body = ErrorBody),
+        (status = 503, description = "no database configured, or it does not answer", body = ErrorBody),
+        (status = 401, description = "missing or wrong token", body = ErrorBody), (status = 429, description = "too many failed tokens", body = ErrorBody)))]
+pub(super) async fn analyze(
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<Json<QueryAnalysis>, ApiError> {
+    let request: AnalyzeRequest = parse(&body)?;
+    request.validate()?;
+    let db = state.db.as_ref().ok_or_else(|| {
+        ApiError::NotConfigured("query analysis needs a database: set DATABASE_URL".into())
+    })?;
+    match analyze_query(db.router.primary(), &request.query).await {
+        Ok(analysis) => Ok(Json(analysis)),
+        Err(DbError::Refused(message)) => Err(ApiError::bad("query", message)),
+        Err(DbError::Query(message)) => Err(ApiError::bad(
+            "query",
+            format!("the database cannot plan it: {message}"),
+        )),
+        Err(e @ (DbError::Unavailable(_) | DbError::Config(_))) => Err(ApiError::Unavailable {
+            message: format!("the database does not answer: {e}"),
+            retry_after: 5,
+        }),
     }
 }

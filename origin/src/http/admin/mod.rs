@@ -38,6 +38,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/apm/traces", get(diagnostics::traces))
         .route("/apm/slow-queries", get(diagnostics::slow_queries))
         .route("/apm/profile", post(diagnostics::profile))
+        .route("/db/analyze", post(diagnostics::analyze))
         .route("/openapi.json", get(openapi))
 }
 
@@ -53,7 +54,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         cache::invalidate, cache::delete_pattern, cache::warm, scaling::scaling_status,
         scaling::scaling_event, scaling::scaling_emergency, voters::import_voters,
         voters::issue_voters, diagnostics::traces, diagnostics::slow_queries,
-        diagnostics::profile
+        diagnostics::profile, diagnostics::analyze
     ),
     modifiers(&BearerAuth)
 )]
