@@ -40,7 +40,9 @@ fn verified_voter(config: &EdgeConfig, request: &EdgeRequest, now_s: u64) -> Opt
         return None;
     }
     let cookies = request.headers.header_joined("cookie")?;
-    let token = cookie_value(&cookies, session::COOKIE)?;
+    let token = session::COOKIES
+        .iter()
+        .find_map(|name| cookie_value(&cookies, name))?;
     session::verify(&config.cookie_keys, token, now_s)
         .ok()
         .map(str::to_string)

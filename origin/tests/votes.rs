@@ -724,3 +724,46 @@ async fn an_origin_killed_mid_storm_loses_no_acknowledged_vote() {
         "whatever was cut off, counters equal the votes stored"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secure_sessions_live_only_in_a_host_prefixed_cookie() {
+    let origin = OriginProcess::start(&[("SURGE_INSECURE_COOKIES", "false".into())]);
+    let client = http();
+    let pair = login(&client, &origin, "carol").await;
+    let (name, token) = pair.split_once('=').expect("name=value");
+    assert_eq!(name, "__Host-auth_token");
+    let response = try_login(&client, &origin, "carol", &code_of("carol")).await;
+    let set_cookie = response
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .expect("Set-Cookie")
+        .to_string();
+    for attribute in ["Secure", "Path=/", "HttpOnly"] {
+        assert!(set_cookie.contains(attribute), "{set_cookie}");
+    }
+    assert!(!set_cookie.contains("Domain"), "{set_cookie}");
+    let own_vote = |cookie: String| {
+        let client = client.clone();
+        let url = origin.url("/api/me/votes/1");
+        async move {
+            client
+                .get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .expect("request")
+                .status()
+        }
+    };
+    // The same valid token under the unprefixed name (as a sibling subdomain could plant
+    // it) proves nothing.
+    assert_eq!(
+        own_vote(format!("auth_token={token}")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_ne!(
+        own_vote(format!("__Host-auth_token={token}")).await,
+        StatusCode::UNAUTHORIZED
+    );
+}

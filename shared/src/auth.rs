@@ -6,9 +6,6 @@ use serde::{Deserialize, Serialize};
 /// Longest `Cookie` header examined (bytes); a longer header counts as carrying credentials.
 pub const MAX_COOKIE_HEADER_LEN: usize = 16 * 1024;
 
-/// Cookie name used by default for the session.
-pub const DEFAULT_AUTH_COOKIE: &str = "auth_token";
-
 /// Which request credentials force a cache bypass.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -22,7 +19,10 @@ pub struct AuthBypass {
 }
 
 fn default_cookies() -> Vec<String> {
-    vec![DEFAULT_AUTH_COOKIE.to_string()]
+    crate::session::COOKIES
+        .iter()
+        .map(ToString::to_string)
+        .collect()
 }
 
 fn yes() -> bool {

@@ -1,4 +1,5 @@
-//! The login session token in the `auth_token` cookie: `v1.<voter>.<expiry>.<hmac>`, with
+//! The login session token in the `__Host-auth_token` cookie (`auth_token` on plain-HTTP
+//! local runs, where the `__Host-` prefix cannot be used): `v1.<voter>.<expiry>.<hmac>`, with
 //! HMAC-SHA256 over the first three fields in lower-case hex. The origin issues it; the origin
 //! and the edge verify it with the same keys (newest first: the first signs, all verify, so
 //! keys rotate without logging anyone out).
@@ -8,8 +9,18 @@ use sha2::Sha256;
 
 use crate::voter::validate_voter_id;
 
-/// The cookie's name (the shared policy's auth cookie).
+/// The cookie's name without `Secure` (plain-HTTP local runs).
 pub const COOKIE: &str = "auth_token";
+/// The cookie's name with `Secure`: the `__Host-` prefix makes browsers refuse it unless it
+/// is `Secure`, `Path=/` and has no `Domain`, so no sibling subdomain can plant one.
+pub const SECURE_COOKIE: &str = "__Host-auth_token";
+/// Both names, as the shared policy's auth cookies list them.
+pub const COOKIES: [&str; 2] = [SECURE_COOKIE, COOKIE];
+
+/// The cookie's name when cookies are (`secure`) or are not `Secure`.
+pub fn cookie_name(secure: bool) -> &'static str {
+    if secure { SECURE_COOKIE } else { COOKIE }
+}
 const VERSION: &str = "v1";
 /// Shortest signing key accepted (bytes).
 pub const MIN_KEY_LEN: usize = 32;

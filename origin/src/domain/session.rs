@@ -6,9 +6,6 @@ use std::time::Duration;
 
 use surge_shared::session::{self, TokenError};
 
-/// The cookie's name (the shared policy's auth cookie).
-pub const COOKIE: &str = session::COOKIE;
-
 /// Why a cookie was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SessionError {
@@ -76,11 +73,13 @@ impl SessionKeys {
             })
     }
 
-    /// The `Set-Cookie` value for a new session.
+    /// The `Set-Cookie` value for a new session: `__Host-auth_token` with `Secure`, or
+    /// `auth_token` without (plain-HTTP local runs).
     pub fn set_cookie(&self, token: &str, secure: bool) -> String {
+        let name = session::cookie_name(secure);
         let secure = if secure { "; Secure" } else { "" };
         format!(
-            "{COOKIE}={token}; Path=/; Max-Age={}; HttpOnly{secure}; SameSite=Lax",
+            "{name}={token}; Path=/; Max-Age={}; HttpOnly{secure}; SameSite=Lax",
             self.ttl.as_secs()
         )
     }

@@ -7,7 +7,9 @@ use axum::extract::ConnectInfo;
 use axum::http::{Extensions, HeaderMap, header};
 use time::OffsetDateTime;
 
-use crate::domain::session::{COOKIE, SessionError};
+use surge_shared::session::cookie_name;
+
+use crate::domain::session::SessionError;
 
 use super::error::ApiError;
 use super::state::AppState;
@@ -22,13 +24,16 @@ pub fn election_id(raw: &str) -> Result<i64, ApiError> {
     })
 }
 
-/// The voter a request's `auth_token` cookie proves, or 401.
+/// The voter a request's session cookie proves, or 401. With `Secure` cookies only the
+/// `__Host-` cookie counts.
 pub fn voter(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
     let token = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find_map(|h| surge_shared::auth::cookie_value(h, COOKIE))
+        .find_map(|h| {
+            surge_shared::auth::cookie_value(h, cookie_name(state.config.domain.secure_cookies))
+        })
         .ok_or(ApiError::Session(SessionError::Missing))?;
     let now = u64::try_from(OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
     state.sessions.verify(token, now).map_err(ApiError::Session)
