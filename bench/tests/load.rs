@@ -8,29 +8,38 @@ use surge_origin::startup;
 
 const TOKEN: &str = "load-test-admin-token-0123456789";
 
-/// Starts an origin (embedded store) in this process; returns its base URL.
-async fn origin() -> String {
+/// Starts an origin (embedded store) in this process; returns the base URLs of its public
+/// and admin listeners.
+async fn origin() -> (String, String) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
+    let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("address");
+    let admin_addr = admin_listener.local_addr().expect("address");
     let config = Config::from_vars(|name| match name {
         "SURGE_LISTEN" => Some(addr.to_string()),
+        "SURGE_ADMIN_LISTEN" => Some(admin_addr.to_string()),
         "SURGE_INSECURE_COOKIES" => Some("true".into()),
         "SURGE_ADMIN_TOKEN" => Some(TOKEN.into()),
         _ => None,
     })
     .expect("config");
     let state = startup::start(config).await.expect("origin starts");
-    let app = surge_origin::http::router(state);
+    let app = surge_origin::http::router(state.clone());
+    let admin = surge_origin::http::admin_router(state);
     tokio::spawn(async move { axum::serve(listener, app).await.ok() });
-    format!("http://{addr}")
+    tokio::spawn(async move { axum::serve(admin_listener, admin).await.ok() });
+    (format!("http://{addr}"), format!("http://{admin_addr}"))
 }
 
-/// Issues `count` voters for election 1 on `target` and writes their codes file in `dir`.
-async fn credentials(target: &str, dir: &std::path::Path, count: usize) -> String {
+/// Issues `count` voters for election 1 through the admin API at `admin` and writes their
+/// codes file in `dir`.
+async fn credentials(admin: &str, dir: &std::path::Path, count: usize) -> String {
     let report: Value = reqwest::Client::new()
-        .post(format!("{target}/performance/voters/issue"))
+        .post(format!("{admin}/performance/voters/issue"))
         .bearer_auth(TOKEN)
         .json(&serde_json::json!({ "election_id": 1, "count": count }))
         .send()
@@ -97,7 +106,7 @@ fn surge_load(args: &[&str]) -> (i32, String, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_reports_latency_statuses_and_cache_mix_and_enforces_thresholds() {
-    let target = origin().await;
+    let (target, admin) = origin().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let scenario = dir.path().join("smoke.toml");
     std::fs::write(&scenario, SCENARIO).expect("write scenario");
@@ -108,7 +117,7 @@ async fn a_run_reports_latency_statuses_and_cache_mix_and_enforces_thresholds() 
         json.to_str().expect("utf-8").to_string(),
         html.to_str().expect("utf-8").to_string(),
     );
-    let codes = credentials(&target, dir.path(), 200).await;
+    let codes = credentials(&admin, dir.path(), 200).await;
 
     // Without credentials a scenario that logs in refuses to start, saying how to get them.
     let (code, _, stderr) = surge_load_off_runtime(&[

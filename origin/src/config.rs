@@ -21,14 +21,19 @@ use crate::settings::{Settings, fail};
 
 /// Default listen address (loopback only).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default admin listen address (loopback only).
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 /// Shortest admin token accepted.
 pub const MIN_TOKEN_LEN: usize = 16;
 
 /// The origin's configuration.
 #[derive(Clone)]
 pub struct Config {
-    /// Where to listen (`SURGE_LISTEN`).
+    /// Where to listen for public traffic (`SURGE_LISTEN`).
     pub listen: SocketAddr,
+    /// Where the admin API listens (`SURGE_ADMIN_LISTEN`, default loopback): apart from
+    /// public traffic, so only what can reach this address can reach `/performance/*`.
+    pub admin_listen: SocketAddr,
     /// Bearer token for `/performance/*` (`SURGE_ADMIN_TOKEN`); the admin API is off without it.
     pub admin_token: Option<String>,
     /// This process's region name (`SURGE_REGION`).
@@ -56,6 +61,7 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("listen", &self.listen)
+            .field("admin_listen", &self.admin_listen)
             .field(
                 "admin_token",
                 &self.admin_token.as_ref().map(|_| "<redacted>"),
@@ -83,7 +89,8 @@ impl Config {
         let s = Settings::new(var)?;
         let database = crate::db::config::read(&s)?;
         let config = Self {
-            listen: listen(&s)?,
+            listen: listen(&s, "SURGE_LISTEN", DEFAULT_LISTEN)?,
+            admin_listen: listen(&s, "SURGE_ADMIN_LISTEN", DEFAULT_ADMIN_LISTEN)?,
             admin_token: admin_token(&s)?,
             region: s.parsed("SURGE_REGION", "local".to_string(), |text| {
                 if text
@@ -120,18 +127,29 @@ impl Config {
             scaling: crate::scaling::config::read(&s)?,
         };
         s.finish()?;
+        let (public, admin) = (config.listen, config.admin_listen);
+        let overlap = public.port() == admin.port()
+            && (public.ip() == admin.ip()
+                || public.ip().is_unspecified()
+                || admin.ip().is_unspecified());
+        if overlap {
+            return Err(fail(
+                "SURGE_ADMIN_LISTEN",
+                format!(
+                    "{admin} overlaps SURGE_LISTEN ({public}): the admin API needs its own port, e.g. 127.0.0.1:9090"
+                ),
+            ));
+        }
         Ok(config)
     }
 }
 
-fn listen(s: &Settings<'_>) -> Result<SocketAddr, ConfigError> {
-    let text = s
-        .get("SURGE_LISTEN")?
-        .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+fn listen(s: &Settings<'_>, var: &'static str, default: &str) -> Result<SocketAddr, ConfigError> {
+    let text = s.get(var)?.unwrap_or_else(|| default.to_string());
     text.parse().map_err(|e| {
         fail(
-            "SURGE_LISTEN",
-            format!("{text:?} is not an address ({e}); write it like {DEFAULT_LISTEN}"),
+            var,
+            format!("{text:?} is not an address ({e}); write it like {default}"),
         )
     })
 }
@@ -197,6 +215,7 @@ mod tests {
     fn defaults_need_nothing() {
         let c = config(&[]).expect("defaults are valid");
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.admin_listen.to_string(), DEFAULT_ADMIN_LISTEN);
         assert!(c.admin_token.is_none());
         assert_eq!(c.region, "local");
         assert!(c.database.is_none() && c.redis.is_none() && c.cloudflare.is_none());
@@ -210,6 +229,17 @@ mod tests {
         let token = token.as_str();
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[("SURGE_LISTEN", "localhost")], "SURGE_LISTEN"),
+            (
+                &[("SURGE_ADMIN_LISTEN", "127.0.0.1:8080")],
+                "SURGE_ADMIN_LISTEN",
+            ),
+            (
+                &[
+                    ("SURGE_LISTEN", "0.0.0.0:7000"),
+                    ("SURGE_ADMIN_LISTEN", "127.0.0.1:7000"),
+                ],
+                "SURGE_ADMIN_LISTEN",
+            ),
             (&[("SURGE_ADMIN_TOKEN", "short")], "SURGE_ADMIN_TOKEN"),
             (&[("SURGE_REGION", "eu west")], "SURGE_REGION"),
             (

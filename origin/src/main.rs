@@ -2,6 +2,7 @@
 //! `SURGE_CONFIG`), and says what it started and where; `surge-origin voters …` registers
 //! voters in the configured database.
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -173,16 +174,22 @@ fn create_codes_file(path: &Path) -> Result<CodesFile, String> {
     })
 }
 
-async fn serve(config: Config) -> ExitCode {
-    let listener = match tokio::net::TcpListener::bind(config.listen).await {
-        Ok(l) => l,
+async fn bind(address: SocketAddr, var: &str) -> Option<tokio::net::TcpListener> {
+    match tokio::net::TcpListener::bind(address).await {
+        Ok(l) => Some(l),
         Err(e) => {
-            eprintln!(
-                "surge-origin: cannot listen on {} (SURGE_LISTEN): {e}",
-                config.listen
-            );
-            return ExitCode::from(2);
+            eprintln!("surge-origin: cannot listen on {address} ({var}): {e}");
+            None
         }
+    }
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let Some(listener) = bind(config.listen, "SURGE_LISTEN").await else {
+        return ExitCode::from(2);
+    };
+    let Some(admin_listener) = bind(config.admin_listen, "SURGE_ADMIN_LISTEN").await else {
+        return ExitCode::from(2);
     };
     let state = match startup::start(config).await {
         Ok(state) => state,
@@ -193,9 +200,9 @@ async fn serve(config: Config) -> ExitCode {
     };
     let config = &state.config;
     let admin = if config.admin_token.is_some() {
-        "on"
+        format!("on at http://{}/performance", config.admin_listen)
     } else {
-        "off (set SURGE_ADMIN_TOKEN)"
+        "off (set SURGE_ADMIN_TOKEN)".to_string()
     };
     let store = match &config.database {
         Some(db) => format!(
@@ -223,8 +230,11 @@ async fn serve(config: Config) -> ExitCode {
         println!("  note: SURGE_COOKIE_KEYS is not set; logins are signed with a per-process key");
     }
     let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let admin_app =
+        http::admin_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     // Ctrl-C locally, SIGTERM from Kubernetes: stop accepting, finish what is in flight.
-    let shutdown = async {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let signals = async move {
         let terminate = async {
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
                 Ok(mut signal) => {
@@ -237,12 +247,20 @@ async fn serve(config: Config) -> ExitCode {
             _ = tokio::signal::ctrl_c() => {}
             () = terminate => {}
         }
+        let _ = stop.send(true);
     };
-    match axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        Ok(()) => ExitCode::SUCCESS,
+    tokio::spawn(signals);
+    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    let public = axum::serve(listener, app)
+        .with_graceful_shutdown(until_stopped(stopped.clone()))
+        .into_future();
+    let admin = axum::serve(admin_listener, admin_app)
+        .with_graceful_shutdown(until_stopped(stopped))
+        .into_future();
+    match tokio::try_join!(public, admin) {
+        Ok(((), ())) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("surge-origin: server error: {e}");
             ExitCode::FAILURE

@@ -5,22 +5,47 @@ use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use surge_origin::config::Config;
-use surge_origin::http::router;
+use surge_origin::http::{admin_router, router};
 use tower::ServiceExt;
 
 const TOKEN: &str = "test-token-0123456789";
 
-async fn app(token: Option<&str>) -> axum::Router {
+async fn state(token: Option<&str>) -> std::sync::Arc<surge_origin::http::AppState> {
     let config = Config::from_vars(|name| match name {
         "SURGE_ADMIN_TOKEN" => token.map(str::to_string),
         _ => None,
     })
     .expect("valid config");
-    router(
-        surge_origin::startup::start(config)
-            .await
-            .expect("starts with embedded defaults"),
-    )
+    surge_origin::startup::start(config)
+        .await
+        .expect("starts with embedded defaults")
+}
+
+/// The admin listener's router.
+async fn app(token: Option<&str>) -> axum::Router {
+    admin_router(state(token).await)
+}
+
+#[tokio::test]
+async fn the_public_listener_has_no_admin_api_whatever_a_request_carries() {
+    let public = router(state(Some(TOKEN)).await);
+    let bearer = format!("Bearer {TOKEN}");
+    for path in [
+        "/performance/health",
+        "/performance/openapi.json",
+        "/performance/cache/key?url=https://vote.example/a",
+    ] {
+        let (status, _, _) = call(public.clone(), path, Some(&bearer)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+    }
+    let (status, _, _) = call(public, "/api/elections", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = call(app(Some(TOKEN)).await, "/api/elections", None).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the admin listener serves no public route"
+    );
 }
 
 async fn call(

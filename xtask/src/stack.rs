@@ -151,8 +151,8 @@ fn terminate(child: &mut Child) {
 
 /// Waits for the origin, issues `count` demo voters for election 1 through the admin API and
 /// writes their codes to `target/demo-voters.csv` (mode 0600); what to print about it.
-fn issue_demo_voters(listen: &str, token: &str, count: u32) -> Result<String, Failure> {
-    let base = format!("http://{listen}");
+fn issue_demo_voters(admin_listen: &str, token: &str, count: u32) -> Result<String, Failure> {
+    let base = format!("http://{admin_listen}");
     let agent = ureq::Agent::new_with_config(
         ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(60)))
@@ -225,11 +225,13 @@ pub fn run(options: &RunOptions) -> Step {
 
     let services = start_services(options.embedded, options.shards)?;
     let listen = env_or("SURGE_LISTEN", || "127.0.0.1:8080".into());
+    let admin_listen = env_or("SURGE_ADMIN_LISTEN", || "127.0.0.1:9090".into());
     let token = env_or("SURGE_ADMIN_TOKEN", || random_hex(16));
     let cookie_keys = env_or("SURGE_COOKIE_KEYS", || random_hex(32));
     let mut command = Command::new(root().join("target/release/surge-origin"));
     command
         .env("SURGE_LISTEN", &listen)
+        .env("SURGE_ADMIN_LISTEN", &admin_listen)
         .env("SURGE_ADMIN_TOKEN", &token)
         .env(
             "SURGE_INSECURE_COOKIES",
@@ -247,7 +249,7 @@ pub fn run(options: &RunOptions) -> Step {
         .spawn()
         .map_err(|e| Failure(format!("cannot start surge-origin: {e}")))?;
 
-    let voters = match issue_demo_voters(&listen, &token, options.voters) {
+    let voters = match issue_demo_voters(&admin_listen, &token, options.voters) {
         Ok(line) => line,
         Err(e) => {
             terminate(&mut origin);
@@ -290,7 +292,7 @@ pub fn run(options: &RunOptions) -> Step {
         );
     }
     println!(
-        "  admin:  curl -H 'Authorization: Bearer {token}' http://{listen}/performance/health"
+        "  admin:  curl -H 'Authorization: Bearer {token}' http://{admin_listen}/performance/health"
     );
     println!("  {voters}");
 

@@ -17,11 +17,12 @@ need() {
   command -v "$1" >/dev/null 2>&1 || die "$1 is required: install it (apt-get install $1)"
 }
 
-# The admin API base URL: SURGE_ADMIN_URL, e.g. http://127.0.0.1:8080 (a port-forward).
+# The admin API base URL: SURGE_ADMIN_URL, e.g. http://127.0.0.1:9090 (a port-forward to the
+# admin listener).
 admin_url() {
   local url="${SURGE_ADMIN_URL:-}"
-  [[ -n "$url" ]] || die "set SURGE_ADMIN_URL to the origin's address, e.g. http://127.0.0.1:8080 (kubectl port-forward -n surge svc/api-gateway 8080:80)"
-  [[ "$url" =~ ^https?://[^[:space:]/]+(:[0-9]+)?/?$ ]] || die "SURGE_ADMIN_URL=$url is not a base URL like http://127.0.0.1:8080"
+  [[ -n "$url" ]] || die "set SURGE_ADMIN_URL to the origin's admin listener, e.g. http://127.0.0.1:9090 (kubectl port-forward -n surge svc/api-gateway 9090:9090)"
+  [[ "$url" =~ ^https?://[^[:space:]/]+(:[0-9]+)?/?$ ]] || die "SURGE_ADMIN_URL=$url is not a base URL like http://127.0.0.1:9090"
   printf '%s' "${url%/}"
 }
 

@@ -47,15 +47,27 @@ fn routes() -> Router<Arc<AppState>> {
         .route("/login", get(pages::login))
 }
 
-/// Builds the whole router.
+/// The public listener's router (`SURGE_LISTEN`): the workload and `/healthz`. The admin
+/// API is not on it, whatever a request carries.
 pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(routes())
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(middleware::map_response(security_headers))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// The admin listener's router (`SURGE_ADMIN_LISTEN`): `/performance/*` behind the bearer
+/// token, and `/healthz` for probes.
+pub fn admin_router(state: Arc<AppState>) -> Router {
     let admin = admin::routes().route_layer(middleware::from_fn_with_state(
         state.clone(),
         auth::require_admin_token,
     ));
     Router::new()
         .route("/healthz", get(healthz))
-        .merge(routes())
         .nest("/performance", admin)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(middleware::map_response(security_headers))

@@ -22,6 +22,7 @@ pub const PEPPER: &str = "test-voter-pepper-0123456789abcdef0123456789";
 pub struct OriginProcess {
     child: ChildGuard,
     port: u16,
+    admin_port: u16,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -32,12 +33,14 @@ impl OriginProcess {
     pub fn start(env: &[(&str, String)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port().expect("port");
+        let admin_port = free_port().expect("admin port");
         let log = dir.path().join("origin.log");
         let mut command = Command::new(env!("CARGO_BIN_EXE_surge-origin"));
         command
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("SURGE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("SURGE_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))
             .env("SURGE_ADMIN_TOKEN", TOKEN)
             .env("SURGE_COOKIE_KEYS", COOKIE_KEY)
             .env("SURGE_VOTER_PEPPER", PEPPER)
@@ -50,6 +53,7 @@ impl OriginProcess {
         let mut me = Self {
             child,
             port,
+            admin_port,
             log,
             _dir: dir,
         };
@@ -68,9 +72,24 @@ impl OriginProcess {
         me
     }
 
-    /// `http://127.0.0.1:<port><path>`.
+    /// `path` on this origin: `/performance/*` on the admin listener, everything else on the
+    /// public one.
     pub fn url(&self, path: &str) -> String {
+        if path.starts_with("/performance") {
+            self.admin_url(path)
+        } else {
+            self.public_url(path)
+        }
+    }
+
+    /// `path` on the public listener.
+    pub fn public_url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// `path` on the admin listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
     }
 
     /// Kills the process with SIGKILL (no graceful shutdown).
