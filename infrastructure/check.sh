@@ -50,7 +50,7 @@ step "checkov"
 # Skipped, with reasons:
 #  CKV_K8S_43 (image digests): release tooling pins digests with `kustomize edit set image`
 #             at deploy time; the repository names versions.
-#  CKV_K8S_38 (service account tokens): mounted only where the API is used — api-gateway
+#  CKV_K8S_38 (service account tokens): mounted only where the API is used — surge-scaler
 #             (the scaling hooks) and the cluster autoscaler; every other pod opts out.
 checkov --directory "$out/rendered" --framework kubernetes --quiet --compact --skip-download \
   --skip-check CKV_K8S_43,CKV_K8S_38 2>"$out/checkov.log" || {

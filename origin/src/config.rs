@@ -47,6 +47,8 @@ pub struct Config {
     pub database: Option<DatabaseConfig>,
     /// Redis for L2 and the backplane (`REDIS_URL`); L1 only without it.
     pub redis: Option<RedisTarget>,
+    /// A certificate authority for `rediss://` (`REDIS_CA_FILE`).
+    pub redis_ca: Option<std::sync::Arc<[u8]>>,
     /// L1 bounds.
     pub l1: L1Limits,
     /// The CDN purge API; purges stop at L2 without it.
@@ -70,6 +72,7 @@ impl std::fmt::Debug for Config {
             .field("client_ip_header", &self.client_ip_header)
             .field("database", &self.database)
             .field("redis", &self.redis)
+            .field("redis_ca", &self.redis_ca.as_ref().map(|_| "REDIS_CA_FILE"))
             .field("l1", &self.l1)
             .field("cloudflare", &self.cloudflare)
             .field("scaling", &self.scaling)
@@ -122,6 +125,7 @@ impl Config {
             domain: crate::domain::config::read(&s, database.is_some())?,
             database,
             redis: crate::cache::config::redis(&s)?,
+            redis_ca: crate::cache::config::redis_ca(&s)?,
             l1: crate::cache::config::l1(&s)?,
             cloudflare: crate::cdn::config::read(&s)?,
             scaling: crate::scaling::config::read(&s)?,

@@ -9,8 +9,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Display;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 
 /// A configuration value that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +160,17 @@ impl<'a> Settings<'a> {
         })
     }
 
+    /// The PEM certificate authority file `var` names, read and checked.
+    pub fn ca_file(&self, var: &'static str) -> Result<Option<Arc<[u8]>>, ConfigError> {
+        let Some(path) = self.get(var)? else {
+            return Ok(None);
+        };
+        let pem =
+            std::fs::read(&path).map_err(|e| fail(var, format!("cannot read {path}: {e}")))?;
+        parse_ca(&pem).map_err(|e| fail(var, format!("{path} {e}")))?;
+        Ok(Some(Arc::from(pem)))
+    }
+
     /// A comma-separated list, trimmed; `default` when unset.
     pub fn list(&self, var: &'static str, default: &str) -> Result<Vec<String>, ConfigError> {
         Ok(self
@@ -184,6 +198,18 @@ impl<'a> Settings<'a> {
         }
         Ok(())
     }
+}
+
+/// The certificates of a PEM file (what `*_CA_FILE` settings hold); an error when there are
+/// none or one does not parse.
+pub fn parse_ca(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("not a PEM certificate file ({e})"))?;
+    if certs.is_empty() {
+        return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into());
+    }
+    Ok(certs)
 }
 
 /// A duration written like `500ms`, `5s` or `1h`.
@@ -223,4 +249,19 @@ fn read_config_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError
         out.insert(name, text);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ca_files_must_hold_certificates() {
+        assert!(parse_ca(b"").is_err());
+        assert!(parse_ca(b"hello").is_err());
+        assert!(
+            parse_ca(b"-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n")
+                .is_err()
+        );
+    }
 }

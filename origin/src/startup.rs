@@ -49,6 +49,7 @@ pub async fn start(config: Config) -> Result<Arc<AppState>, StartError> {
     let cache = HybridCache::new(CacheConfig {
         instance: format!("{}-{}-{}", config.region, std::process::id(), now_ms()),
         redis: config.redis.clone(),
+        redis_ca: config.redis_ca.clone(),
         cascade: config.policy.cascade.clone(),
         l1: config.l1,
         ..CacheConfig::default()
@@ -175,6 +176,7 @@ async fn connect(
     };
     let pool_settings = PoolSettings {
         max_size: settings.pool_size,
+        ca: settings.ca.clone(),
         ..PoolSettings::default()
     };
     let primary = DbPool::new(primary, &pool_settings).map_err(db_error)?;

@@ -21,6 +21,7 @@ pub mod origin;
 pub mod postgres;
 pub mod process;
 pub mod redis;
+pub mod tls;
 pub mod wrangler;
 
 use std::time::Duration;

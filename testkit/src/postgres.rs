@@ -148,6 +148,16 @@ fn append(path: &Path, text: &str) -> Result<()> {
 impl PgPair {
     /// Creates, starts and connects a primary and a replica; returns once the replica streams.
     pub fn start() -> Result<Self> {
+        Self::start_with(None)
+    }
+
+    /// [`PgPair::start`] with both servers speaking TLS with the server certificate of
+    /// `certs`, and refusing every TCP connection that does not.
+    pub fn start_tls(certs: &crate::tls::TestCerts) -> Result<Self> {
+        Self::start_with(Some(certs))
+    }
+
+    fn start_with(tls: Option<&crate::tls::TestCerts>) -> Result<Self> {
         let bin = pg_bin_dir()?;
         let dir = tempfile::Builder::new().prefix("surge-pg-").tempdir()?;
         give_to(PG_USER, dir.path())?;
@@ -179,6 +189,28 @@ impl PgPair {
             &primary_data.join("pg_hba.conf"),
             "\nhost replication all 127.0.0.1/32 trust\n",
         )?;
+        if let Some(certs) = tls {
+            // The replica copies this configuration (and the files, which live in its data
+            // directory too once pg_basebackup has run, under the same relative names).
+            std::fs::copy(certs.cert(), primary_data.join("server.crt"))?;
+            std::fs::copy(certs.key(), primary_data.join("server.key"))?;
+            give_to(PG_USER, &primary_data)?;
+            run(Command::new("chmod")
+                .arg("0600")
+                .arg(primary_data.join("server.key")))?;
+            append(
+                &primary_data.join("postgresql.conf"),
+                "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+            )?;
+            let hba = primary_data.join("pg_hba.conf");
+            let rules = std::fs::read_to_string(&hba)?;
+            std::fs::write(
+                &hba,
+                format!(
+                    "hostnossl all all 0.0.0.0/0 reject\nhostnossl replication all 0.0.0.0/0 reject\n{rules}"
+                ),
+            )?;
+        }
         let mut primary = PgServer {
             bin: bin.clone(),
             data: primary_data,

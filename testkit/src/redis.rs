@@ -37,6 +37,10 @@ pub struct RedisNode {
     port: u16,
     dir: PathBuf,
     extra: Vec<String>,
+    /// `redis-cli` arguments that reach it (TLS and credentials), after host and port.
+    cli_args: Vec<String>,
+    /// The URL clients use.
+    url: String,
     child: Option<ChildGuard>,
 }
 
@@ -46,6 +50,8 @@ impl RedisNode {
             port,
             dir,
             extra,
+            cli_args: Vec::new(),
+            url: format!("redis://127.0.0.1:{port}"),
             child: None,
         }
     }
@@ -55,9 +61,9 @@ impl RedisNode {
         self.port
     }
 
-    /// `redis://127.0.0.1:<port>`.
+    /// `redis://127.0.0.1:<port>` (`rediss://user:password@…` for a TLS node).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        self.url.clone()
     }
 
     fn log(&self) -> PathBuf {
@@ -79,10 +85,12 @@ impl RedisNode {
             .args(&self.extra);
         self.child = Some(ChildGuard::spawn(&mut command, &self.log())?);
         let port = self.port;
+        let mut ping: Vec<&str> = self.cli_args.iter().map(String::as_str).collect();
+        ping.push("ping");
         wait_until(
             &format!("redis on port {port}"),
             READY_TIMEOUT,
-            || Ok(cli(port, &["ping"])?.trim() == "PONG"),
+            || Ok(cli(port, &ping)?.trim() == "PONG"),
             || tail(&self.log(), 10),
         )
     }
@@ -116,7 +124,58 @@ impl RedisServer {
         Ok(Self { node, _dir: dir })
     }
 
-    /// `redis://127.0.0.1:<port>`.
+    /// Starts a node that speaks only TLS, with the server certificate of `certs`, and
+    /// refuses every client but ACL user `user` with `password`.
+    pub fn start_tls(certs: &crate::tls::TestCerts, user: &str, password: &str) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("surge-redis-tls-")
+            .tempdir()?;
+        let port = free_port()?;
+        let path = |p: PathBuf| p.to_string_lossy().into_owned();
+        let extra: Vec<String> = [
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            &path(certs.cert()),
+            "--tls-key-file",
+            &path(certs.key()),
+            "--tls-ca-cert-file",
+            &path(certs.ca()),
+            "--tls-auth-clients",
+            "no",
+            "--user",
+            "default",
+            "off",
+            "--user",
+            user,
+            "on",
+            &format!(">{password}"),
+            "~*",
+            "&*",
+            "+@all",
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        let mut node = RedisNode::new(port, dir.path().to_path_buf(), extra);
+        node.cli_args = vec![
+            "--tls".into(),
+            "--cacert".into(),
+            path(certs.ca()),
+            "--user".into(),
+            user.into(),
+            "--pass".into(),
+            password.into(),
+            "--no-auth-warning".into(),
+        ];
+        node.url = format!("rediss://{user}:{password}@127.0.0.1:{port}");
+        node.start()?;
+        Ok(Self { node, _dir: dir })
+    }
+
+    /// `redis://127.0.0.1:<port>` (`rediss://user:password@…` for a TLS node).
     pub fn url(&self) -> String {
         self.node.url()
     }

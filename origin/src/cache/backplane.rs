@@ -57,24 +57,21 @@ pub trait Apply: Send + Sync + 'static {
     fn resync(&self) -> impl Future<Output = ()> + Send;
 }
 
-/// Listens on [`CHANNEL`] until `target` is dropped, trying `urls` in turn and reconnecting
-/// after errors.
-pub async fn subscribe<A: Apply>(urls: Vec<String>, target: Weak<A>) {
+/// Listens on [`CHANNEL`] until `target` is dropped, trying the nodes' `clients` in turn and
+/// reconnecting after errors.
+pub async fn subscribe<A: Apply>(clients: Vec<redis::Client>, target: Weak<A>) {
     let mut attempt = 0usize;
     let mut connected_before = false;
     loop {
-        let Some(url) = urls.get(attempt % urls.len().max(1)) else {
+        let Some(client) = clients.get(attempt % clients.len().max(1)) else {
             return;
         };
         attempt += 1;
-        let pubsub = match redis::Client::open(url.as_str()) {
-            Ok(client) => client.get_async_pubsub().await,
-            Err(e) => Err(e),
-        };
+        let pubsub = client.get_async_pubsub().await;
         let mut pubsub = match pubsub {
             Ok(p) => p,
             Err(e) => {
-                tracing::debug!(error = %e, url, "backplane subscriber cannot connect");
+                tracing::debug!(error = %e, "backplane subscriber cannot connect");
                 if target.upgrade().is_none() {
                     return;
                 }

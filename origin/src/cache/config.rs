@@ -1,5 +1,7 @@
 //! The cache tiers' settings: Redis for L2 and the backplane, and L1's bounds.
 
+use std::sync::Arc;
+
 use crate::settings::{ConfigError, Settings, fail};
 
 use super::l1::L1Limits;
@@ -10,6 +12,12 @@ pub fn redis(s: &Settings<'_>) -> Result<Option<RedisTarget>, ConfigError> {
     s.secret("REDIS_URL")?
         .map(|text| RedisTarget::parse(&text).map_err(|e| fail("REDIS_URL", e)))
         .transpose()
+}
+
+/// A certificate authority (PEM, `REDIS_CA_FILE`) trusted besides the platform's roots for
+/// `rediss://` URLs.
+pub fn redis_ca(s: &Settings<'_>) -> Result<Option<Arc<[u8]>>, ConfigError> {
+    s.ca_file("REDIS_CA_FILE")
 }
 
 /// L1's bounds (`SURGE_L1_MAX_ITEMS`, default 10,000; `SURGE_L1_MAX_BYTES`, default 256 MiB).

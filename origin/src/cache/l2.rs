@@ -107,6 +107,22 @@ impl RedisTarget {
     }
 }
 
+/// A client for `url`: `rediss://` verifies the server against the platform's roots and,
+/// when given, the certificate authority `ca` (PEM).
+fn open(url: &str, ca: Option<&[u8]>) -> redis::RedisResult<redis::Client> {
+    match ca {
+        Some(ca) => redis::Client::build_with_tls(url, certificates(ca)),
+        None => redis::Client::open(url),
+    }
+}
+
+fn certificates(ca: &[u8]) -> redis::TlsCertificates {
+    redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(ca.to_vec()),
+    }
+}
+
 #[derive(Clone)]
 enum Conn {
     Single(ConnectionManager),
@@ -200,6 +216,7 @@ pub enum Release {
 pub struct L2 {
     conn: Conn,
     target: RedisTarget,
+    ca: Option<Arc<[u8]>>,
     breaker: Arc<Breaker>,
     timeout: Duration,
     stats: Arc<Stats>,
@@ -209,6 +226,7 @@ impl L2 {
     /// Connects to `target`. Operations time out after `timeout`.
     pub async fn connect(
         target: RedisTarget,
+        ca: Option<Arc<[u8]>>,
         timeout: Duration,
         stats: Arc<Stats>,
     ) -> Result<Self, ConnectError> {
@@ -218,7 +236,7 @@ impl L2 {
         };
         let conn = match &target {
             RedisTarget::Single(url) => {
-                let client = redis::Client::open(url.as_str()).map_err(fail)?;
+                let client = open(url, ca.as_deref()).map_err(fail)?;
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(timeout))
                     .set_response_timeout(Some(timeout))
@@ -231,18 +249,21 @@ impl L2 {
                 )
             }
             RedisTarget::Cluster(nodes) => {
-                let client = redis::cluster::ClusterClientBuilder::new(nodes.clone())
+                let mut builder = redis::cluster::ClusterClientBuilder::new(nodes.clone())
                     .connection_timeout(timeout)
                     .response_timeout(timeout)
-                    .retries(3)
-                    .build()
-                    .map_err(fail)?;
+                    .retries(3);
+                if let Some(ca) = &ca {
+                    builder = builder.certs(certificates(ca));
+                }
+                let client = builder.build().map_err(fail)?;
                 Conn::Cluster(client.get_async_connection().await.map_err(fail)?)
             }
         };
         Ok(Self {
             conn,
             target,
+            ca,
             breaker: Arc::new(Breaker::new(3, Duration::from_secs(1))),
             timeout,
             stats,
@@ -472,7 +493,7 @@ impl L2 {
         let matcher = format!("{ENTRY_PREFIX}{}", pattern.as_str());
         let mut removed = 0u64;
         for node in nodes {
-            let client = redis::Client::open(node.as_str()).ok()?;
+            let client = open(&node, self.ca.as_deref()).ok()?;
             let mut conn =
                 match tokio::time::timeout(self.timeout, client.get_multiplexed_async_connection())
                     .await
@@ -518,6 +539,14 @@ impl L2 {
             RedisTarget::Single(url) => vec![url.clone()],
             RedisTarget::Cluster(nodes) => nodes.clone(),
         }
+    }
+
+    /// A client for each node, with this tier's TLS roots (for the backplane subscriber).
+    pub fn node_clients(&self) -> Vec<redis::Client> {
+        self.node_urls()
+            .iter()
+            .filter_map(|url| open(url, self.ca.as_deref()).ok())
+            .collect()
     }
 }
 

@@ -87,6 +87,8 @@ pub struct CacheConfig {
     pub l1: L1Limits,
     /// Redis, if any (L1-only without).
     pub redis: Option<RedisTarget>,
+    /// A certificate authority (PEM) trusted besides the platform's roots for `rediss://`.
+    pub redis_ca: Option<Arc<[u8]>>,
     /// Timeout of one Redis operation.
     pub redis_timeout: Duration,
     /// Defaults for calls that pass no options.
@@ -101,6 +103,7 @@ impl Default for CacheConfig {
             instance: format!("origin-{}-{}", std::process::id(), now_ms()),
             l1: L1Limits::default(),
             redis: None,
+            redis_ca: None,
             redis_timeout: Duration::from_millis(500),
             defaults: EntryOptions::default(),
             cascade: Cascade::default(),
@@ -152,9 +155,15 @@ impl HybridCache {
     pub async fn new(config: CacheConfig) -> Result<Self, l2::ConnectError> {
         let stats = Arc::new(Stats::default());
         let l2 = match &config.redis {
-            Some(target) => {
-                Some(L2::connect(target.clone(), config.redis_timeout, stats.clone()).await?)
-            }
+            Some(target) => Some(
+                L2::connect(
+                    target.clone(),
+                    config.redis_ca.clone(),
+                    config.redis_timeout,
+                    stats.clone(),
+                )
+                .await?,
+            ),
             None => None,
         };
         let inner = Arc::new(Inner {
@@ -167,7 +176,10 @@ impl HybridCache {
             refreshing: Mutex::new(HashMap::new()),
         });
         if let Some(l2) = &inner.l2 {
-            tokio::spawn(backplane::subscribe(l2.node_urls(), Arc::downgrade(&inner)));
+            tokio::spawn(backplane::subscribe(
+                l2.node_clients(),
+                Arc::downgrade(&inner),
+            ));
         }
         Ok(Self { inner })
     }

@@ -1,6 +1,7 @@
 //! The Postgres tier's settings: the main database and its replicas, the vote shards, the
 //! replica lag limit, pool size and the demo seed.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::settings::{ConfigError, Settings, fail};
@@ -50,6 +51,9 @@ pub struct DatabaseConfig {
     /// Statements at least this slow go to the slow-query log (`SURGE_SLOW_QUERY`, default
     /// 100ms).
     pub slow_query: Duration,
+    /// A certificate authority (PEM, `DATABASE_CA_FILE`) trusted besides the platform's roots
+    /// for TLS (`sslmode=require` in the URLs, or `prefer`, the default).
+    pub ca: Option<Arc<[u8]>>,
 }
 
 impl std::fmt::Debug for DatabaseConfig {
@@ -62,6 +66,7 @@ impl std::fmt::Debug for DatabaseConfig {
             .field("pool_size", &self.pool_size)
             .field("seed_demo", &self.seed_demo)
             .field("slow_query", &self.slow_query)
+            .field("ca", &self.ca.as_ref().map(|_| "DATABASE_CA_FILE"))
             .finish()
     }
 }
@@ -107,6 +112,7 @@ pub fn read(s: &Settings<'_>) -> Result<Option<DatabaseConfig>, ConfigError> {
         )?,
         pool_size: s.number("SURGE_DB_POOL_SIZE", 16, 1, 1000)?,
         seed_demo: s.flag("SURGE_SEED_DEMO", false)?,
+        ca: s.ca_file("DATABASE_CA_FILE")?,
         slow_query: s.duration(
             "SURGE_SLOW_QUERY",
             Duration::from_millis(100),

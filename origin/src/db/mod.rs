@@ -10,6 +10,7 @@ pub mod pool;
 pub mod router;
 pub mod shard;
 pub mod slowlog;
+pub mod tls;
 
 /// What a data-store call can fail with, as its caller acts on it: retry later, or not.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,7 +57,18 @@ impl From<tokio_postgres::Error> for DbError {
 }
 
 impl From<deadpool_postgres::PoolError> for DbError {
+    /// The pool's error with its causes (a TLS failure says which certificate check failed).
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        DbError::Unavailable(e.to_string())
+        let mut message = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(inner) = cause {
+            let text = inner.to_string();
+            if !message.contains(&text) {
+                message.push_str(": ");
+                message.push_str(&text);
+            }
+            cause = inner.source();
+        }
+        DbError::Unavailable(crate::redact::redact(&message))
     }
 }

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Timeouts};
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use tokio_postgres::NoTls;
 
 use super::DbError;
 
@@ -24,6 +23,9 @@ pub struct PoolSettings {
     pub min_idle: usize,
     /// Connections beyond `min_idle` unused this long are closed.
     pub idle_timeout: Duration,
+    /// A certificate authority (PEM) trusted besides the platform's roots when the URL's
+    /// `sslmode` uses TLS.
+    pub ca: Option<Arc<[u8]>>,
 }
 
 impl Default for PoolSettings {
@@ -34,6 +36,7 @@ impl Default for PoolSettings {
             connect_timeout: Duration::from_secs(2),
             min_idle: 2,
             idle_timeout: Duration::from_secs(600),
+            ca: None,
         }
     }
 }
@@ -70,12 +73,13 @@ impl DbPool {
     pub fn new(url: &str, settings: &PoolSettings) -> Result<Self, DbError> {
         let config: tokio_postgres::Config = url.parse().map_err(|e| {
             DbError::Config(format!(
-                "{url:?} is not a Postgres URL ({e}); write postgres://user@host:5432/db"
+                "{:?} is not a Postgres URL ({e}); write postgres://user@host:5432/db",
+                crate::redact::redact(url)
             ))
         })?;
         let manager = Manager::from_config(
             config,
-            NoTls,
+            super::tls::connector(settings.ca.as_deref())?,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
