@@ -139,7 +139,7 @@ where
                 );
             }
         };
-        let (path, canon_query) = (canonical.path(), canonical.query());
+        let path = canonical.path();
         if path == HEALTH_PATH {
             let regions = config.geo.failover_order(
                 request.client.country.as_deref(),
@@ -236,8 +236,11 @@ where
                 }
             };
         }
-        let key = CacheKey::for_canonical_url(&policy.key, &canonical, &request.headers);
-        let upstream = self.upstream_request(&request, path, canon_query, true);
+        // Only the route's own query parameters are keyed and fetched: `?r=<random>` is the
+        // same entry, and the origin never sees it.
+        let keyed = route.keyed_url(&canonical);
+        let key = CacheKey::for_canonical_url(&policy.key, &keyed, &request.headers);
+        let upstream = self.upstream_request(&request, keyed.path(), keyed.query(), true);
         let now = self.inner.clock.now_ms();
         let stored = match self.inner.store.get(&key).await {
             Ok(Some(copy)) => freshness::read(&copy.headers).map(|f| (copy, f)),

@@ -12,8 +12,8 @@
 use std::sync::Arc;
 
 use surge_shared::admin::{InvalidateReport, InvalidateRequest, TierOutcome, TierReport};
-use surge_shared::key::{CanonicalUrl, KeyConfig};
-use surge_shared::{CacheKey, KeyPattern, Layer, Layers, TagSet};
+use surge_shared::key::CanonicalUrl;
+use surge_shared::{CacheKey, KeyPattern, Layer, Layers, Policy, TagSet};
 
 use crate::cache::HybridCache;
 use crate::cdn::{Cdn, CdnPurge};
@@ -23,7 +23,7 @@ use crate::cdn::{Cdn, CdnPurge};
 pub struct Purger {
     cache: HybridCache,
     cdn: Option<Arc<dyn Cdn>>,
-    keys: KeyConfig,
+    policy: Policy,
 }
 
 /// The local (L1/L2) side of a request.
@@ -75,9 +75,10 @@ fn cdn_prefix(url_glob: &str) -> Option<String> {
 }
 
 impl Purger {
-    /// A purger over `cache` and, when configured, `cdn`, keying URLs like the edge does.
-    pub fn new(cache: HybridCache, cdn: Option<Arc<dyn Cdn>>, keys: KeyConfig) -> Self {
-        Self { cache, cdn, keys }
+    /// A purger over `cache` and, when configured, `cdn`, keying URLs like the edge does
+    /// (with `policy`'s key configuration and each route's query allow-list).
+    pub fn new(cache: HybridCache, cdn: Option<Arc<dyn Cdn>>, policy: Policy) -> Self {
+        Self { cache, cdn, policy }
     }
 
     /// Checks `req` beyond its own validation (the layer choice and every target's
@@ -90,7 +91,8 @@ impl Purger {
                 "purge l1 and l2 together (an L1 refilled from a stale L2, or an L2 behind a stale L1, would undo the purge); the CDN (l3) may be purged alone",
             ));
         }
-        let variants = !self.keys.variants.is_empty();
+        let keys = &self.policy.key;
+        let variants = !keys.variants.is_empty();
         let mut local = LocalPlan::default();
         let mut cdn = CdnPurge {
             hosts: req.hosts.clone(),
@@ -107,9 +109,14 @@ impl Purger {
                 ));
                 continue;
             }
-            let canonical = CanonicalUrl::parse(&self.keys, key)
+            let canonical = CanonicalUrl::parse(keys, key)
                 .map_err(|e| plan_error(format!("keys[{i}]"), e.to_string()))?;
-            for variant in CacheKey::all_variants(&self.keys, &canonical) {
+            let canonical = self
+                .policy
+                .classify(canonical.path())
+                .route
+                .keyed_url(&canonical);
+            for variant in CacheKey::all_variants(keys, &canonical) {
                 cdn.files.push(variant.cache_url());
                 local.keys.push(variant.as_str().to_string());
             }

@@ -71,7 +71,7 @@ pub async fn start(config: Config) -> Result<Arc<AppState>, StartError> {
                 )?) as Arc<dyn Cdn>,
             ),
         };
-    let purger = Purger::new(cache.clone(), cdn, config.policy.key.clone());
+    let purger = Purger::new(cache.clone(), cdn, config.policy.clone());
     let (store, db): (Arc<dyn ElectionStore>, _) = match &config.database {
         None => (Arc::new(MemoryStore::demo()), None),
         Some(settings) => {

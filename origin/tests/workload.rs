@@ -328,3 +328,44 @@ async fn with_the_primary_down_reads_answer_and_votes_get_a_clear_503() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cache_busting_parameters_never_reach_the_database() {
+    let pg = PgPair::start().expect("postgres");
+    let origin = OriginProcess::start(&database_env(&pg));
+    let client = http();
+    let computed = || async {
+        let (_, stats) = support::admin(
+            &origin,
+            reqwest::Method::GET,
+            "/performance/cache/stats",
+            None,
+        )
+        .await;
+        stats["counters"]["factory_calls"]
+            .as_u64()
+            .expect("factory_calls")
+    };
+    let (status, headers, first) = get(&client, &origin.url("/api/elections/1/ballot?r=0")).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(
+        headers.get("x-surge-cache").and_then(|v| v.to_str().ok()),
+        Some("MISS")
+    );
+    let after_first = computed().await;
+    for r in 1..=30 {
+        let url = origin.url(&format!("/api/elections/1/ballot?r={r:08x}&utm_source=x"));
+        let (status, headers, body) = get(&client, &url).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, first.as_str()));
+        assert_eq!(
+            headers.get("x-surge-cache").and_then(|v| v.to_str().ok()),
+            Some("HIT"),
+            "?r={r}"
+        );
+    }
+    assert_eq!(
+        computed().await,
+        after_first,
+        "no random parameter made the origin read the database again"
+    );
+}

@@ -429,6 +429,33 @@ impl CanonicalUrl {
     pub fn query(&self) -> Option<&str> {
         self.query_at.map(|at| &self.text[at + 1..])
     }
+
+    /// This URL with only the query parameters named in `names` (in their canonical order).
+    pub fn keeping(&self, names: &[String]) -> CanonicalUrl {
+        let Some(query) = self.query() else {
+            return self.clone();
+        };
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|pair| {
+                let name = pair.split_once('=').map_or(*pair, |(n, _)| n);
+                names.iter().any(|n| n == name)
+            })
+            .collect();
+        let end = self.query_at.unwrap_or(self.text.len());
+        let mut text = self.text[..end].to_string();
+        let query_at = (!kept.is_empty()).then(|| {
+            let at = text.len();
+            text.push('?');
+            text.push_str(&kept.join("&"));
+            at
+        });
+        CanonicalUrl {
+            text,
+            path_at: self.path_at,
+            query_at,
+        }
+    }
 }
 
 impl std::ops::Deref for CanonicalUrl {
@@ -899,5 +926,22 @@ mod tests {
         let key = CacheKey::for_canonical_url(&config, &c, &Vec::<(&str, &str)>::new());
         assert!(CacheKey::is_key(key.as_str()) && !CacheKey::is_key(&c));
         assert_eq!(key.url(), c.as_str());
+    }
+
+    #[test]
+    fn a_url_keeps_only_the_parameters_named() {
+        let config = KeyConfig::default();
+        let url = CanonicalUrl::parse(
+            &config,
+            "https://vote.example/a?z=1&r=77&page=2&utm_source=x",
+        )
+        .expect("valid");
+        assert_eq!(url.as_str(), "https://vote.example/a?page=2&r=77&z=1");
+        let kept = url.keeping(&["page".to_string()]);
+        assert_eq!(kept.as_str(), "https://vote.example/a?page=2");
+        assert_eq!((kept.path(), kept.query()), ("/a", Some("page=2")));
+        let none = url.keeping(&[]);
+        assert_eq!(none.as_str(), "https://vote.example/a");
+        assert_eq!((none.path(), none.query()), ("/a", None));
     }
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::AuthBypass;
 use crate::cascade::Cascade;
 use crate::duration;
-use crate::key::KeyConfig;
+use crate::key::{CanonicalUrl, KeyConfig};
 use crate::rate::Quota;
 use crate::route::PathPattern;
 use crate::status::Layers;
@@ -153,9 +153,20 @@ pub struct Route {
     /// Largest request body accepted (bytes).
     #[serde(default = "default_max_body")]
     pub max_body_bytes: u64,
+    /// The query parameters that belong to this route's key (and reach the origin through a
+    /// shared cache); every other parameter is dropped, so `?r=<random>` cannot bust the
+    /// cache. None by default: the election routes read no query.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub query: Vec<String>,
 }
 
 impl Route {
+    /// `canonical` as this route keys it (and fetches it through a shared cache): only the
+    /// query parameters named in [`Route::query`].
+    pub fn keyed_url(&self, canonical: &CanonicalUrl) -> CanonicalUrl {
+        canonical.keeping(&self.query)
+    }
+
     /// The layers this route uses.
     pub fn layers(&self) -> Layers {
         match self.layers {
@@ -279,6 +290,21 @@ impl Route {
                     MAX_LOCK_TIMEOUT.as_secs()
                 ),
             ));
+        }
+        for (i, name) in self.query.iter().enumerate() {
+            let ok = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            if !ok {
+                return Err(invalid(
+                    &format!("query[{i}]"),
+                    format!(
+                        "{name:?} is not a query parameter name (letters, digits, '-', '_' or '.', at most 64)"
+                    ),
+                ));
+            }
         }
         let params: Vec<&str> = self.pattern.params().collect();
         for (i, tag) in self.tags.iter().enumerate() {
@@ -404,6 +430,7 @@ fn fallback_route() -> &'static Route {
         limit: None,
         ip_limit: None,
         max_body_bytes: default_max_body(),
+        query: Vec::new(),
     })
 }
 

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::key::{CacheKey, KeyConfig};
+use crate::key::{CacheKey, CanonicalUrl, KeyConfig};
 use crate::pattern::KeyPattern;
 
 /// The vector file shipped with this crate.
@@ -82,6 +82,9 @@ pub struct VectorCase {
     /// Request headers.
     #[serde(default)]
     pub headers: Vec<(String, String)>,
+    /// The route's query allow-list ([`crate::Route::query`]); absent: the URL is keyed whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<Vec<String>>,
     /// Expected key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
@@ -93,7 +96,12 @@ pub struct VectorCase {
 impl VectorCase {
     /// What keying this case gives: the key, or `error:<kind>`.
     pub fn actual(&self, config: &KeyConfig) -> String {
-        match CacheKey::new(config, &self.method, &self.url, &self.headers) {
+        let key = match &self.query {
+            None => CacheKey::new(config, &self.method, &self.url, &self.headers),
+            Some(names) => CanonicalUrl::parse(config, &self.url)
+                .map(|url| CacheKey::for_canonical_url(config, &url.keeping(names), &self.headers)),
+        };
+        match key {
             Ok(key) => key.as_str().to_string(),
             Err(e) => format!("error:{}", e.kind()),
         }

@@ -15,6 +15,7 @@ macro_rules! conformance_tests {
     ($stack:ident) => {
         $crate::conformance_tests!(@each $stack;
             cache_miss_then_hit_for_equivalent_urls,
+            cache_busting_parameters_never_reach_the_origin,
             origin_s_maxage_overrides_the_route_ttl,
             stale_while_revalidate_serves_stale_then_fresh,
             stale_if_error_and_clear_outage_answers,
@@ -143,9 +144,10 @@ pub fn cache_miss_then_hit_for_equivalent_urls<E: Edge>(s: &mut Stack<E>) {
     let second = get(&s
         .edge
         .url("/api/elections/101?a=1&b=2&utm_source=newsletter&fbclid=x"));
+    // The route keys no query parameter: the origin sees none.
     assert_eq!(
         (second.cache(), second.body.as_str()),
-        ("HIT", "eu /api/elections/101?a=1&b=2")
+        ("HIT", "eu /api/elections/101")
     );
     let head = send("HEAD", &s.edge.url("/api/elections/101?a=1&b=2"), &[], "");
     assert_eq!(
@@ -156,6 +158,25 @@ pub fn cache_miss_then_hit_for_equivalent_urls<E: Edge>(s: &mut Stack<E>) {
         s.eu.requests().len(),
         1,
         "one origin fetch for all equivalent URLs"
+    );
+}
+
+pub fn cache_busting_parameters_never_reach_the_origin<E: Edge>(s: &mut Stack<E>) {
+    let first = get(&s.edge.url("/api/elections/7/ballot?r=8f3a91"));
+    assert_eq!((first.status, first.cache()), (200, "MISS"));
+    for r in ["2b77e0", "c0ffee", "8f3a91&page=9"] {
+        let again = get(&s.edge.url(&format!("/api/elections/7/ballot?r={r}")));
+        assert_eq!(
+            (again.cache(), again.body.as_str()),
+            ("HIT", "eu /api/elections/7/ballot"),
+            "?r={r}"
+        );
+    }
+    let seen: Vec<String> = s.eu.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        seen,
+        ["/api/elections/7/ballot"],
+        "one fetch, without the parameter"
     );
 }
 

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, Uri, header};
-use surge_shared::CacheKey;
 use surge_shared::key::{HeaderLookup, KeyConfig, KeyError};
+use surge_shared::{CacheKey, CanonicalUrl, Route};
 
 /// Request headers through the shared [`HeaderLookup`].
 pub struct Headers<'a>(pub &'a HeaderMap);
@@ -55,10 +55,12 @@ impl KeyMemo {
         }
     }
 
-    /// The request's key under `config`.
+    /// The request's key under `config`, for `route` (which keeps only its own query
+    /// parameters).
     pub fn key_for(
         &self,
         config: &KeyConfig,
+        route: &Route,
         uri: &Uri,
         headers: &HeaderMap,
     ) -> Result<Arc<CacheKey>, KeyError> {
@@ -74,7 +76,12 @@ impl KeyMemo {
         if let Some(key) = self.memo.get(&memo_key) {
             return Ok(key);
         }
-        let key = Arc::new(CacheKey::new(config, "GET", &url, &Headers(headers))?);
+        let canonical = route.keyed_url(&CanonicalUrl::parse(config, &url)?);
+        let key = Arc::new(CacheKey::for_canonical_url(
+            config,
+            &canonical,
+            &Headers(headers),
+        ));
         self.memo.insert(memo_key, key.clone());
         Ok(key)
     }

@@ -100,7 +100,7 @@ where
     let cacheable = route.class.is_shared_cacheable()
         && (layers.contains(Layer::L1) || layers.contains(Layer::L2));
     let lookup = if cacheable {
-        let key = match state.keys.key_for(&policy.key, uri, headers) {
+        let key = match state.keys.key_for(&policy.key, route, uri, headers) {
             Ok(key) => key,
             Err(e) => return ApiError::bad("url", e.to_string()).into_response(),
         };

@@ -100,8 +100,9 @@ pub(super) async fn cache_key(
     let canonical =
         CanonicalUrl::parse(&policy.key, &url).map_err(|e| ApiError::bad("url", e.to_string()))?;
     let no_headers: [(&str, &str); 0] = [];
-    let key = CacheKey::for_canonical_url(&policy.key, &canonical, &no_headers[..]);
     let matched = policy.classify(canonical.path());
+    let keyed = matched.route.keyed_url(&canonical);
+    let key = CacheKey::for_canonical_url(&policy.key, &keyed, &no_headers[..]);
     let tags = matched
         .route
         .tags(&matched.params)
