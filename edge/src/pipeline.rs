@@ -70,6 +70,28 @@ fn path_and_query(url: &str) -> (String, Option<String>) {
     }
 }
 
+/// The `Server-Timing` header: browsers' developer tools show where the time went.
+const SERVER_TIMING: &str = "server-timing";
+
+/// The edge's own `Server-Timing` entry: its cache status (the origin entry names the region).
+fn edge_timing(response: &EdgeResponse) -> String {
+    let status = response
+        .headers
+        .get(CACHE_STATUS_HEADER)
+        .unwrap_or("BYPASS");
+    format!("edge;desc=\"{status}\"")
+}
+
+/// Adds `entry` to the response's `Server-Timing`, first or last.
+fn add_timing(response: &mut EdgeResponse, entry: String, first: bool) {
+    let value = match response.headers.header_joined(SERVER_TIMING) {
+        Some(existing) if first => format!("{entry}, {existing}"),
+        Some(existing) => format!("{existing}, {entry}"),
+        None => entry,
+    };
+    response.headers.set(SERVER_TIMING, value);
+}
+
 fn with_status(mut response: EdgeResponse, status: CacheStatus) -> EdgeResponse {
     response.headers.set(CACHE_STATUS_HEADER, status.as_str());
     response
@@ -121,6 +143,8 @@ where
         response.headers.remove("cache-tag");
         freshness::strip(&mut response.headers);
         response.headers.remove(STORED_REGION);
+        let entry = edge_timing(&response);
+        add_timing(&mut response, entry, true);
         if head {
             response.body.clear();
         }
@@ -379,6 +403,7 @@ where
         );
         let mut unreachable = Vec::new();
         let mut bad = Vec::new();
+        let started = self.inner.clock.now_ms();
         for name in order {
             let Some(region) = geo.region(name) else {
                 continue;
@@ -392,6 +417,12 @@ where
                     if !response.headers.contains(TIER_HEADER) {
                         response.headers.set(TIER_HEADER, Tier::Origin.as_str());
                     }
+                    let took = self.inner.clock.now_ms().saturating_sub(started);
+                    add_timing(
+                        &mut response,
+                        format!("origin;dur={took};desc=\"{name}\""),
+                        false,
+                    );
                     return Ok(response);
                 }
                 Ok(response) => {
@@ -497,6 +528,8 @@ where
             copy.headers.set(STORED_REGION, region);
         }
         copy.headers.remove(CACHE_STATUS_HEADER);
+        // Timings describe one fetch, not the copies served later.
+        copy.headers.remove(SERVER_TIMING);
         freshness::write(&stored, &mut copy.headers);
         // A failed store only costs a future miss.
         let _ = self.inner.store.put(key, &copy, stored.keep_for(now)).await;

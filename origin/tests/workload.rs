@@ -352,6 +352,17 @@ async fn cache_busting_parameters_never_reach_the_database() {
         headers.get("x-surge-cache").and_then(|v| v.to_str().ok()),
         Some("MISS")
     );
+    let timing = |h: &reqwest::header::HeaderMap| {
+        h.get("server-timing")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        timing(&headers).starts_with("db;dur="),
+        "{}",
+        timing(&headers)
+    );
     let after_first = computed().await;
     for r in 1..=30 {
         let url = origin.url(&format!("/api/elections/1/ballot?r={r:08x}&utm_source=x"));
@@ -361,6 +372,11 @@ async fn cache_busting_parameters_never_reach_the_database() {
             headers.get("x-surge-cache").and_then(|v| v.to_str().ok()),
             Some("HIT"),
             "?r={r}"
+        );
+        assert!(
+            timing(&headers).starts_with("l1;desc=\"HIT\", app;dur="),
+            "{}",
+            timing(&headers)
         );
     }
     assert_eq!(

@@ -141,6 +141,14 @@ pub fn cache_miss_then_hit_for_equivalent_urls<E: Edge>(s: &mut Stack<E>) {
     let first = get(&s.edge.url("/api/elections/101?b=2&a=1"));
     assert_eq!((first.status, first.cache()), (200, "MISS"));
     assert_eq!(first.header("x-surge-region"), Some("eu"));
+    // Developer tools show where the time went: the edge's cache status, then the fetch.
+    let timing = first.header("server-timing").unwrap_or_default();
+    assert!(
+        timing.starts_with("edge;desc=\"MISS\"")
+            && timing.contains("origin;dur=")
+            && timing.contains("desc=\"eu\""),
+        "{timing}"
+    );
     let second = get(&s
         .edge
         .url("/api/elections/101?a=1&b=2&utm_source=newsletter&fbclid=x"));
@@ -149,6 +157,7 @@ pub fn cache_miss_then_hit_for_equivalent_urls<E: Edge>(s: &mut Stack<E>) {
         (second.cache(), second.body.as_str()),
         ("HIT", "eu /api/elections/101")
     );
+    assert_eq!(second.header("server-timing"), Some("edge;desc=\"HIT\""));
     let head = send("HEAD", &s.edge.url("/api/elections/101?a=1&b=2"), &[], "");
     assert_eq!(
         (head.status, head.cache(), head.body.as_str()),

@@ -3,6 +3,7 @@
 //! and `Cache-Tag` so the edge caches and purges it the same way.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -89,6 +90,7 @@ where
     F: Fn() -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Page, StoreError>> + Send + 'static,
 {
+    let started = Instant::now();
     let policy = &state.config.policy;
     let matched = policy.classify(uri.path());
     let route = matched.route;
@@ -151,6 +153,10 @@ where
     }
     set(CACHE_STATUS_HEADER, lookup.status.as_str());
     set(TIER_HEADER, lookup.tier.as_str());
+    set(
+        "server-timing",
+        &server_timing(lookup.tier, lookup.status, started.elapsed()),
+    );
     set(REGION_HEADER, &state.config.region);
     response
 }
@@ -182,6 +188,19 @@ where
         }
     })
     .await
+}
+
+/// The origin's `Server-Timing`: the tier that answered (`l1`, `l2`, or `db` with the time the
+/// data tier took) and the whole time spent here.
+fn server_timing(tier: Tier, status: CacheStatus, took: std::time::Duration) -> String {
+    let ms = took.as_secs_f64() * 1000.0;
+    let tier = match tier {
+        Tier::L1 | Tier::L2 | Tier::Edge => {
+            format!("{};desc=\"{}\"", tier.as_str(), status.as_str())
+        }
+        Tier::Origin => format!("db;dur={ms:.1}"),
+    };
+    format!("{tier}, app;dur={ms:.1}")
 }
 
 /// `response` marked `Cache-Control: no-store`.
