@@ -116,40 +116,48 @@ mod tests {
     fn wrangler_bindings_match_the_shared_policy() {
         let wrangler: toml::Value =
             toml::from_str(include_str!("../../wrangler.toml")).expect("wrangler.toml parses");
-        let bindings = wrangler
-            .get("ratelimits")
-            .and_then(|r| r.as_array())
-            .expect("[[ratelimits]]");
         let policy = Policy::election_default();
-        for (name, quota) in &policy.limits {
-            let binding = bindings
-                .iter()
-                .find(|b| {
-                    b.get("name").and_then(|n| n.as_str()) == Some(binding_name(name).as_str())
-                })
-                .unwrap_or_else(|| panic!("wrangler.toml lacks a binding for quota {name}"));
-            let simple = binding.get("simple").expect("simple settings");
-            let limit = simple
-                .get("limit")
-                .and_then(|v| v.as_integer())
-                .expect("limit");
-            let period = simple
-                .get("period")
-                .and_then(|v| v.as_integer())
-                .expect("period");
-            let want = quota.over_window(&BINDING_WINDOWS);
-            let (want_limit, want_period) = (want.requests, want.seconds);
-            assert_eq!(
-                (u64::try_from(limit).ok(), u64::try_from(period).ok()),
-                (Some(want_limit), Some(want_period)),
-                "binding for quota {name} disagrees with the policy"
+        // The top level (local development) and every deployable environment.
+        let mut sections = vec![("top level".to_string(), &wrangler)];
+        if let Some(envs) = wrangler.get("env").and_then(|e| e.as_table()) {
+            sections.extend(
+                envs.iter()
+                    .map(|(name, env)| (format!("[env.{name}]"), env)),
             );
         }
-        assert_eq!(
-            bindings.len(),
-            policy.limits.len(),
-            "a binding without a quota"
-        );
+        assert!(sections.len() >= 3, "production and staging environments");
+        for (section, table) in sections {
+            let bindings = table
+                .get("ratelimits")
+                .and_then(|r| r.as_array())
+                .unwrap_or_else(|| panic!("{section} has no [[ratelimits]]"));
+            for (name, quota) in &policy.limits {
+                let binding = bindings
+                    .iter()
+                    .find(|b| {
+                        b.get("name").and_then(|n| n.as_str()) == Some(binding_name(name).as_str())
+                    })
+                    .unwrap_or_else(|| panic!("{section} lacks a binding for quota {name}"));
+                let simple = binding.get("simple").expect("simple settings");
+                let setting = |key: &str| {
+                    simple
+                        .get(key)
+                        .and_then(|v| v.as_integer())
+                        .and_then(|v| u64::try_from(v).ok())
+                };
+                let want = quota.over_window(&BINDING_WINDOWS);
+                assert_eq!(
+                    (setting("limit"), setting("period")),
+                    (Some(want.requests), Some(want.seconds)),
+                    "{section}: binding for quota {name} disagrees with the policy"
+                );
+            }
+            assert_eq!(
+                bindings.len(),
+                policy.limits.len(),
+                "{section}: a binding without a quota"
+            );
+        }
     }
 
     const KEY: &str = "edge-test-cookie-key-0123456789abcdef";

@@ -22,6 +22,7 @@ use std::process::{Command, ExitCode};
 use clap::{Parser, Subcommand};
 
 mod cdn;
+mod deploy;
 mod stack;
 
 #[derive(Parser)]
@@ -58,6 +59,16 @@ enum Task {
     /// Generate Cloudflare's rules in infrastructure/cdn/cloudflare from the shared policy.
     CdnRules {
         /// Only check that the files match the policy (exit 1 if not).
+        #[arg(long)]
+        check: bool,
+    },
+    /// Deploy the edge Worker's wrangler environment, after checking it is fit for the
+    /// internet (no workers.dev URL, routes, observability, bindings, public https origins).
+    Deploy {
+        /// The wrangler environment (`[env.<name>]` in wrangler.toml).
+        #[arg(long)]
+        env: String,
+        /// Only check; do not deploy.
         #[arg(long)]
         check: bool,
     },
@@ -104,6 +115,7 @@ fn main() -> ExitCode {
         Task::CdnRules { check } => {
             cdn::sync(&root().join("infrastructure/cdn/cloudflare"), check).map_err(Failure)
         }
+        Task::Deploy { env, check } => deploy_edge(&env, check),
         Task::Infra => infra(),
         Task::Fuzz { seconds } => fuzz(seconds),
         Task::Reliability { fuzz_seconds } => reliability(fuzz_seconds),
@@ -115,6 +127,22 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn deploy_edge(env: &str, check_only: bool) -> Step {
+    let path = root().join("wrangler.toml");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))?;
+    deploy::check(&text, env).map_err(|e| Failure(format!("wrangler.toml: {e}")))?;
+    println!("xtask: [env.{env}] is fit to deploy");
+    if check_only {
+        return Ok(());
+    }
+    status(
+        Command::new("npx")
+            .args(["wrangler", "deploy", "--env", env])
+            .current_dir(root()),
+    )
 }
 
 fn root() -> PathBuf {

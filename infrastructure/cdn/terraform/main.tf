@@ -10,6 +10,9 @@ locals {
   managed    = jsondecode(file("${local.rules_dir}/waf-managed.json"))
   rate_limit = jsondecode(file("${local.rules_dir}/rate-limit-rules.json"))
   page_rules = jsondecode(file("${local.rules_dir}/page-rules.json")).rules
+  # The generator writes page-rule targets for this host; they are applied to var.zone_name,
+  # the same variable the zone, its DNS and the Worker route use.
+  generated_host = "vote.example"
 
   zone_settings = {
     ssl                      = "strict"
@@ -98,7 +101,10 @@ resource "cloudflare_ruleset" "rate_limit" {
 # --- Page rules ---------------------------------------------------------------------------
 
 resource "cloudflare_page_rule" "rule" {
-  for_each = { for rule in local.page_rules : rule.targets[0].constraint.value => rule }
+  for_each = {
+    for rule in local.page_rules :
+    replace(rule.targets[0].constraint.value, local.generated_host, var.zone_name) => rule
+  }
   zone_id  = var.zone_id
   target   = each.key
   priority = each.value.priority
