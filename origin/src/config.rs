@@ -57,6 +57,13 @@ pub struct Config {
     pub scaling: Option<ScalingConfig>,
     /// Sessions, voting codes, vote batching and purge coalescing.
     pub domain: DomainConfig,
+    /// How long a stopping process keeps serving while not ready, so load balancers take it
+    /// out of rotation first (`SURGE_DRAIN`, default 5s; below the pod's
+    /// `terminationGracePeriodSeconds`).
+    pub drain: std::time::Duration,
+    /// Paths fetched through the public routes before the process reports ready
+    /// (`SURGE_START_WARM`, comma-separated; none by default).
+    pub start_warm: Vec<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -77,6 +84,8 @@ impl std::fmt::Debug for Config {
             .field("cloudflare", &self.cloudflare)
             .field("scaling", &self.scaling)
             .field("domain", &self.domain)
+            .field("drain", &self.drain)
+            .field("start_warm", &self.start_warm)
             .finish_non_exhaustive()
     }
 }
@@ -129,6 +138,13 @@ impl Config {
             l1: crate::cache::config::l1(&s)?,
             cloudflare: crate::cdn::config::read(&s)?,
             scaling: crate::scaling::config::read(&s)?,
+            drain: s.duration(
+                "SURGE_DRAIN",
+                std::time::Duration::from_secs(5),
+                std::time::Duration::ZERO,
+                std::time::Duration::from_secs(300),
+            )?,
+            start_warm: start_warm(&s)?,
         };
         s.finish()?;
         let (public, admin) = (config.listen, config.admin_listen);
@@ -156,6 +172,24 @@ fn listen(s: &Settings<'_>, var: &'static str, default: &str) -> Result<SocketAd
             format!("{text:?} is not an address ({e}); write it like {default}"),
         )
     })
+}
+
+fn start_warm(s: &Settings<'_>) -> Result<Vec<String>, ConfigError> {
+    let paths: Vec<String> = s
+        .list("SURGE_START_WARM", "")?
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .collect();
+    if let Some(bad) = paths
+        .iter()
+        .find(|p| !p.starts_with('/') || p.contains(' '))
+    {
+        return Err(fail(
+            "SURGE_START_WARM",
+            format!("{bad:?}: list paths of this origin starting with '/', separated by commas"),
+        ));
+    }
+    Ok(paths)
 }
 
 fn admin_token(s: &Settings<'_>) -> Result<Option<String>, ConfigError> {

@@ -232,9 +232,12 @@ async fn serve(config: Config) -> ExitCode {
     let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let admin_app =
         http::admin_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    // Ctrl-C locally, SIGTERM from Kubernetes: stop accepting, finish what is in flight.
+    // Ctrl-C locally, SIGTERM from Kubernetes: not ready at once, keep serving for the drain
+    // period while load balancers stop sending, then stop accepting and finish what is in
+    // flight.
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let signals = async move {
+    let draining = state.clone();
+    tokio::spawn(async move {
         let terminate = async {
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
                 Ok(mut signal) => {
@@ -247,23 +250,53 @@ async fn serve(config: Config) -> ExitCode {
             _ = tokio::signal::ctrl_c() => {}
             () = terminate => {}
         }
+        draining.lifecycle.start_draining();
+        tracing::info!(drain = ?draining.config.drain, "stopping: not ready, draining");
+        tokio::time::sleep(draining.config.drain).await;
         let _ = stop.send(true);
-    };
-    tokio::spawn(signals);
+    });
     let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopped.wait_for(|s| *s).await;
     };
-    let public = axum::serve(listener, app)
-        .with_graceful_shutdown(until_stopped(stopped.clone()))
-        .into_future();
-    let admin = axum::serve(admin_listener, admin_app)
-        .with_graceful_shutdown(until_stopped(stopped))
-        .into_future();
-    match tokio::try_join!(public, admin) {
-        Ok(((), ())) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("surge-origin: server error: {e}");
-            ExitCode::FAILURE
+    let public = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(until_stopped(stopped.clone()))
+            .into_future(),
+    );
+    let admin = tokio::spawn(
+        axum::serve(admin_listener, admin_app)
+            .with_graceful_shutdown(until_stopped(stopped))
+            .into_future(),
+    );
+    // Ready once the start-up warm has filled the cache through the public routes.
+    if !state.config.start_warm.is_empty() {
+        let report = surge_origin::cache::warm::warm(
+            state.config.listen,
+            state.config.start_warm.clone(),
+            8,
+        )
+        .await;
+        for failure in &report.failed {
+            tracing::warn!(url = %failure.url, error = %failure.error, "start-up warm");
         }
+    }
+    state.lifecycle.set_ready();
+    let served = match tokio::try_join!(public, admin) {
+        Ok((Ok(()), Ok(()))) => true,
+        Ok((Err(e), _) | (_, Err(e))) => {
+            eprintln!("surge-origin: server error: {e}");
+            false
+        }
+        Err(e) => {
+            eprintln!("surge-origin: server task failed: {e}");
+            false
+        }
+    };
+    // Nothing a vote asked for is lost to the shutdown: its results purge goes out now.
+    state.vote_purges.flush(&state.purger).await;
+    if served {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

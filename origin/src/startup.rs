@@ -116,6 +116,7 @@ pub async fn start(config: Config) -> Result<Arc<AppState>, StartError> {
             .time_to_live(Duration::from_secs(60))
             .build(),
         started: Instant::now(),
+        lifecycle: Default::default(),
         config,
     }))
 }

@@ -124,6 +124,34 @@ impl ChildGuard {
         }
     }
 
+    /// Asks the process to stop (SIGTERM), as Kubernetes does.
+    pub fn terminate(&self) {
+        if let Some(child) = &self.child {
+            Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .stderr(Stdio::null())
+                .status()
+                .ok();
+        }
+    }
+
+    /// Waits up to `limit` for the process to exit; its exit status, or `None` if it is
+    /// still running.
+    pub fn wait_exit(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let start = std::time::Instant::now();
+        let child = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if start.elapsed() >= limit {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child

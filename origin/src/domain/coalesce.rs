@@ -40,29 +40,35 @@ impl Coalescer {
             loop {
                 me.notify.notified().await;
                 tokio::time::sleep(window).await;
-                let tags: Vec<Tag> = {
-                    let mut dirty = me
-                        .dirty
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    std::mem::take(&mut *dirty).into_iter().collect()
-                };
-                if tags.is_empty() {
-                    continue;
-                }
-                me.flushes.fetch_add(1, Ordering::Relaxed);
-                let request = InvalidateRequest {
-                    tags,
-                    cascade: true,
-                    ..InvalidateRequest::default()
-                };
-                let report = purger.invalidate(&request).await;
-                if !report.ok {
-                    tracing::warn!(?report.tiers, "coalesced purge did not reach every tier");
-                }
+                me.flush(&purger).await;
             }
         });
         this
+    }
+
+    /// Purges everything marked so far, now (the flusher's step, and the last act before the
+    /// process exits, so no vote's results purge is lost to a shutdown).
+    pub async fn flush(&self, purger: &Purger) {
+        let tags: Vec<Tag> = {
+            let mut dirty = self
+                .dirty
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            std::mem::take(&mut *dirty).into_iter().collect()
+        };
+        if tags.is_empty() {
+            return;
+        }
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+        let request = InvalidateRequest {
+            tags,
+            cascade: true,
+            ..InvalidateRequest::default()
+        };
+        let report = purger.invalidate(&request).await;
+        if !report.ok {
+            tracing::warn!(?report.tiers, "coalesced purge did not reach every tier");
+        }
     }
 
     /// Marks `tag` for the next purge.

@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
 use serde_json::{Value, json};
@@ -52,6 +52,8 @@ fn routes() -> Router<Arc<AppState>> {
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
         .merge(routes())
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(middleware::map_response(security_headers))
@@ -68,6 +70,8 @@ pub fn admin_router(state: Arc<AppState>) -> Router {
     ));
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
         .nest("/performance", admin)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(middleware::map_response(security_headers))
@@ -102,6 +106,25 @@ async fn security_headers(mut response: Response) -> Response {
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Json<Value> {
     Json(json!({ "status": "ok", "region": state.config.region }))
+}
+
+/// `GET /livez`: the process answers (the liveness probe restarts it otherwise).
+async fn livez() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: 200 once start-up is done, 503 before and while draining (the readiness
+/// probe takes the pod out of rotation then). A degraded dependency (Redis down) keeps it
+/// ready: it serves from L1 and the database, and `/performance/health` says so.
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    match state.lifecycle.not_ready() {
+        None => Json(json!({ "status": "ready" })).into_response(),
+        Some(why) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "not_ready", "reason": why })),
+        )
+            .into_response(),
+    }
 }
 
 /// Times a request, enforces the route's body limit, and records it.

@@ -1,6 +1,7 @@
 //! What every handler can reach: the running parts [`crate::startup`] builds once.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::cache::HybridCache;
@@ -62,4 +63,36 @@ pub struct AppState {
     pub admin_failures: moka::sync::Cache<FailureKey, u32>,
     /// When the process started.
     pub started: Instant,
+    /// Whether the process takes traffic (`/readyz`).
+    pub lifecycle: Lifecycle,
+}
+
+/// Where the process is in its life, as the readiness probe reports it.
+#[derive(Debug, Default)]
+pub struct Lifecycle {
+    ready: AtomicBool,
+    draining: AtomicBool,
+}
+
+impl Lifecycle {
+    /// Start-up is done (migrations run, listeners bound, the start-up warm finished).
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
+    }
+
+    /// Shutdown has begun: the process stops being ready and finishes what it has.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Why the process should not get new traffic, if it should not.
+    pub fn not_ready(&self) -> Option<&'static str> {
+        if self.draining.load(Ordering::SeqCst) {
+            Some("draining: shutting down")
+        } else if !self.ready.load(Ordering::SeqCst) {
+            Some("starting: warming up")
+        } else {
+            None
+        }
+    }
 }

@@ -72,6 +72,16 @@ impl OriginProcess {
         me
     }
 
+    /// Sends SIGTERM, as Kubernetes does when it stops a pod.
+    pub fn terminate(&self) {
+        self.child.terminate();
+    }
+
+    /// Waits up to `limit` for the process to exit; its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        self.child.wait_exit(limit).and_then(|s| s.code())
+    }
+
     /// `path` on this origin: `/performance/*` on the admin listener, everything else on the
     /// public one.
     pub fn url(&self, path: &str) -> String {

@@ -1,0 +1,105 @@
+//! The origin's life as Kubernetes drives it: ready only after its start-up warm, not ready
+//! at once on SIGTERM while it keeps serving for the drain period, then it finishes what is
+//! in flight, sends the results purge its votes asked for, and exits 0.
+
+mod support;
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::{OriginProcess, eventually, http, login};
+use surge_testkit::cloudflare::CloudflareStandin;
+
+async fn status_of(client: &reqwest::Client, url: String) -> (StatusCode, Option<String>) {
+    let r = client.get(url).send().await.expect("request");
+    let cache = r
+        .headers()
+        .get("x-surge-cache")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    (r.status(), cache)
+}
+
+fn purged_results(cf: &CloudflareStandin) -> bool {
+    cf.accepted().iter().any(|body| {
+        body["tags"]
+            .as_array()
+            .is_some_and(|tags| tags.iter().any(|t| t == "results:1"))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopping_origin_drains_finishes_and_flushes_its_purges() {
+    let cf = CloudflareStandin::start().expect("cloudflare stand-in");
+    let mut origin = OriginProcess::start(&[
+        ("CLOUDFLARE_API_TOKEN", cf.token().to_string()),
+        ("CLOUDFLARE_ZONE_ID", cf.zone_id().to_string()),
+        ("CLOUDFLARE_API_BASE", cf.api_base()),
+        ("SURGE_DRAIN", "2s".into()),
+        ("SURGE_PURGE_COALESCE", "60s".into()),
+        (
+            "SURGE_START_WARM",
+            "/api/elections,/api/elections/1/ballot".into(),
+        ),
+    ]);
+    let client = http();
+    eventually("ready", async || {
+        status_of(&client, origin.url("/readyz")).await.0 == StatusCode::OK
+    })
+    .await;
+    assert_eq!(
+        status_of(&client, origin.url("/livez")).await.0,
+        StatusCode::OK
+    );
+    // The start-up warm ran before the process said it was ready.
+    assert_eq!(
+        status_of(&client, origin.url("/api/elections")).await,
+        (StatusCode::OK, Some("HIT".to_string()))
+    );
+
+    // A vote marks a results purge due only in a minute.
+    let cookie = login(&client, &origin, "dora").await;
+    let ballot: Value = client
+        .get(origin.url("/api/elections/1/ballot"))
+        .send()
+        .await
+        .expect("ballot")
+        .json()
+        .await
+        .expect("JSON");
+    let option = ballot["options"][0]["id"].as_i64().expect("an option");
+    let voted = client
+        .post(origin.url("/api/elections/1/votes"))
+        .header("content-type", "application/json")
+        .header("cookie", &cookie)
+        .body(json!({ "option_id": option }).to_string())
+        .send()
+        .await
+        .expect("vote");
+    assert_eq!(voted.status(), StatusCode::CREATED);
+    assert!(!purged_results(&cf), "the purge waits for its window");
+
+    origin.terminate();
+    // Not ready at once, and still serving while load balancers take it out of rotation.
+    eventually("not ready while draining", async || {
+        status_of(&client, origin.url("/readyz")).await.0 == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+    let (status, _) = status_of(&client, origin.url("/api/elections/1/results")).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "requests during the drain are served"
+    );
+
+    let code = tokio::task::spawn_blocking(move || origin.wait_exit(Duration::from_secs(20)))
+        .await
+        .expect("wait");
+    assert_eq!(code, Some(0), "a clean exit after the drain");
+    assert!(
+        purged_results(&cf),
+        "the vote's results purge went out before the exit: {:?}",
+        cf.accepted()
+    );
+}
