@@ -10,6 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::{OriginProcess, eventually, http, login};
 use surge_testkit::cloudflare::CloudflareStandin;
+use surge_testkit::redis::RedisServer;
 
 async fn status_of(client: &reqwest::Client, url: String) -> (StatusCode, Option<String>) {
     let r = client.get(url).send().await.expect("request");
@@ -102,4 +103,51 @@ async fn a_stopping_origin_drains_finishes_and_flushes_its_purges() {
         "the vote's results purge went out before the exit: {:?}",
         cf.accepted()
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_origin_starts_without_redis_and_takes_it_up_when_it_answers() {
+    let port = surge_testkit::net::free_port().expect("port");
+    let origin = OriginProcess::start(&[("REDIS_URL", format!("redis://127.0.0.1:{port}"))]);
+    let client = http();
+    // Ready, serving from L1 and the store, and saying it is degraded.
+    eventually("ready without Redis", async || {
+        status_of(&client, origin.url("/readyz")).await.0 == StatusCode::OK
+    })
+    .await;
+    assert_eq!(
+        status_of(&client, origin.url("/api/elections")).await.0,
+        StatusCode::OK
+    );
+    let (_, health) =
+        support::admin(&origin, reqwest::Method::GET, "/performance/health", None).await;
+    assert_eq!(
+        (
+            health["status"].as_str(),
+            health["redis"]["available"].as_bool()
+        ),
+        (Some("degraded"), Some(false)),
+        "{health}"
+    );
+
+    // Redis comes up: the origin connects by itself and fills L2.
+    let redis = RedisServer::start_on(port).expect("redis");
+    eventually("L2 connected", async || {
+        let (_, health) =
+            support::admin(&origin, reqwest::Method::GET, "/performance/health", None).await;
+        health["redis"]["available"] == true
+    })
+    .await;
+    let (status, _) = status_of(&client, origin.url("/api/elections/1/ballot")).await;
+    assert_eq!(status, StatusCode::OK);
+    eventually("the entry reaches L2", async || {
+        !surge_testkit::redis::cli(
+            redis.port(),
+            &["--scan", "--pattern", "surge:v1:e:*ballot*"],
+        )
+        .unwrap_or_default()
+        .trim()
+        .is_empty()
+    })
+    .await;
 }

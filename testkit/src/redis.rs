@@ -118,8 +118,13 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a node on a free port.
     pub fn start() -> Result<Self> {
+        Self::start_on(free_port()?)
+    }
+
+    /// Starts a node on `port` (a process already pointed at it connects when it is up).
+    pub fn start_on(port: u16) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("surge-redis-").tempdir()?;
-        let mut node = RedisNode::new(free_port()?, dir.path().to_path_buf(), Vec::new());
+        let mut node = RedisNode::new(port, dir.path().to_path_buf(), Vec::new());
         node.start()?;
         Ok(Self { node, _dir: dir })
     }

@@ -115,7 +115,7 @@ pub async fn subscribe<A: Apply>(clients: Vec<redis::Client>, target: Weak<A>) {
 impl Inner {
     /// Tells every other process about `event` (nothing without L2).
     pub(super) async fn publish(&self, event: Event) {
-        let Some(l2) = &self.l2 else { return };
+        let Some(l2) = self.l2() else { return };
         let message = Message {
             from: self.config.instance.clone(),
             event,

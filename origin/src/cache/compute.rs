@@ -23,7 +23,7 @@ use crate::clock::now_ms;
 
 impl Inner {
     pub(super) async fn next_version(&self) -> u64 {
-        match &self.l2 {
+        match self.l2() {
             Some(l2) => match l2.next_version().await {
                 Some(v) => v,
                 None => now_ms().saturating_mul(1000),
@@ -58,7 +58,7 @@ impl Inner {
             self.l1.insert(key, entry.clone()).await;
         }
         if options.layers.contains(Layer::L2)
-            && let Some(l2) = &self.l2
+            && let Some(l2) = self.l2()
         {
             l2.set(
                 key,
@@ -141,7 +141,7 @@ impl Inner {
 
         // Cluster-wide: one process computes, the others wait for its value in L2.
         let token = self.next_version().await;
-        let lock = match &self.l2 {
+        let lock = match self.l2() {
             Some(l2) if options.layers.contains(Layer::L2) => {
                 let ttl = options
                     .lock_timeout

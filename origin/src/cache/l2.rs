@@ -165,6 +165,9 @@ pub struct ConnectError {
     pub target: String,
     /// The client's error.
     pub message: String,
+    /// Whether Redis could not be reached (refused, timed out, dropped) rather than refused
+    /// us (certificate, credentials, a bad URL): the first is worth retrying.
+    pub unreachable: bool,
 }
 
 /// What reading an entry found.
@@ -232,6 +235,7 @@ impl L2 {
     ) -> Result<Self, ConnectError> {
         let fail = |e: redis::RedisError| ConnectError {
             target: format!("{target:?}"),
+            unreachable: e.is_connection_refusal() || e.is_timeout() || e.is_connection_dropped(),
             message: e.to_string(),
         };
         let conn = match &target {

@@ -23,7 +23,7 @@ impl Inner {
     }
 
     pub(super) async fn l2_lookup(&self, key: &str) -> Option<Arc<Entry>> {
-        let l2 = self.l2.as_ref()?;
+        let l2 = self.l2()?;
         let bytes = match l2.get(key).await {
             Read::Found(bytes) => bytes,
             Read::Absent | Read::Unavailable => {
@@ -57,7 +57,7 @@ impl Inner {
             return valid;
         }
         let names: Vec<String> = entry.meta.tags.iter().map(|(t, _)| t.clone()).collect();
-        let current = self.tags.get(&names, self.l2.as_ref()).await;
+        let current = self.tags.get(&names, self.l2()).await;
         entry
             .meta
             .tags
@@ -68,7 +68,7 @@ impl Inner {
 
     pub(super) async fn current_tag_versions(&self, tags: &[Tag]) -> Vec<(String, u64)> {
         let names: Vec<String> = tags.iter().map(|t| t.as_str().to_string()).collect();
-        let versions = self.tags.get(&names, self.l2.as_ref()).await;
+        let versions = self.tags.get(&names, self.l2()).await;
         names.into_iter().zip(versions).collect()
     }
 }

@@ -29,7 +29,7 @@ pub mod tags;
 pub mod warm;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -114,7 +114,8 @@ impl Default for CacheConfig {
 struct Inner {
     config: CacheConfig,
     l1: L1,
-    l2: Option<L2>,
+    /// Set once Redis answers: at start, or later by the reconnect task.
+    l2: OnceLock<L2>,
     tags: TagVersions,
     stats: Arc<Stats>,
     flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -148,38 +149,86 @@ fn validate_key(key: &str) -> Result<(), CacheError> {
     Ok(())
 }
 
+/// Retries L2 with backoff (250 ms doubling to 10 s) until it answers or the cache is gone.
+async fn reconnect(inner: std::sync::Weak<Inner>) {
+    let mut wait = Duration::from_millis(250);
+    loop {
+        tokio::time::sleep(wait).await;
+        let Some(cache) = inner.upgrade() else { return };
+        match cache.connect_l2().await {
+            Ok(l2) => {
+                tracing::info!("Redis reachable again: L2 and the backplane are on");
+                cache.attach(l2, true);
+                return;
+            }
+            Err(e) => tracing::debug!(error = %e, "Redis still unreachable"),
+        }
+        wait = (wait * 2).min(Duration::from_secs(10));
+    }
+}
+
+impl Inner {
+    /// The L2 tier once it is connected.
+    fn l2(&self) -> Option<&L2> {
+        self.l2.get()
+    }
+
+    async fn connect_l2(&self) -> Result<L2, l2::ConnectError> {
+        let target = self.config.redis.clone().ok_or_else(|| l2::ConnectError {
+            target: "none".into(),
+            message: "no Redis configured".into(),
+            unreachable: false,
+        })?;
+        L2::connect(
+            target,
+            self.config.redis_ca.clone(),
+            self.config.redis_timeout,
+            self.stats.clone(),
+        )
+        .await
+    }
+
+    /// Puts `l2` to use and starts the backplane subscriber. Attached `late`, L1 and the
+    /// tag versions are forgotten first: invalidations sent while this process could not
+    /// hear them may have made them stale.
+    fn attach(self: &Arc<Self>, l2: L2, late: bool) {
+        if late {
+            self.l1.clear();
+            self.tags.clear();
+        }
+        let clients = l2.node_clients();
+        if self.l2.set(l2).is_ok() {
+            tokio::spawn(backplane::subscribe(clients, Arc::downgrade(self)));
+        }
+    }
+}
+
 impl HybridCache {
     /// Builds the cache; with Redis configured, connects to it and starts the backplane
-    /// subscriber. An unreachable Redis is an error here (a misconfiguration should stop
-    /// start-up); a Redis that fails later is survived.
+    /// subscriber. A Redis that cannot be reached yet (refused, timed out) does not stop
+    /// start-up: the cache serves from L1 and the factory, and connects in the background
+    /// with backoff. A Redis that refuses us (certificate, credentials) is an error: that is a
+    /// misconfiguration. A Redis that fails later is survived.
     pub async fn new(config: CacheConfig) -> Result<Self, l2::ConnectError> {
         let stats = Arc::new(Stats::default());
-        let l2 = match &config.redis {
-            Some(target) => Some(
-                L2::connect(
-                    target.clone(),
-                    config.redis_ca.clone(),
-                    config.redis_timeout,
-                    stats.clone(),
-                )
-                .await?,
-            ),
-            None => None,
-        };
         let inner = Arc::new(Inner {
             l1: L1::new(config.l1, stats.clone()),
-            tags: TagVersions::new(l2.is_some()),
-            l2,
+            tags: TagVersions::new(config.redis.is_some()),
+            l2: OnceLock::new(),
             stats,
             config,
             flights: Mutex::new(HashMap::new()),
             refreshing: Mutex::new(HashMap::new()),
         });
-        if let Some(l2) = &inner.l2 {
-            tokio::spawn(backplane::subscribe(
-                l2.node_clients(),
-                Arc::downgrade(&inner),
-            ));
+        if inner.config.redis.is_some() {
+            match inner.connect_l2().await {
+                Ok(l2) => inner.attach(l2, false),
+                Err(e) if e.unreachable => {
+                    tracing::warn!(error = %e, "Redis unreachable at start: serving from L1, retrying");
+                    tokio::spawn(reconnect(Arc::downgrade(&inner)));
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(Self { inner })
     }
@@ -199,17 +248,20 @@ impl HybridCache {
         self.inner.l1.weight().await
     }
 
-    /// Whether L2 is configured and its breaker lets operations through.
+    /// Whether L2 is configured and connected with its breaker letting operations through
+    /// (`None` without Redis configured).
     pub fn l2_available(&self) -> Option<bool> {
-        self.inner
-            .l2
-            .as_ref()
-            .map(|l2| matches!(l2.breaker().state(), circuit::BreakerState::Closed))
+        self.inner.config.redis.as_ref()?;
+        Some(
+            self.inner
+                .l2()
+                .is_some_and(|l2| matches!(l2.breaker().state(), circuit::BreakerState::Closed)),
+        )
     }
 
     /// The L2 tier, when configured (for diagnostics and tests).
     pub fn l2(&self) -> Option<&L2> {
-        self.inner.l2.as_ref()
+        self.inner.l2()
     }
 
     /// The cached value of `key`, fresh or inside stale-while-revalidate; `None` otherwise.
@@ -277,7 +329,7 @@ impl HybridCache {
     pub async fn remove(&self, key: &str) -> Result<(), CacheError> {
         validate_key(key)?;
         self.inner.l1.remove(key).await;
-        if let Some(l2) = &self.inner.l2 {
+        if let Some(l2) = self.inner.l2() {
             l2.remove(&[key.to_string()]).await;
         }
         self.inner
@@ -294,7 +346,7 @@ impl HybridCache {
     pub async fn invalidate(&self, pattern: &KeyPattern) -> (u64, Option<u64>) {
         let p = pattern.clone();
         let here = self.inner.l1.remove_matching(move |k| p.matches(k)).await;
-        let in_l2 = match &self.inner.l2 {
+        let in_l2 = match self.inner.l2() {
             Some(l2) => l2.remove_matching(pattern).await,
             None => None,
         };
@@ -332,11 +384,11 @@ impl HybridCache {
             tags.clone()
         };
         let names: Vec<String> = expanded.iter().map(|t| t.as_str().to_string()).collect();
-        let versions = match &self.inner.l2 {
+        let versions = match self.inner.l2() {
             Some(l2) => l2.bump_tags(&names).await,
             None => None,
         };
-        let in_l2 = self.inner.l2.as_ref().map(|_| versions.is_some());
+        let in_l2 = self.inner.l2().map(|_| versions.is_some());
         let versions: Vec<(String, u64)> = match versions {
             Some(v) => names.into_iter().zip(v).collect(),
             // Without L2 (absent or down) the bump is local; peers catch up when L2 returns.
@@ -369,7 +421,7 @@ impl HybridCache {
         for key in keys {
             self.inner.l1.remove(key).await;
         }
-        let in_l2 = match &self.inner.l2 {
+        let in_l2 = match self.inner.l2() {
             Some(l2) => Some(l2.remove(keys).await.is_some()),
             None => None,
         };

@@ -62,7 +62,7 @@ impl Inner {
         let (key, options) = (key.to_string(), options.clone());
         tokio::spawn(async move {
             let token = this.next_version().await;
-            let lock = match (&this.l2, options.layers.contains(Layer::L2)) {
+            let lock = match (this.l2(), options.layers.contains(Layer::L2)) {
                 (Some(l2), true) => {
                     lock::acquire(l2, &key, token, options.lock_timeout.saturating_mul(2)).await
                 }
