@@ -34,6 +34,9 @@ pub struct Config {
     /// Where the admin API listens (`SURGE_ADMIN_LISTEN`, default loopback): apart from
     /// public traffic, so only what can reach this address can reach `/performance/*`.
     pub admin_listen: SocketAddr,
+    /// Where Prometheus scrapes `/metrics` without the admin token
+    /// (`SURGE_METRICS_LISTEN`; unset: metrics only at `/performance/metrics`).
+    pub metrics_listen: Option<SocketAddr>,
     /// Bearer token for `/performance/*` (`SURGE_ADMIN_TOKEN`); the admin API is off without it.
     pub admin_token: Option<String>,
     /// This process's region name (`SURGE_REGION`).
@@ -71,6 +74,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("admin_listen", &self.admin_listen)
+            .field("metrics_listen", &self.metrics_listen)
             .field(
                 "admin_token",
                 &self.admin_token.as_ref().map(|_| "<redacted>"),
@@ -103,6 +107,10 @@ impl Config {
         let config = Self {
             listen: listen(&s, "SURGE_LISTEN", DEFAULT_LISTEN)?,
             admin_listen: listen(&s, "SURGE_ADMIN_LISTEN", DEFAULT_ADMIN_LISTEN)?,
+            metrics_listen: match s.get("SURGE_METRICS_LISTEN")? {
+                None => None,
+                Some(_) => Some(listen(&s, "SURGE_METRICS_LISTEN", "127.0.0.1:9091")?),
+            },
             admin_token: admin_token(&s)?,
             region: s.parsed("SURGE_REGION", "local".to_string(), |text| {
                 if text
@@ -147,16 +155,26 @@ impl Config {
             start_warm: start_warm(&s)?,
         };
         s.finish()?;
+        let overlap = |a: SocketAddr, b: SocketAddr| {
+            a.port() == b.port()
+                && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+        };
         let (public, admin) = (config.listen, config.admin_listen);
-        let overlap = public.port() == admin.port()
-            && (public.ip() == admin.ip()
-                || public.ip().is_unspecified()
-                || admin.ip().is_unspecified());
-        if overlap {
+        if overlap(public, admin) {
             return Err(fail(
                 "SURGE_ADMIN_LISTEN",
                 format!(
                     "{admin} overlaps SURGE_LISTEN ({public}): the admin API needs its own port, e.g. 127.0.0.1:9090"
+                ),
+            ));
+        }
+        if let Some(metrics) = config.metrics_listen
+            && (overlap(metrics, public) || overlap(metrics, admin))
+        {
+            return Err(fail(
+                "SURGE_METRICS_LISTEN",
+                format!(
+                    "{metrics} overlaps SURGE_LISTEN ({public}) or SURGE_ADMIN_LISTEN ({admin}): give metrics their own port, e.g. 0.0.0.0:9091"
                 ),
             ));
         }

@@ -32,6 +32,10 @@ enum Command {
         #[command(subcommand)]
         action: VotersCommand,
     },
+    /// Reads and validates the configuration (environment and SURGE_CONFIG), prints it with
+    /// secrets redacted, and exits: 0 when it is valid, 2 with the variable at fault
+    /// otherwise. Connects to nothing.
+    CheckConfig,
 }
 
 #[derive(Subcommand)]
@@ -78,6 +82,10 @@ async fn main() -> ExitCode {
     };
     match cli.command {
         None => serve(config).await,
+        Some(Command::CheckConfig) => {
+            println!("surge-origin: the configuration is valid\n{config:#?}");
+            ExitCode::SUCCESS
+        }
         Some(Command::Voters { action }) => match run_voters(&config, action).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -191,6 +199,13 @@ async fn serve(config: Config) -> ExitCode {
     let Some(admin_listener) = bind(config.admin_listen, "SURGE_ADMIN_LISTEN").await else {
         return ExitCode::from(2);
     };
+    let metrics_listener = match config.metrics_listen {
+        None => None,
+        Some(address) => match bind(address, "SURGE_METRICS_LISTEN").await {
+            Some(listener) => Some(listener),
+            None => return ExitCode::from(2),
+        },
+    };
     let state = match startup::start(config).await {
         Ok(state) => state,
         Err(e) => {
@@ -263,6 +278,18 @@ async fn serve(config: Config) -> ExitCode {
             .with_graceful_shutdown(until_stopped(stopped.clone()))
             .into_future(),
     );
+    if let Some(listener) = metrics_listener {
+        let app = http::metrics_router(state.clone());
+        let stopping = until_stopped(stopped.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(stopping)
+                .await
+            {
+                tracing::error!("metrics listener: {e}");
+            }
+        });
+    }
     let admin = tokio::spawn(
         axum::serve(admin_listener, admin_app)
             .with_graceful_shutdown(until_stopped(stopped))

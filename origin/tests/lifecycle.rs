@@ -151,3 +151,74 @@ async fn an_origin_starts_without_redis_and_takes_it_up_when_it_answers() {
     })
     .await;
 }
+
+#[test]
+fn check_config_validates_without_starting_and_names_what_is_wrong() {
+    let run = |env: &[(&str, &str)]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_surge-origin"))
+            .arg("check-config")
+            .env_clear()
+            .envs(env.iter().copied())
+            .output()
+            .expect("run");
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (code, out) = run(&[("SURGE_ADMIN_TOKEN", "a-secret-admin-token-0123")]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("the configuration is valid"), "{out}");
+    assert!(
+        !out.contains("a-secret-admin-token-0123"),
+        "secrets are redacted: {out}"
+    );
+    let (code, out) = run(&[("SURGE_DRAIN", "forever")]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("SURGE_DRAIN"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prometheus_scrapes_its_own_listener_without_the_admin_token() {
+    let port = surge_testkit::net::free_port().expect("port");
+    let origin = OriginProcess::start(&[("SURGE_METRICS_LISTEN", format!("127.0.0.1:{port}"))]);
+    let client = http();
+    let _ = status_of(&client, origin.url("/api/elections")).await;
+    let scrape = client
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .expect("scrape");
+    assert_eq!(scrape.status(), StatusCode::OK);
+    assert!(
+        scrape
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("application/openmetrics-text")),
+        "{:?}",
+        scrape.headers()
+    );
+    let text = scrape.text().await.expect("text");
+    assert!(
+        text.contains("surge_http_request_duration_seconds"),
+        "{text}"
+    );
+    // Only metrics there: nothing of the admin API or the public routes.
+    for path in [
+        "/performance/health",
+        "/api/elections",
+        "/performance/metrics",
+    ] {
+        let r = client
+            .get(format!("http://127.0.0.1:{port}{path}"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+}

@@ -61,6 +61,21 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// The metrics listener's router (`SURGE_METRICS_LISTEN`): `GET /metrics` without the admin
+/// token, for Prometheus, and nothing else.
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    match admin::render_metrics(&state).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
 /// The admin listener's router (`SURGE_ADMIN_LISTEN`): `/performance/*` behind the bearer
 /// token, and `/healthz` for probes.
 pub fn admin_router(state: Arc<AppState>) -> Router {

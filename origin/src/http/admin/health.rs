@@ -63,6 +63,12 @@ pub(super) async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
 #[utoipa::path(get, path = "/performance/metrics", tag = "health", security(("bearer" = [])),
     responses((status = 200, description = "OpenMetrics text: latency histograms by route, cache hit ratios per tier, pool stats, replica lag", content_type = "application/openmetrics-text", body = String), (status = 401, description = "missing or wrong token", body = ErrorBody), (status = 429, description = "too many failed tokens", body = ErrorBody)))]
 pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    render_metrics(&state).await
+}
+
+/// The OpenMetrics exposition of this process (also served without the token on the metrics
+/// listener).
+pub(crate) async fn render_metrics(state: &AppState) -> Result<Response, ApiError> {
     let purges = state.vote_purges.stats();
     let readings = Readings {
         requests: state.metrics.requests.clone(),

@@ -19,6 +19,8 @@ use utoipa::OpenApi;
 use super::AppState;
 use super::error::ApiError;
 
+pub(crate) use health::render_metrics;
+
 /// The admin routes (mounted under `/performance`).
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
