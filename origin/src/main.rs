@@ -3,6 +3,7 @@
 //! voters in the configured database.
 
 use std::future::IntoFuture;
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -65,14 +66,37 @@ enum VotersCommand {
     },
 }
 
+/// Whether logs are JSON lines: `SURGE_LOG_FORMAT=json` or `text`; unset, JSON when stdout
+/// is not a terminal (a container, a file), text with colours on a terminal.
+fn log_format() -> Result<bool, String> {
+    match std::env::var("SURGE_LOG_FORMAT").ok().as_deref() {
+        None | Some("") => Ok(!std::io::stdout().is_terminal()),
+        Some("json") => Ok(true),
+        Some("text") => Ok(false),
+        Some(other) => Err(format!("{other:?}: use json or text")),
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let json = match log_format() {
+        Ok(json) => json,
+        Err(message) => {
+            eprintln!("surge-origin: configuration error: SURGE_LOG_FORMAT: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
-        .init();
+        .with_ansi(!json && std::io::stdout().is_terminal());
+    if json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(e) => {
@@ -237,12 +261,16 @@ async fn serve(config: Config) -> ExitCode {
     } else {
         "none (set CLOUDFLARE_API_TOKEN and CLOUDFLARE_ZONE_ID)"
     };
-    println!(
-        "surge-origin: region {} listening on http://{}\n  data: {store}\n  L2: {l2}\n  CDN purge: {cdn}\n  admin API: {admin}\n  try: http://{}/elections/1",
-        config.region, config.listen, config.listen
-    );
+    if std::io::stdout().is_terminal() {
+        println!(
+            "surge-origin: region {} listening on http://{}\n  data: {store}\n  L2: {l2}\n  CDN purge: {cdn}\n  admin API: {admin}\n  try: http://{}/elections/1",
+            config.region, config.listen, config.listen
+        );
+    } else {
+        tracing::info!(region = %config.region, listen = %config.listen, data = %store, l2, cdn, admin = %admin, "listening");
+    }
     if config.domain.cookie_keys.is_empty() {
-        println!("  note: SURGE_COOKIE_KEYS is not set; logins are signed with a per-process key");
+        tracing::warn!("SURGE_COOKIE_KEYS is not set; logins are signed with a per-process key");
     }
     let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let admin_app =

@@ -208,6 +208,17 @@ async fn prometheus_scrapes_its_own_listener_without_the_admin_token() {
         text.contains("surge_http_request_duration_seconds"),
         "{text}"
     );
+    // Every cache counter the code keeps is exported, and the build says what it is.
+    for name in [
+        "surge_cache_l1_evictions_total",
+        "surge_cache_l2_errors_total",
+        "surge_cache_l2_skipped_total",
+        "surge_cache_fail_safe_served_total",
+        "surge_cache_backplane_received_total",
+        "surge_build_info{version=\"",
+    ] {
+        assert!(text.contains(name), "{name} missing from:\n{text}");
+    }
     // Only metrics there: nothing of the admin API or the public routes.
     for path in [
         "/performance/health",
@@ -221,4 +232,26 @@ async fn prometheus_scrapes_its_own_listener_without_the_admin_token() {
             .expect("request");
         assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_are_json_lines_without_colours_when_not_on_a_terminal() {
+    let origin = OriginProcess::start(&[("RUST_LOG", "info".into())]);
+    let client = http();
+    let _ = status_of(&client, origin.url("/api/elections")).await;
+    let log = origin.log_tail();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "the origin logged something");
+    for line in &lines {
+        assert!(!line.contains('\u{1b}'), "no ANSI codes: {line}");
+        let event: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            event["level"].is_string() && event["fields"].is_object(),
+            "{event}"
+        );
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("\"listening\"")),
+        "the start-up line is a JSON event too: {log}"
+    );
 }

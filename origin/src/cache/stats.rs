@@ -24,6 +24,13 @@ macro_rules! counters {
                 StatsSnapshot { $($name: self.$name.load(Ordering::Relaxed),)* }
             }
         }
+
+        impl StatsSnapshot {
+            /// Every counter as `(name, help, value)`, so each one is exported.
+            pub fn counters(&self) -> Vec<(&'static str, &'static str, u64)> {
+                vec![$((stringify!($name), $doc, self.$name),)*]
+            }
+        }
     };
 }
 

@@ -60,6 +60,11 @@ pub fn encode(readings: &Readings) -> Result<String, std::fmt::Error> {
         "Request latency by policy route, method and status class",
         readings.requests.clone(),
     );
+    registry.register(
+        "build",
+        "The running build",
+        prometheus_client::metrics::info::Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+    );
     let s = &readings.cache;
     if let Some(up) = readings.redis_up {
         gauge(
@@ -69,22 +74,10 @@ pub fn encode(readings: &Readings) -> Result<String, std::fmt::Error> {
             if up { 1.0 } else { 0.0 },
         );
     }
-    counter(&mut registry, "cache_l1_hits", "L1 hits", s.l1_hits);
-    counter(&mut registry, "cache_l1_misses", "L1 misses", s.l1_misses);
-    counter(&mut registry, "cache_l2_hits", "L2 hits", s.l2_hits);
-    counter(&mut registry, "cache_l2_misses", "L2 misses", s.l2_misses);
-    counter(
-        &mut registry,
-        "cache_factory_calls",
-        "Values computed",
-        s.factory_calls,
-    );
-    counter(
-        &mut registry,
-        "cache_tag_invalidations",
-        "Tags invalidated",
-        s.tag_invalidations,
-    );
+    // Every counter the cache keeps, as `surge_cache_<name>_total`.
+    for (name, help, value) in s.counters() {
+        counter(&mut registry, &format!("cache_{name}"), help, value);
+    }
     gauge(
         &mut registry,
         "cache_l1_hit_ratio",
