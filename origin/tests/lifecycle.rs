@@ -216,6 +216,10 @@ async fn prometheus_scrapes_its_own_listener_without_the_admin_token() {
         "surge_cache_fail_safe_served_total",
         "surge_cache_backplane_received_total",
         "surge_build_info{version=\"",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_start_time_seconds",
     ] {
         assert!(text.contains(name), "{name} missing from:\n{text}");
     }

@@ -13,6 +13,8 @@ use crate::cache::stats::StatsSnapshot;
 use crate::db::pool::PoolStats;
 use crate::db::router::ReplicaStatus;
 
+use super::process::ProcessReadings;
+
 /// The exposition's `Content-Type`.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -52,9 +54,12 @@ fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
     registry.register(name, help, ConstCounter::new(value));
 }
 
-/// The OpenMetrics text of `readings`, every name prefixed `surge_`.
-pub fn encode(readings: &Readings) -> Result<String, std::fmt::Error> {
-    let mut registry = Registry::with_prefix("surge");
+/// The OpenMetrics text of `readings`, every name prefixed `surge_`, and the standard
+/// `process_*` metrics of `process`.
+pub fn encode(readings: &Readings, process: &ProcessReadings) -> Result<String, std::fmt::Error> {
+    let mut root = Registry::default();
+    register_process(&mut root, process);
+    let registry = root.sub_registry_with_prefix("surge");
     registry.register(
         "http_request_duration_seconds",
         "Request latency by policy route, method and status class",
@@ -68,7 +73,7 @@ pub fn encode(readings: &Readings) -> Result<String, std::fmt::Error> {
     let s = &readings.cache;
     if let Some(up) = readings.redis_up {
         gauge(
-            &mut registry,
+            registry,
             "redis_up",
             "1 while this process reaches Redis (L2 and the backplane), 0 otherwise",
             if up { 1.0 } else { 0.0 },
@@ -76,40 +81,40 @@ pub fn encode(readings: &Readings) -> Result<String, std::fmt::Error> {
     }
     // Every counter the cache keeps, as `surge_cache_<name>_total`.
     for (name, help, value) in s.counters() {
-        counter(&mut registry, &format!("cache_{name}"), help, value);
+        counter(registry, &format!("cache_{name}"), help, value);
     }
     gauge(
-        &mut registry,
+        registry,
         "cache_l1_hit_ratio",
         "L1 hits / L1 lookups",
         s.l1_hit_ratio(),
     );
     gauge(
-        &mut registry,
+        registry,
         "cache_l2_hit_ratio",
         "L2 hits / L2 lookups",
         s.l2_hit_ratio(),
     );
     gauge(
-        &mut registry,
+        registry,
         "cache_l1_entries",
         "Entries in L1",
         readings.l1_entries as f64,
     );
     gauge(
-        &mut registry,
+        registry,
         "cache_l1_bytes",
         "Bytes held by L1",
         readings.l1_bytes as f64,
     );
     counter(
-        &mut registry,
+        registry,
         "vote_purges_marked",
         "Results purges requested by votes",
         readings.vote_purges_marked,
     );
     counter(
-        &mut registry,
+        registry,
         "vote_purges_sent",
         "Coalesced results purges sent",
         readings.vote_purges_sent,
@@ -117,25 +122,25 @@ pub fn encode(readings: &Readings) -> Result<String, std::fmt::Error> {
     if let Some(db) = &readings.db {
         let p = &db.primary;
         gauge(
-            &mut registry,
+            registry,
             "db_pool_size",
             "Primary pool connections",
             p.size as f64,
         );
         gauge(
-            &mut registry,
+            registry,
             "db_pool_idle",
             "Primary pool idle connections",
             p.idle as f64,
         );
         gauge(
-            &mut registry,
+            registry,
             "db_pool_waiting",
             "Callers waiting for a primary connection",
             p.waiting as f64,
         );
         gauge(
-            &mut registry,
+            registry,
             "db_pool_acquire_p99_seconds",
             "Primary pool acquire latency p99",
             p.acquire_us[2] as f64 / 1e6,
@@ -143,19 +148,61 @@ pub fn encode(readings: &Readings) -> Result<String, std::fmt::Error> {
         let replicas = &db.replicas;
         let max_lag = replicas.iter().filter_map(|r| r.lag_ms).max().unwrap_or(0);
         gauge(
-            &mut registry,
+            registry,
             "db_replica_lag_max_seconds",
             "Largest measured replica lag",
             max_lag as f64 / 1e3,
         );
         gauge(
-            &mut registry,
+            registry,
             "db_replicas_in_rotation",
             "Replicas taking reads",
             replicas.iter().filter(|r| r.in_rotation).count() as f64,
         );
     }
     let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &registry)?;
+    prometheus_client::encoding::text::encode(&mut text, &root)?;
     Ok(text)
+}
+
+fn register_process(registry: &mut Registry, p: &ProcessReadings) {
+    if let Some(v) = p.cpu_seconds {
+        registry.register(
+            "process_cpu_seconds",
+            "User and system CPU time spent",
+            ConstCounter::new(v),
+        );
+    }
+    let gauges = [
+        (
+            "process_resident_memory_bytes",
+            "Resident memory size",
+            p.resident_bytes.map(|v| v as f64),
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "Virtual memory size",
+            p.virtual_bytes.map(|v| v as f64),
+        ),
+        (
+            "process_open_fds",
+            "Open file descriptors",
+            p.open_fds.map(|v| v as f64),
+        ),
+        (
+            "process_max_fds",
+            "Most file descriptors the process may open",
+            p.max_fds.map(|v| v as f64),
+        ),
+        (
+            "process_start_time_seconds",
+            "Start time since the Unix epoch",
+            p.start_time_seconds,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        if let Some(value) = value {
+            gauge(registry, name, help, value);
+        }
+    }
 }

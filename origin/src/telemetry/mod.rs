@@ -4,6 +4,7 @@
 //! Routes are the policy's route names, so label cardinality is bounded by the policy.
 
 pub mod exposition;
+pub mod process;
 pub mod profile;
 
 use std::collections::VecDeque;

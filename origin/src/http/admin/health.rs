@@ -83,7 +83,8 @@ pub(crate) async fn render_metrics(state: &AppState) -> Result<Response, ApiErro
             replicas: db.router.status(),
         }),
     };
-    let text = exposition::encode(&readings)
+    let process = crate::telemetry::process::ProcessReadings::read();
+    let text = exposition::encode(&readings, &process)
         .map_err(|e| ApiError::Internal(format!("metrics encoding: {e}")))?;
     let mut response = text.into_response();
     response.headers_mut().insert(
