@@ -48,11 +48,12 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Records one request.
+    /// Records one request. Labels stay bounded whatever clients send: the route is the
+    /// policy's name, the method one of the standard ones or `other`, the status a class.
     pub fn observe(&self, route: &str, method: &str, status: u16, took: Duration) {
         let labels = RequestLabels {
             route: route.to_string(),
-            method: method.to_string(),
+            method: method_label(method).to_string(),
             status: format!("{}xx", status / 100),
         };
         self.requests
@@ -144,9 +145,37 @@ impl TraceLog {
     }
 }
 
+/// `method` as a metric label: a standard method, or `other`.
+fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 8] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE",
+    ];
+    KNOWN
+        .iter()
+        .find(|m| **m == method)
+        .copied()
+        .unwrap_or("other")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn method_labels_are_bounded() {
+        let metrics = Metrics::default();
+        for method in ["GET", "FOO", "X-1", "get", "BREW"] {
+            metrics.observe("elections", method, 200, Duration::from_millis(1));
+        }
+        let mut text = String::new();
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register("requests", "", metrics.requests.clone());
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+        assert!(text.contains("method=\"GET\"") && text.contains("method=\"other\""));
+        for sent in ["FOO", "X-1", "get", "BREW"] {
+            assert!(!text.contains(&format!("method=\"{sent}\"")), "{text}");
+        }
+    }
 
     fn trace(took_us: u64) -> Trace {
         Trace {
