@@ -266,3 +266,28 @@ async fn the_operator_scripts_purge_and_warm_a_real_origin() {
         "{out:?}"
     );
 }
+
+#[test]
+fn latency_alerts_read_bucket_edges_the_origin_exports() {
+    use surge_origin::telemetry::LATENCY_BUCKETS;
+    for threshold in [0.1, 0.5, 1.0] {
+        assert!(
+            LATENCY_BUCKETS.contains(&threshold),
+            "the {threshold} s SLO threshold is a bucket edge"
+        );
+    }
+    let rules = read("monitoring/prometheus-rules.yaml");
+    let edges: Vec<&str> = rules
+        .split("le=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert!(!edges.is_empty(), "the latency alerts read a bucket");
+    for edge in edges {
+        let value: f64 = edge.parse().expect("a number");
+        assert!(
+            LATENCY_BUCKETS.contains(&value) && edge.contains('.'),
+            "le=\"{edge}\" is not a bucket edge as the origin writes it (e.g. 1.0)"
+        );
+    }
+}

@@ -13,7 +13,13 @@ use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
+
+/// Latency bucket edges (seconds). The SLO thresholds — 100 ms, 500 ms and 1 s — are edges,
+/// so alerts and dashboards read them exactly (`le="0.1"`, `le="0.5"`, `le="1.0"`).
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 use serde::Serialize;
 
 /// Labels of the request histogram.
@@ -29,7 +35,7 @@ pub struct RequestLabels {
 
 fn latency_histogram() -> Histogram {
     // 0.25 ms … ~4 s.
-    Histogram::new(exponential_buckets(0.000_25, 2.0, 15))
+    Histogram::new(LATENCY_BUCKETS)
 }
 
 /// Request metrics.
