@@ -83,18 +83,7 @@ pub fn encode(readings: &Readings, process: &ProcessReadings) -> Result<String, 
     for (name, help, value) in s.counters() {
         counter(registry, &format!("cache_{name}"), help, value);
     }
-    gauge(
-        registry,
-        "cache_l1_hit_ratio",
-        "L1 hits / L1 lookups",
-        s.l1_hit_ratio(),
-    );
-    gauge(
-        registry,
-        "cache_l2_hit_ratio",
-        "L2 hits / L2 lookups",
-        s.l2_hit_ratio(),
-    );
+    // Hit ratios are computed in PromQL from the counters, over whatever window a query asks.
     gauge(
         registry,
         "cache_l1_entries",
