@@ -733,12 +733,7 @@ async fn secure_sessions_live_only_in_a_host_prefixed_cookie() {
     let (name, token) = pair.split_once('=').expect("name=value");
     assert_eq!(name, "__Host-auth_token");
     let response = try_login(&client, &origin, "carol", &code_of("carol")).await;
-    let set_cookie = response
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .expect("Set-Cookie")
-        .to_string();
+    let set_cookie = support::set_cookie(&response);
     for attribute in ["Secure", "Path=/", "HttpOnly"] {
         assert!(set_cookie.contains(attribute), "{set_cookie}");
     }

@@ -202,13 +202,21 @@ pub async fn login(client: &reqwest::Client, origin: &OriginProcess, voter: &str
     register(origin, voter, &[1]).await;
     let response = try_login(client, origin, voter, &code_of(voter)).await;
     assert_eq!(response.status(), 200, "login failed");
-    let set_cookie = response
+    set_cookie(&response)
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The `Set-Cookie` header of `response` (which must have one).
+pub fn set_cookie(response: &reqwest::Response) -> String {
+    response
         .headers()
         .get("set-cookie")
         .and_then(|v| v.to_str().ok())
         .expect("Set-Cookie")
-        .to_string();
-    set_cookie.split(';').next().unwrap_or_default().to_string()
+        .to_string()
 }
 
 /// An admin API call with the test token: the status and the JSON body (or the text as a
