@@ -7,8 +7,8 @@ mod support;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
-use support::{OriginProcess, eventually, http, login};
+use serde_json::Value;
+use support::{OriginProcess, eventually, http, login, run_origin, vote};
 use surge_testkit::cloudflare::CloudflareStandin;
 use surge_testkit::redis::RedisServer;
 
@@ -70,15 +70,14 @@ async fn a_stopping_origin_drains_finishes_and_flushes_its_purges() {
         .await
         .expect("JSON");
     let option = ballot["options"][0]["id"].as_i64().expect("an option");
-    let voted = client
-        .post(origin.url("/api/elections/1/votes"))
-        .header("content-type", "application/json")
-        .header("cookie", &cookie)
-        .body(json!({ "option_id": option }).to_string())
-        .send()
-        .await
-        .expect("vote");
-    assert_eq!(voted.status(), StatusCode::CREATED);
+    let (status, _, _) = vote(
+        &client,
+        &origin,
+        &cookie,
+        i32::try_from(option).expect("id"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
     assert!(!purged_results(&cf), "the purge waits for its window");
 
     origin.terminate();
@@ -155,20 +154,8 @@ async fn an_origin_starts_without_redis_and_takes_it_up_when_it_answers() {
 #[test]
 fn check_config_validates_without_starting_and_names_what_is_wrong() {
     let run = |env: &[(&str, &str)]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_surge-origin"))
-            .arg("check-config")
-            .env_clear()
-            .envs(env.iter().copied())
-            .output()
-            .expect("run");
-        (
-            out.status.code(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
+        let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        run_origin(&["check-config"], &env)
     };
     let (code, out) = run(&[("SURGE_ADMIN_TOKEN", "a-secret-admin-token-0123")]);
     assert_eq!(code, Some(0), "{out}");

@@ -7,7 +7,7 @@ mod support;
 use std::process::Command;
 
 use reqwest::{Method, StatusCode};
-use support::{OriginProcess, PEPPER, admin, http};
+use support::{OriginProcess, PEPPER, admin, http, run_origin};
 use surge_testkit::net::free_port;
 use surge_testkit::postgres::PgPair;
 use surge_testkit::redis::RedisServer;
@@ -19,29 +19,14 @@ fn path(p: std::path::PathBuf) -> String {
 
 /// Runs the origin with `env` until it exits (it fails at start); its exit code and output.
 fn failed_start(env: &[(&str, String)]) -> (Option<i32>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_surge-origin"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env(
-            "SURGE_LISTEN",
-            format!("127.0.0.1:{}", free_port().expect("port")),
-        )
-        .env(
-            "SURGE_ADMIN_LISTEN",
-            format!("127.0.0.1:{}", free_port().expect("port")),
-        )
-        .env("SURGE_VOTER_PEPPER", PEPPER)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .expect("run surge-origin");
-    (
-        out.status.code(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    let port = || format!("127.0.0.1:{}", free_port().expect("port"));
+    let mut all = vec![
+        ("SURGE_LISTEN", port()),
+        ("SURGE_ADMIN_LISTEN", port()),
+        ("SURGE_VOTER_PEPPER", PEPPER.to_string()),
+    ];
+    all.extend(env.iter().cloned());
+    run_origin(&[], &all)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -8,32 +8,9 @@ use std::collections::BTreeMap;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{OriginProcess, admin, code_of, http, login, register, try_login};
+use support::{OriginProcess, admin, code_of, http, login, register, try_login, vote};
 use surge_origin::db::shard::shard_for;
 use surge_testkit::postgres::PgPair;
-
-async fn vote(
-    client: &reqwest::Client,
-    origin: &OriginProcess,
-    cookie: &str,
-    option: i32,
-) -> (StatusCode, Option<u64>, Value) {
-    let r = client
-        .post(origin.url("/api/elections/1/votes"))
-        .header("content-type", "application/json")
-        .header("cookie", cookie)
-        .body(json!({ "option_id": option }).to_string())
-        .send()
-        .await
-        .expect("vote");
-    let status = r.status();
-    let retry_after = r
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
-    (status, retry_after, r.json().await.unwrap_or(Value::Null))
-}
 
 fn count(pg: &PgPair, sql: &str) -> i64 {
     pg.primary

@@ -252,3 +252,52 @@ pub async fn metrics(origin: &OriginProcess) -> String {
         .await
         .expect("text")
 }
+
+/// Casts `option` in election 1 as the voter of `cookie`: the status, `Retry-After` and the
+/// JSON body.
+pub async fn vote(
+    client: &reqwest::Client,
+    origin: &OriginProcess,
+    cookie: &str,
+    option: i32,
+) -> (reqwest::StatusCode, Option<u64>, serde_json::Value) {
+    let r = client
+        .post(origin.url("/api/elections/1/votes"))
+        .header("content-type", "application/json")
+        .header("cookie", cookie)
+        .body(serde_json::json!({ "option_id": option }).to_string())
+        .send()
+        .await
+        .expect("vote");
+    let status = r.status();
+    let retry_after = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    (
+        status,
+        retry_after,
+        r.json().await.unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// Runs the binary with `args` and only `env` (and `PATH`) until it exits: its exit code and
+/// everything it printed.
+pub fn run_origin(args: &[&str], env: &[(&str, String)]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_surge-origin"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("run surge-origin");
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
