@@ -160,7 +160,7 @@ async fn health_is_public() {
 }
 
 #[tokio::test]
-async fn the_openapi_document_matches_the_routes() {
+async fn the_openapi_document_matches_the_routes_of_both_listeners() {
     let bearer = format!("Bearer {TOKEN}");
     let (status, doc, _) = call(
         app(Some(TOKEN)).await,
@@ -171,6 +171,7 @@ async fn the_openapi_document_matches_the_routes() {
     assert_eq!(status, StatusCode::OK);
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    assert!(doc["components"]["securitySchemes"]["session"].is_object());
     for schema in [
         "InvalidateRequest",
         "InvalidateReport",
@@ -180,6 +181,11 @@ async fn the_openapi_document_matches_the_routes() {
         "IssueVotersRequest",
         "VotersReport",
         "AnalyzeRequest",
+        "LoginRequest",
+        "VoteRequest",
+        "Ballot",
+        "Results",
+        "Receipt",
     ] {
         assert!(
             doc["components"]["schemas"][schema].is_object(),
@@ -187,10 +193,19 @@ async fn the_openapi_document_matches_the_routes() {
         );
     }
     let paths = doc["paths"].as_object().expect("paths");
-    assert_eq!(paths.len(), 17, "{:?}", paths.keys().collect::<Vec<_>>());
-    // Every documented operation is routed (a wrong path or method would be 404/405).
+    assert_eq!(paths.len(), 28, "{:?}", paths.keys().collect::<Vec<_>>());
+    // Every documented operation is routed on its listener (a wrong path or method would be
+    // 404/405 there).
+    let state = state(Some(TOKEN)).await;
     for (path, operations) in paths {
-        let concrete = path.replace("{pattern}", "https%3A%2F%2Fvote.example%2F*");
+        let concrete = path
+            .replace("{pattern}", "https%3A%2F%2Fvote.example%2Fa%2F*")
+            .replace("{id}", "1");
+        let listener = if path.starts_with("/performance") {
+            admin_router(state.clone())
+        } else {
+            router(state.clone())
+        };
         for method in operations.as_object().expect("operations").keys() {
             let request = Request::builder()
                 .method(method.to_uppercase().as_str())
@@ -198,8 +213,8 @@ async fn the_openapi_document_matches_the_routes() {
                 .header(header::AUTHORIZATION, &bearer)
                 .body(Body::empty())
                 .expect("request");
-            let response = app(Some(TOKEN))
-                .await
+            let response = listener
+                .clone()
                 .oneshot(request)
                 .await
                 .expect("router answers");

@@ -16,12 +16,65 @@ use crate::tag::Tag;
 
 /// Most targets of one kind in one request.
 pub const MAX_TARGETS: usize = 1000;
+/// Longest purge prefix (bytes).
+pub const MAX_PREFIX_LEN: usize = 1024;
+/// Longest host name (bytes).
+pub const MAX_HOST_LEN: usize = 253;
+/// Longest reason for an emergency scale-up (characters).
+pub const MAX_REASON_LEN: usize = 500;
+/// Longest scheduled event name.
+pub const MAX_EVENT_NAME_LEN: usize = 100;
 /// Most replicas a scaling request may ask for per workload.
 pub const MAX_REPLICAS: u32 = 1000;
 /// Longest emergency scale-up.
 pub const MAX_EMERGENCY: Duration = Duration::from_secs(24 * 3600);
 /// Shortest emergency scale-up.
 pub const MIN_EMERGENCY: Duration = Duration::from_secs(60);
+
+/// A DNS label: letters, digits and `-`, not at either end, at most 63.
+const LABEL: &str = "[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
+
+/// The validators' rules as regular expressions, for the OpenAPI schema (`pattern`). Each sits
+/// beside the rule it states; the contract test sends every violation the schema implies
+/// and checks that the validator refuses it, naming the field.
+pub mod regex {
+    /// An absolute http(s) URL with a host name (the last label starts with a letter, so it
+    /// never reads as an IPv4 address), an optional port and a path of printable ASCII.
+    fn absolute_url() -> String {
+        format!(
+            "https?://({l}\\.)*[A-Za-z]([A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?(:[0-9]{{1,4}})?(/[!-~]*)?",
+            l = super::LABEL
+        )
+    }
+    /// A URL whose cache key is asked for.
+    pub fn url() -> String {
+        format!("^{}$", absolute_url())
+    }
+    /// An `InvalidateRequest` key: an absolute http(s) URL, or a `surge:v1:` key of
+    /// printable ASCII and spaces.
+    pub fn key() -> String {
+        format!("^(surge:v1:[ -~]*|{})$", absolute_url())
+    }
+    /// A host name (`maxLength` 253).
+    pub fn host() -> String {
+        format!("^{l}(\\.{l})*$", l = super::LABEL)
+    }
+    /// A prefix: a host name, `/` and at least one more character of printable ASCII
+    /// without the pattern characters `*`, `?`, `[`, `]` and `\`.
+    pub fn prefix() -> String {
+        format!("^{l}(\\.{l})*/[!-)+->@-Z^-~]+$", l = super::LABEL)
+    }
+    /// A workload: a lower-case Kubernetes name.
+    pub const WORKLOAD: &str = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$";
+    /// A scheduled event's name.
+    pub const EVENT_NAME: &str = "^[A-Za-z0-9_-]{1,100}$";
+    /// A URL or path to warm: printable ASCII, absolute http(s) or starting with `/`.
+    pub const WARM_URL: &str = "^(/|https?://)[!-~]*$";
+    /// A duration such as `30m` or `1h30m` (the parser takes more spellings; these suffice).
+    pub const DURATION: &str = "^([1-9][0-9]{0,3}(s|m|h))+$";
+    /// Text with at least one character that is not white space.
+    pub const NOT_BLANK: &str = "\\S";
+}
 
 /// A request the admin API refuses, with the field at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -111,8 +164,12 @@ fn check_count(field: &str, n: usize) -> Result<(), AdminError> {
 }
 
 fn is_host(host: &str) -> bool {
+    host.len() <= MAX_HOST_LEN && is_host_name(host)
+}
+
+/// Dot-separated DNS labels, however long in all.
+fn is_host_name(host: &str) -> bool {
     !host.is_empty()
-        && host.len() <= 253
         && host.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
@@ -164,7 +221,7 @@ impl InvalidateRequest {
             let ok = key.starts_with(crate::key::KEY_PREFIX)
                 || key.starts_with("http://")
                 || key.starts_with("https://");
-            if !ok || key.len() > crate::key::MAX_URL_LEN {
+            if !ok || key.chars().count() > crate::key::MAX_URL_LEN {
                 return Err(AdminError::new(
                     format!("keys[{i}]"),
                     format!(
@@ -175,16 +232,18 @@ impl InvalidateRequest {
             }
         }
         for (i, prefix) in self.prefixes.iter().enumerate() {
-            let host = prefix.split('/').next().unwrap_or("");
-            let ok = prefix.len() <= 1024
-                && !prefix.contains("://")
-                && prefix.bytes().all(|b| b.is_ascii_graphic())
-                && is_host(host);
+            let (host, path) = prefix.split_once('/').unwrap_or((prefix, ""));
+            let ok = prefix.len() <= MAX_PREFIX_LEN
+                && prefix
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && !b"*?[]\\".contains(&b))
+                && is_host_name(host)
+                && !path.is_empty();
             if !ok {
                 return Err(AdminError::new(
                     format!("prefixes[{i}]"),
                     format!(
-                        "{:?} is not a prefix like \"vote.example/api/elections/\" (host and path, no scheme)",
+                        "{:?} is not a prefix like \"vote.example/api/elections/\" (a host and the start of a path, no scheme, none of * ? [ ] \\; a whole host goes in `hosts`)",
                         prefix.chars().take(80).collect::<String>()
                     ),
                 ));
@@ -260,7 +319,7 @@ impl InvalidateReport {
     }
 }
 
-/// Longest statement `POST /performance/db/analyze` takes (bytes).
+/// Longest statement `POST /performance/db/analyze` takes (characters).
 pub const MAX_ANALYZE_LEN: usize = 16 * 1024;
 
 /// `POST /performance/db/analyze`: explain one read-only query without running it.
@@ -282,10 +341,11 @@ impl AnalyzeRequest {
                 "give one SELECT query, e.g. SELECT * FROM votes WHERE voter_id = 'v-1'",
             ));
         }
-        if self.query.len() > MAX_ANALYZE_LEN {
+        let chars = self.query.chars().count();
+        if chars > MAX_ANALYZE_LEN {
             return Err(AdminError::new(
                 "query",
-                format!("{} bytes; the limit is {MAX_ANALYZE_LEN}", self.query.len()),
+                format!("{chars} characters; the limit is {MAX_ANALYZE_LEN}"),
             ));
         }
         Ok(())
@@ -415,7 +475,7 @@ impl ScalingEventRequest {
     /// Checks the name, the window and the targets.
     pub fn validate(&self) -> Result<(), AdminError> {
         if self.name.is_empty()
-            || self.name.len() > 100
+            || self.name.len() > MAX_EVENT_NAME_LEN
             || !self
                 .name
                 .bytes()
@@ -452,7 +512,7 @@ impl EmergencyScaleRequest {
         if self.duration < MIN_EMERGENCY || self.duration > MAX_EMERGENCY {
             return Err(AdminError::new("duration", "must be between 1m and 24h"));
         }
-        if self.reason.trim().is_empty() || self.reason.len() > 500 {
+        if self.reason.trim().is_empty() || self.reason.chars().count() > MAX_REASON_LEN {
             return Err(AdminError::new(
                 "reason",
                 "say why in 1–500 characters; it goes to the audit log",

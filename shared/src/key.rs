@@ -473,6 +473,9 @@ impl fmt::Display for CanonicalUrl {
 
 /// Canonicalises an absolute http(s) URL (see [`CanonicalUrl`]).
 pub fn canonical_url(config: &KeyConfig, input: &str) -> Result<CanonicalUrl, KeyError> {
+    if input.len() > MAX_URL_LEN {
+        return Err(KeyError::TooLong(input.len()));
+    }
     let url = Url::parse(input).map_err(|e| KeyError::InvalidUrl {
         input: shorten(input),
         reason: e.to_string(),
@@ -733,6 +736,18 @@ mod tests {
         CacheKey::new(&KeyConfig::default(), "GET", url, &headers[..])
             .map(|k| k.as_str().to_string())
             .unwrap_or_else(|e| format!("error: {e}"))
+    }
+
+    #[test]
+    fn a_url_over_the_limit_is_refused_before_parsing() {
+        let base = "https://vote.example/";
+        let at_limit = format!("{base}{}", "a".repeat(MAX_URL_LEN - base.len()));
+        assert!(canonical_url(&KeyConfig::default(), &at_limit).is_ok());
+        let over = format!("{at_limit}a");
+        assert_eq!(
+            canonical_url(&KeyConfig::default(), &over).map(|_| ()),
+            Err(KeyError::TooLong(MAX_URL_LEN + 1))
+        );
     }
 
     #[test]

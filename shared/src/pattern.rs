@@ -13,12 +13,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::key::{CacheKey, REQUEST_KEY_PREFIX};
 
-/// Literal characters a pattern must start with.
-pub const MIN_LITERAL_PREFIX: usize = 8;
 /// Longest pattern accepted (bytes).
 pub const MAX_PATTERN_LEN: usize = 1024;
 /// Most wildcards one pattern may hold.
 pub const MAX_WILDCARDS: usize = 8;
+/// Room [`KeyPattern::for_url_glob`] leaves for what it adds to a glob (the key prefix, a
+/// scheme, the variant suffix).
+const DERIVED_SLACK: usize = 64;
+/// [`KeyPattern::new`]'s rule as a regular expression, for the OpenAPI schema (with
+/// `maxLength` [`MAX_PATTERN_LEN`]): an optional key prefix, a scheme, a host and a first
+/// path segment of literal characters, then at most [`MAX_WILDCARDS`] wildcards.
+pub const PATTERN_REGEX: &str = r"^(surge:v1:(GET |HEAD )?)?[A-Za-z0-9]+://[ -)+-.0->@-Z^-~]+/[ -)+->@-Z^-~]+([*?][ -)+->@-Z^-~]*){0,8}$";
 
 /// Why a pattern was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -81,10 +86,15 @@ pub struct KeyPattern(String);
 impl KeyPattern {
     /// Validates a pattern.
     pub fn new(raw: &str) -> Result<Self, PatternError> {
+        Self::checked(raw, MAX_PATTERN_LEN, MAX_WILDCARDS)
+    }
+
+    /// Validates a pattern against the grammar and the given limits.
+    fn checked(raw: &str, max_len: usize, max_wildcards: usize) -> Result<Self, PatternError> {
         if raw.is_empty() {
             return Err(PatternError::Empty);
         }
-        if raw.len() > MAX_PATTERN_LEN {
+        if raw.len() > max_len {
             return Err(PatternError::TooLong(raw.len()));
         }
         if let Some(found) = raw
@@ -97,10 +107,10 @@ impl KeyPattern {
             });
         }
         let prefix = &raw[..raw.find(['*', '?']).unwrap_or(raw.len())];
-        if prefix.len() < MIN_LITERAL_PREFIX || !names_a_path(prefix) {
+        if !names_a_path(prefix) {
             return Err(PatternError::TooBroad(raw.to_string()));
         }
-        if raw.bytes().filter(|b| matches!(b, b'*' | b'?')).count() > MAX_WILDCARDS {
+        if raw.bytes().filter(|b| matches!(b, b'*' | b'?')).count() > max_wildcards {
             return Err(PatternError::TooManyWildcards(
                 raw.chars().take(64).collect(),
             ));
@@ -110,7 +120,9 @@ impl KeyPattern {
 
     /// A glob over canonical URLs (`https://vote.example/api/*`) as a pattern over request
     /// keys; with `variants`, an exact URL also matches its keys' variant suffixes
-    /// (` enc=br`). A glob that is already over keys (`surge:v1:…`) is taken as it is.
+    /// (` enc=br`). A glob that is already over keys (`surge:v1:…`) is taken as it is. The
+    /// limits apply to the glob as given: the key prefix, a scheme and the variant wildcard
+    /// added here do not count against them.
     pub fn for_url_glob(glob: &str, variants: bool) -> Result<Self, PatternError> {
         if CacheKey::is_key(glob) {
             return Self::new(glob);
@@ -119,7 +131,7 @@ impl KeyPattern {
         if variants && !glob.ends_with('*') {
             text.push_str(" *");
         }
-        Self::new(&text)
+        Self::checked(&text, MAX_PATTERN_LEN + DERIVED_SLACK, MAX_WILDCARDS + 2)
     }
 
     /// The pattern that matches everything; only for an explicit "purge everything".

@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 /// Longest tag accepted (bytes).
 pub const MAX_TAG_LEN: usize = 1024;
 
+/// [`Tag::new`]'s rule as a regular expression, for the OpenAPI schema (with `maxLength`
+/// [`MAX_TAG_LEN`]): printable ASCII except the comma.
+pub const TAG_REGEX: &str = r"^[!-+\x2D-~]+$";
+
 /// Longest `Cache-Tag` / `Surrogate-Key` header value produced or accepted (bytes).
 pub const MAX_TAG_HEADER_LEN: usize = 16 * 1024;
 

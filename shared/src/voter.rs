@@ -4,6 +4,9 @@
 /// Longest voter id accepted.
 pub const MAX_VOTER_ID_LEN: usize = 64;
 
+/// [`validate_voter_id`]'s rule as a regular expression, for the OpenAPI schema.
+pub const VOTER_ID_REGEX: &str = "^[A-Za-z0-9_-]{1,64}$";
+
 /// Checks a voter id: 1–64 of `A-Z a-z 0-9 - _`.
 pub fn validate_voter_id(id: &str) -> Result<(), String> {
     let ok = !id.is_empty()

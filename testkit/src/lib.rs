@@ -10,11 +10,14 @@
 //! - [`cloudflare::CloudflareStandin`]: Cloudflare's purge API, checked against its
 //!   documented contract (the real API is not reachable from tests).
 //! - [`wrangler::WranglerDev`]: the edge Worker under workerd (`wrangler dev --local`).
+//! - [`contract::Contract`]: conforming requests and single-constraint violations drawn from
+//!   an OpenAPI document, for contract tests and fuzzing.
 //!
 //! Every handle can stop and start its services again, for fault tests. The harness is
 //! synchronous (it runs commands and polls) so it works from plain and async tests alike.
 
 pub mod cloudflare;
+pub mod contract;
 pub mod kube;
 pub mod net;
 pub mod origin;

@@ -495,7 +495,33 @@ fn reliability(fuzz_seconds: u32) -> Step {
         "--test",
         "properties",
     ]))?;
+    contract_fuzz()?;
     fuzz(fuzz_seconds)
+}
+
+/// The schema-driven fuzzer against a live origin, longer than in the test suite and with a
+/// fresh seed (printed, so a failure can be repeated with `SURGE_CONTRACT_SEED`).
+fn contract_fuzz() -> Step {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_secs());
+    println!("xtask: contract fuzz with SURGE_CONTRACT_SEED={seed}");
+    status(
+        cargo()
+            .args([
+                "nextest",
+                "run",
+                "--no-capture",
+                "-p",
+                "surge-origin",
+                "--test",
+                "contract",
+                "-E",
+                "test(no_request_the_document_allows_is_refused_or_fails)",
+            ])
+            .env("SURGE_CONTRACT_SEED", seed.to_string())
+            .env("SURGE_CONTRACT_CASES", "400"),
+    )
 }
 
 /// `cargo deny`: licenses, bans and sources (the advisory database cannot be fetched here:

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 pub use surge_shared::voter::validate_voter_id;
 
 /// An election.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Election {
     /// Its number.
     pub id: i64,
@@ -17,9 +17,11 @@ pub struct Election {
     pub title: String,
     /// When voting opens.
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub opens_at: OffsetDateTime,
     /// When voting closes.
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub closes_at: OffsetDateTime,
 }
 
@@ -31,7 +33,7 @@ impl Election {
 }
 
 /// One choice on a ballot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BallotOption {
     /// Its number within the election.
     pub id: i32,
@@ -40,7 +42,7 @@ pub struct BallotOption {
 }
 
 /// An election and its choices.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Ballot {
     /// The election.
     pub election: Election,
@@ -49,7 +51,7 @@ pub struct Ballot {
 }
 
 /// Votes for one choice.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Tally {
     /// The choice.
     pub option_id: i32,
@@ -60,7 +62,7 @@ pub struct Tally {
 }
 
 /// The running count of an election.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Results {
     /// The election.
     pub election_id: i64,
@@ -70,11 +72,12 @@ pub struct Results {
     pub total: i64,
     /// When the count was taken.
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub counted_at: OffsetDateTime,
 }
 
 /// `POST /api/login` body.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// The voter's id (letters, digits, `-`, `_`; at most 64).
@@ -84,7 +87,7 @@ pub struct LoginRequest {
 }
 
 /// `POST /api/elections/{id}/votes` body.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VoteRequest {
     /// The chosen ballot option.
@@ -105,7 +108,7 @@ pub struct NewVote {
 }
 
 /// Proof that a vote was recorded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Receipt {
     /// The election.
     pub election_id: i64,
@@ -115,6 +118,7 @@ pub struct Receipt {
     pub receipt: String,
     /// When the vote was recorded.
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub cast_at: OffsetDateTime,
 }
 

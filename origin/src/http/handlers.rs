@@ -19,13 +19,18 @@ use super::pages;
 use super::respond::{Page, cached, cached_election, no_store, see_other, unavailable};
 use super::state::AppState;
 use crate::cache::options::EntryOptions;
-use crate::domain::model::{Ballot, Cast, LoginRequest, NewVote, VoteRequest, validate_voter_id};
+use crate::domain::model::{
+    Ballot, Cast, Election, LoginRequest, NewVote, Receipt, Results, VoteRequest, validate_voter_id,
+};
 use crate::domain::session::SessionError;
 use crate::domain::store::{ElectionStore, StoreError};
 use crate::domain::voters::code::VotingCode;
 use crate::http::error::ApiError;
+use surge_shared::admin::ErrorBody;
 
 /// `GET /api/elections`
+#[utoipa::path(get, path = "/api/elections", tag = "elections",
+    responses((status = 200, description = "Every election", body = Vec<Election>), (status = 304, description = "not modified (If-None-Match)"), (status = 503, description = "the database is unavailable; retry after Retry-After", body = ErrorBody)))]
 pub async fn elections(
     State(state): State<Arc<AppState>>,
     uri: Uri,
@@ -62,6 +67,8 @@ where
 }
 
 /// `GET /api/elections/{id}`
+#[utoipa::path(get, path = "/api/elections/{id}", tag = "elections", params(("id" = i64, Path, description = "The election (a positive integer)")),
+    responses((status = 200, body = Election), (status = 304, description = "not modified (If-None-Match)"), (status = 404, description = "no such election", body = ErrorBody), (status = 503, description = "the database is unavailable; retry after Retry-After", body = ErrorBody)))]
 pub async fn election(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -75,6 +82,8 @@ pub async fn election(
 }
 
 /// `GET /api/elections/{id}/ballot`
+#[utoipa::path(get, path = "/api/elections/{id}/ballot", tag = "elections", params(("id" = i64, Path, description = "The election (a positive integer)")),
+    responses((status = 200, body = Ballot), (status = 304, description = "not modified (If-None-Match)"), (status = 404, description = "no such election", body = ErrorBody), (status = 503, description = "the database is unavailable; retry after Retry-After", body = ErrorBody)))]
 pub async fn ballot(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -88,6 +97,8 @@ pub async fn ballot(
 }
 
 /// `GET /api/elections/{id}/results`
+#[utoipa::path(get, path = "/api/elections/{id}/results", tag = "elections", params(("id" = i64, Path, description = "The election (a positive integer)")),
+    responses((status = 200, body = Results), (status = 304, description = "not modified (If-None-Match)"), (status = 404, description = "no such election", body = ErrorBody), (status = 503, description = "the database is unavailable; retry after Retry-After", body = ErrorBody)))]
 pub async fn results(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -101,7 +112,7 @@ pub async fn results(
 }
 
 /// What `POST /api/login` answers.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LoginReply {
     /// Who is logged in.
     pub voter_id: String,
@@ -109,6 +120,7 @@ pub struct LoginReply {
     pub elections: Vec<i64>,
     /// When the session ends.
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub expires_at: OffsetDateTime,
 }
 
@@ -134,6 +146,13 @@ fn parse_body<T: serde::de::DeserializeOwned>(
 /// code and an unknown voter, attempts throttled per voter-and-network and per network) and
 /// sets the signed `auth_token` cookie. A form gets a redirect to the voter's ballot, or the
 /// login page again with what went wrong.
+#[utoipa::path(post, path = "/api/login", tag = "voters",
+    request_body(content((LoginRequest = "application/json"), (LoginRequest = "application/x-www-form-urlencoded"))),
+    responses((status = 200, description = "Logged in; `Set-Cookie` carries the session", body = LoginReply),
+        (status = 303, description = "a form: on to the voter's ballot"),
+        (status = 400, body = ErrorBody), (status = 401, description = "wrong voter id or code (the same answer for both)", body = ErrorBody),
+        (status = 403, description = "a form sent from another site"), (status = 413, description = "the body is larger than the route accepts", body = ErrorBody),
+        (status = 429, description = "too many attempts for this voter from this network, or from this network; see Retry-After", body = ErrorBody), (status = 503, description = "the database is unavailable; retry after Retry-After", body = ErrorBody)))]
 pub async fn login(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -296,16 +315,27 @@ fn new_receipt() -> Result<String, ApiError> {
 }
 
 /// A vote's answer body.
-#[derive(Debug, Serialize)]
-struct VoteReply<'a> {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct VoteReply {
+    /// `recorded` (201) or `already_recorded` (200, the same vote sent again).
     status: &'static str,
+    /// The receipt.
     #[serde(flatten)]
-    receipt: &'a crate::domain::model::Receipt,
+    receipt: Receipt,
 }
 
 /// `POST /api/elections/{id}/votes` with `{"option_id": n}` (JSON) or the ballot page's form,
 /// and the login cookie. A form gets a redirect to the receipt page (or to the login page
 /// without a session), or a page saying what went wrong.
+#[utoipa::path(post, path = "/api/elections/{id}/votes", tag = "voters", params(("id" = i64, Path, description = "The election (a positive integer)")),
+    security(("session" = [])),
+    request_body(content((VoteRequest = "application/json"), (VoteRequest = "application/x-www-form-urlencoded"))),
+    responses((status = 201, description = "Recorded", body = VoteReply), (status = 200, description = "The same vote again: its receipt", body = VoteReply),
+        (status = 303, description = "a form: on to the receipt (or the login page without a session)"),
+        (status = 400, body = ErrorBody), (status = 401, description = "no valid session cookie", body = ErrorBody),
+        (status = 403, description = "not registered for this election, or a form from another site", body = ErrorBody), (status = 404, description = "no such election", body = ErrorBody),
+        (status = 409, description = "already voted otherwise, or voting is closed", body = ErrorBody), (status = 413, description = "the body is larger than the route accepts", body = ErrorBody),
+        (status = 422, description = "the option is not on the ballot", body = ErrorBody), (status = 503, description = "the database is unavailable; retry after Retry-After", body = ErrorBody)))]
 pub async fn vote(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -319,7 +349,7 @@ pub async fn vote(
         let (status, word, receipt) = cast(&state, id, voter_id, request.option_id).await?;
         let reply = VoteReply {
             status: word,
-            receipt: &receipt,
+            receipt,
         };
         return Ok(no_store((status, Json(&reply)).into_response()));
     }
@@ -419,6 +449,9 @@ async fn cast(
 }
 
 /// `GET /api/me/votes/{id}`: the caller's own vote (private; reads their own write).
+#[utoipa::path(get, path = "/api/me/votes/{id}", tag = "voters", params(("id" = i64, Path, description = "The election (a positive integer)")), security(("session" = [])),
+    responses((status = 200, body = Receipt), (status = 401, description = "no valid session cookie", body = ErrorBody),
+        (status = 404, description = "no such election, or no vote in it", body = ErrorBody), (status = 503, description = "the database is unavailable; retry after Retry-After", body = ErrorBody)))]
 pub async fn my_vote(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,

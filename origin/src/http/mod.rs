@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod contract;
 pub mod error;
 pub mod extract;
 pub mod handlers;
@@ -28,8 +29,12 @@ use crate::clock::now_ms;
 use crate::telemetry::Trace;
 pub use state::AppState;
 
-/// Largest request body accepted anywhere (the policy's per-route limits are smaller).
+/// Largest request body accepted on the public listener (the policy's per-route limits are
+/// smaller).
 const MAX_BODY: usize = 64 * 1024;
+/// Largest request body the admin API accepts: a full voter import
+/// ([`surge_shared::admin::MAX_VOTERS_PER_REQUEST`] entries) fits.
+const MAX_ADMIN_BODY: usize = 4 * 1024 * 1024;
 
 /// The public routes.
 fn routes() -> Router<Arc<AppState>> {
@@ -88,9 +93,9 @@ pub fn admin_router(state: Arc<AppState>) -> Router {
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .nest("/performance", admin)
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(middleware::from_fn_with_state(state.clone(), observe_admin))
         .layer(middleware::map_response(security_headers))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(DefaultBodyLimit::max(MAX_ADMIN_BODY))
         .with_state(state)
 }
 
@@ -142,14 +147,36 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-/// Times a request, enforces the route's body limit, and records it.
+/// Times a public request, enforces its policy route's body limit, and records it under the
+/// route's name.
 async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let matched = state.config.policy.classify(request.uri().path());
+    let (route, limit) = (matched.route.name.clone(), matched.route.max_body_bytes);
+    record(&state, route, limit, request, next).await
+}
+
+/// Times an admin request, enforces the admin body limit, and records it as route `admin`.
+async fn observe_admin(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let limit = u64::try_from(MAX_ADMIN_BODY).unwrap_or(u64::MAX);
+    record(&state, "admin".to_string(), limit, request, next).await
+}
+
+/// Runs `request` with its body cut at `limit` (413 at once when `Content-Length` says more)
+/// and records it in the metrics and the trace log.
+async fn record(
+    state: &AppState,
+    route: String,
+    limit: u64,
+    request: Request,
+    next: Next,
+) -> Response {
     let start = Instant::now();
     let method = request.method().to_string();
     let path = request.uri().path().to_string();
-    let matched = state.config.policy.classify(&path);
-    let route = matched.route.name.clone();
-    let limit = matched.route.max_body_bytes;
     let declared = request
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)

@@ -18,6 +18,7 @@ use super::state::AppState;
 use crate::domain::model::{Ballot, Results};
 use crate::domain::store::{ElectionStore, StoreError};
 use crate::http::error::ApiError;
+use surge_shared::admin::ErrorBody;
 
 /// Escapes text for HTML element content and quoted attributes.
 pub fn escape(text: &str) -> String {
@@ -126,6 +127,8 @@ pub fn login_page_with_error(error: &ApiError) -> Response {
 }
 
 /// `GET /login`: the login form (the same for everyone; cached like the other pages).
+#[utoipa::path(get, path = "/login", tag = "pages",
+    responses((status = 200, description = "The login form", content_type = "text/html", body = String), (status = 304, description = "not modified (If-None-Match)")))]
 pub async fn login(State(state): State<Arc<AppState>>, uri: Uri, headers: HeaderMap) -> Response {
     cached(&state, &uri, &headers, || async {
         Ok(Page::html(200, render_login(None)))
@@ -237,6 +240,11 @@ pub fn render_receipt(title: &str, receipt: &crate::domain::model::Receipt, labe
 
 /// `GET /elections/{id}/receipt`: the signed-in voter's own vote (private, never stored);
 /// without a session, a redirect to the login page.
+#[utoipa::path(get, path = "/elections/{id}/receipt", tag = "pages", params(("id" = i64, Path, description = "The election (a positive integer)")), security(("session" = [])),
+    responses((status = 200, description = "The voter's receipt", content_type = "text/html", body = String),
+        (status = 303, description = "no session: on to the login page"),
+        (status = 404, description = "no such election, or no vote in it", content_type = "text/html", body = String),
+        (status = 503, description = "the database is unavailable", body = ErrorBody)))]
 pub async fn receipt(
     State(state): State<Arc<AppState>>,
     Path(raw): Path<String>,
@@ -303,6 +311,9 @@ where
 }
 
 /// `GET /elections/{id}`
+#[utoipa::path(get, path = "/elections/{id}", tag = "pages", params(("id" = i64, Path, description = "The election (a positive integer)")),
+    responses((status = 200, description = "The ballot page", content_type = "text/html", body = String), (status = 304, description = "not modified (If-None-Match)"),
+        (status = 404, description = "no such election", content_type = "text/html", body = String), (status = 503, description = "the database is unavailable", content_type = "text/html", body = String)))]
 pub async fn election(
     State(state): State<Arc<AppState>>,
     Path(raw): Path<String>,
@@ -316,6 +327,9 @@ pub async fn election(
 }
 
 /// `GET /elections/{id}/results`
+#[utoipa::path(get, path = "/elections/{id}/results", tag = "pages", params(("id" = i64, Path, description = "The election (a positive integer)")),
+    responses((status = 200, description = "The results page", content_type = "text/html", body = String), (status = 304, description = "not modified (If-None-Match)"),
+        (status = 404, description = "no such election", content_type = "text/html", body = String), (status = 503, description = "the database is unavailable", content_type = "text/html", body = String)))]
 pub async fn results(
     State(state): State<Arc<AppState>>,
     Path(raw): Path<String>,

@@ -67,9 +67,13 @@ pub fn predicted_floor(
 /// What a scaling request can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ScaleError {
-    /// The request names something this origin does not manage or allow.
+    /// The request is malformed (its own rules, as the schema states them).
     #[error("{0}")]
     Invalid(AdminError),
+    /// The request is well-formed but this deployment cannot take it now: a workload it does
+    /// not manage, more replicas than the autoscaler's ceiling, an event already over.
+    #[error("{0}")]
+    Unacceptable(AdminError),
     /// An event of that name exists with other content.
     #[error("an event named `{0}` already exists with other settings: pick another name")]
     Exists(String),
@@ -81,8 +85,8 @@ pub enum ScaleError {
     Store(#[from] StoreError),
 }
 
-fn invalid(field: String, message: String) -> ScaleError {
-    ScaleError::Invalid(AdminError { field, message })
+fn unacceptable(field: String, message: String) -> ScaleError {
+    ScaleError::Unacceptable(AdminError { field, message })
 }
 
 /// What an accepted request did.
@@ -163,7 +167,7 @@ impl Scaler {
     ) -> Result<(), ScaleError> {
         for (workload, replicas) in targets {
             if !self.config.workloads.contains(workload) {
-                return Err(invalid(
+                return Err(unacceptable(
                     format!("targets.{workload}"),
                     format!(
                         "unknown workload; this origin manages {} (SURGE_SCALING_WORKLOADS)",
@@ -173,7 +177,7 @@ impl Scaler {
             }
             let w = self.cluster.workload(workload).await?;
             if *replicas > w.max {
-                return Err(invalid(
+                return Err(unacceptable(
                     format!("targets.{workload}"),
                     format!(
                         "{replicas} replicas is above the HPA's maxReplicas ({}); raise maxReplicas first or ask for fewer",
@@ -195,7 +199,7 @@ impl Scaler {
         request.start = to_ms(request.start);
         request.end = to_ms(request.end);
         if request.end <= now() {
-            return Err(invalid(
+            return Err(unacceptable(
                 "end".into(),
                 "is in the past: schedule events that have not ended yet".into(),
             ));

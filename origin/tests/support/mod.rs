@@ -301,3 +301,29 @@ pub fn run_origin(args: &[&str], env: &[(&str, String)]) -> (Option<i32>, String
         ),
     )
 }
+
+/// A cluster for the scaling hooks: the Kubernetes stand-in with the three workloads the
+/// origin manages by default (api-gateway 2–20, auth-service 2–10, voting-service 3–50) and
+/// the settings that point an origin at it (through a kubeconfig in the returned directory).
+pub fn cluster() -> (
+    surge_testkit::kube::KubeStandin,
+    tempfile::TempDir,
+    [(&'static str, String); 2],
+) {
+    let kube = surge_testkit::kube::KubeStandin::start(
+        "surge",
+        &[
+            ("api-gateway", 2, 20, 2),
+            ("auth-service", 2, 10, 2),
+            ("voting-service", 3, 50, 3),
+        ],
+    )
+    .expect("kube stand-in");
+    let dir = tempfile::tempdir().expect("dir");
+    let kubeconfig = kube.write_kubeconfig(dir.path()).expect("kubeconfig");
+    let env = [
+        ("SURGE_KUBE", "kubeconfig".to_string()),
+        ("KUBECONFIG", kubeconfig.display().to_string()),
+    ];
+    (kube, dir, env)
+}

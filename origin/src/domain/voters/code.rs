@@ -14,6 +14,10 @@ use subtle::ConstantTimeEq;
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 /// Characters in a code (26 × 5 = 130 bits).
 pub const CODE_CHARS: usize = 26;
+/// [`VotingCode::parse`]'s rule as a regular expression, for the OpenAPI schema: 26
+/// characters of the alphabet in either case (`I`, `L` and `O` read as `1`, `1` and `0`),
+/// with `-` or spaces anywhere.
+pub const CODE_REGEX: &str = "^[- ]*([0-9A-TV-Za-tv-z][- ]*){26}$";
 /// Shortest pepper accepted (bytes).
 pub const MIN_PEPPER_LEN: usize = 32;
 

@@ -150,7 +150,7 @@ pub(super) async fn invalidate(
 }
 
 #[utoipa::path(delete, path = "/performance/cache/{pattern}", tag = "cache", security(("bearer" = [])),
-    params(("pattern" = String, Path, description = "A URL glob, percent-encoded (at least 8 literal characters before any wildcard)")),
+    params(("pattern" = String, Path, description = "A URL glob, percent-encoded: a scheme, a host and a first path segment before any wildcard, at most 8 wildcards")),
     responses((status = 200, body = InvalidateReport), (status = 207, body = InvalidateReport),
         (status = 400, body = ErrorBody), (status = 401, description = "missing or wrong token", body = ErrorBody), (status = 429, description = "too many failed tokens", body = ErrorBody)))]
 pub(super) async fn delete_pattern(

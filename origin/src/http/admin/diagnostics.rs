@@ -62,8 +62,9 @@ pub(super) async fn profile(body: Bytes) -> Result<Response, ApiError> {
 /// Query of `GET /performance/apm/traces`.
 #[derive(Debug, Deserialize)]
 pub struct TraceQuery {
-    /// Most traces per list (default 50, at most 512).
-    pub limit: Option<usize>,
+    /// Most traces per list (default 50, at most 512); read as text so a bad value gets the
+    /// API's own error.
+    pub limit: Option<String>,
 }
 
 #[utoipa::path(get, path = "/performance/apm/traces", tag = "apm", security(("bearer" = [])),
@@ -73,10 +74,14 @@ pub(super) async fn traces(
     State(state): State<Arc<AppState>>,
     Query(query): Query<TraceQuery>,
 ) -> Result<Json<crate::telemetry::TraceReport>, ApiError> {
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=512).contains(&limit) {
-        return Err(ApiError::bad("limit", "must be between 1 and 512"));
-    }
+    let limit = match query.limit.as_deref() {
+        None => 50,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=512).contains(n))
+            .ok_or_else(|| ApiError::bad("limit", "a whole number between 1 and 512"))?,
+    };
     Ok(Json(state.traces.report(limit)))
 }
 

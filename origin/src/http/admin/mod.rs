@@ -1,7 +1,7 @@
 //! `/performance/*`: the operators' API behind the bearer token — health, metrics and stats
 //! (`health`), cache inspection, purges and warming (`cache`), scaling (`scaling`), the voter
 //! registry (`voters`), and traces, slow queries and profiles (`diagnostics`) — with its
-//! OpenAPI document.
+//! OpenAPI document (public and admin routes, with every validator rule: [`super::contract`]).
 
 mod cache;
 mod diagnostics;
@@ -44,39 +44,32 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/openapi.json", get(openapi))
 }
 
-/// The admin API's OpenAPI document.
+/// The admin routes' part of the OpenAPI document ([`super::contract`] completes it).
 #[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "Surge origin admin API",
-        description = "Operators' API for purges, cache inspection, health, metrics, scaling and APM. Every call needs `Authorization: Bearer <SURGE_ADMIN_TOKEN>`."
-    ),
-    paths(
-        health::health, health::metrics, health::stats, cache::cache_stats, cache::cache_key,
-        cache::invalidate, cache::delete_pattern, cache::warm, scaling::scaling_status,
-        scaling::scaling_event, scaling::scaling_emergency, voters::import_voters,
-        voters::issue_voters, diagnostics::traces, diagnostics::slow_queries,
-        diagnostics::profile, diagnostics::analyze
-    ),
-    modifiers(&BearerAuth)
-)]
-pub struct AdminApi;
+#[openapi(paths(
+    health::health,
+    health::metrics,
+    health::stats,
+    cache::cache_stats,
+    cache::cache_key,
+    cache::invalidate,
+    cache::delete_pattern,
+    cache::warm,
+    scaling::scaling_status,
+    scaling::scaling_event,
+    scaling::scaling_emergency,
+    voters::import_voters,
+    voters::issue_voters,
+    diagnostics::traces,
+    diagnostics::slow_queries,
+    diagnostics::profile,
+    diagnostics::analyze
+))]
+pub(super) struct AdminApi;
 
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-    }
-}
-
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(AdminApi::openapi())
+/// `GET /performance/openapi.json`: the whole API's contract.
+async fn openapi() -> Json<&'static serde_json::Value> {
+    Json(super::contract::document())
 }
 
 /// A JSON body as `T`, or a 400 naming the bad field.

@@ -23,6 +23,10 @@ impl From<ScaleError> for ApiError {
     fn from(e: ScaleError) -> Self {
         match e {
             ScaleError::Invalid(e) => ApiError::from(e),
+            ScaleError::Unacceptable(e) => ApiError::Unprocessable {
+                field: Some(e.field),
+                message: e.message,
+            },
             ScaleError::Exists(_) => ApiError::Conflict {
                 code: "event_exists",
                 message: e.to_string(),
@@ -75,7 +79,7 @@ pub(super) async fn scaling_status(
 
 #[utoipa::path(post, path = "/performance/scaling/event", tag = "scaling", security(("bearer" = [])),
     request_body = ScalingEventRequest,
-    responses((status = 201, description = "Scheduled", body = ScheduledEvent), (status = 200, description = "The same event was scheduled before", body = ScheduledEvent), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "another event has this name", body = ErrorBody), (status = 502, body = ErrorBody), (status = 503, body = ErrorBody), (status = 401, description = "missing or wrong token", body = ErrorBody), (status = 429, description = "too many failed tokens", body = ErrorBody)))]
+    responses((status = 201, description = "Scheduled", body = ScheduledEvent), (status = 200, description = "The same event was scheduled before", body = ScheduledEvent), (status = 400, body = ErrorBody), (status = 422, description = "a workload this origin does not manage, more replicas than its HPA's maxReplicas, or an event already over", body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "another event has this name", body = ErrorBody), (status = 502, body = ErrorBody), (status = 503, body = ErrorBody), (status = 401, description = "missing or wrong token", body = ErrorBody), (status = 429, description = "too many failed tokens", body = ErrorBody)))]
 pub(super) async fn scaling_event(
     State(state): State<Arc<AppState>>,
     body: Bytes,
@@ -87,7 +91,7 @@ pub(super) async fn scaling_event(
 
 #[utoipa::path(post, path = "/performance/scaling/emergency", tag = "scaling", security(("bearer" = [])),
     request_body = EmergencyScaleRequest,
-    responses((status = 201, description = "Scaled up", body = EmergencyScale), (status = 200, description = "An emergency with these targets already holds", body = EmergencyScale), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody), (status = 503, body = ErrorBody), (status = 401, description = "missing or wrong token", body = ErrorBody), (status = 429, description = "too many failed tokens", body = ErrorBody)))]
+    responses((status = 201, description = "Scaled up", body = EmergencyScale), (status = 200, description = "An emergency with these targets already holds", body = EmergencyScale), (status = 400, body = ErrorBody), (status = 422, description = "a workload this origin does not manage, more replicas than its HPA's maxReplicas, or an event already over", body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody), (status = 503, body = ErrorBody), (status = 401, description = "missing or wrong token", body = ErrorBody), (status = 429, description = "too many failed tokens", body = ErrorBody)))]
 pub(super) async fn scaling_emergency(
     State(state): State<Arc<AppState>>,
     body: Bytes,
