@@ -34,6 +34,10 @@ pub struct EdgeConfig {
     /// component's variable; comma-separated): vote quotas count the voter a cookie proves.
     /// Empty: every cookie is unverifiable and counted by network.
     pub cookie_keys: Vec<Vec<u8>>,
+    /// Keys to sign origin requests with (`SURGE_EDGE_KEYS`, a Worker secret or the
+    /// component's variable; `id:secret` pairs, newest first, the first signs). Empty: origin
+    /// requests go unsigned (local runs against an origin without `SURGE_EDGE_KEYS`).
+    pub edge_keys: Vec<surge_shared::edge_auth::EdgeKey>,
 }
 
 impl EdgeConfig {
@@ -83,11 +87,21 @@ impl EdgeConfig {
                 })?
             }
         };
+        let edge_keys = match var("SURGE_EDGE_KEYS").filter(|k| !k.trim().is_empty()) {
+            None => Vec::new(),
+            Some(text) => {
+                surge_shared::edge_auth::parse_keys(&text).map_err(|message| ConfigError {
+                    var: "SURGE_EDGE_KEYS",
+                    message,
+                })?
+            }
+        };
         Ok(Self {
             policy,
             geo,
             retry_after_secs,
             cookie_keys,
+            edge_keys,
         })
     }
 }
@@ -127,5 +141,8 @@ mod tests {
             var("SURGE_RETRY_AFTER", "0").map(|e| e.0),
             Some("SURGE_RETRY_AFTER")
         );
+        let (v, m) = var("SURGE_EDGE_KEYS", "k1:short").expect("error");
+        assert_eq!(v, "SURGE_EDGE_KEYS");
+        assert!(m.contains("at least 32"), "{m}");
     }
 }

@@ -6,6 +6,7 @@
 
 use std::rc::Rc;
 
+use surge_shared::edge_auth;
 use surge_shared::key::CanonicalUrl;
 use surge_shared::policy::Method;
 use surge_shared::rate::Decision;
@@ -340,7 +341,8 @@ where
 
     /// The request sent to an origin: hop-by-hop and URL/method override headers removed,
     /// credentials removed for shared-cacheable requests, HEAD fetched as GET so the copy can
-    /// be stored.
+    /// be stored, and signed with the first edge key (when there is one) so the origin can
+    /// tell it came through the edge.
     fn upstream_request(
         &self,
         request: &EdgeRequest,
@@ -354,6 +356,7 @@ where
             headers.remove(name);
         }
         headers.remove("x-forwarded-for");
+        headers.remove(edge_auth::HEADER);
         if shared {
             headers.remove("cookie");
             headers.remove("authorization");
@@ -364,7 +367,6 @@ where
         if let Some(ip) = &request.client.ip {
             headers.set("x-forwarded-for", ip.clone());
         }
-        headers.set("x-surge-edge", "1");
         let method = if shared {
             "GET".to_string()
         } else {
@@ -374,6 +376,13 @@ where
         if let Some(q) = query {
             target.push('?');
             target.push_str(q);
+        }
+        if let Some(key) = self.inner.config.edge_keys.first() {
+            let now = self.inner.clock.now_ms() / 1000;
+            headers.set(
+                edge_auth::HEADER,
+                edge_auth::sign(key, now, &method, &target),
+            );
         }
         EdgeRequest {
             method,

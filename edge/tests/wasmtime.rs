@@ -52,6 +52,7 @@ fn stack() -> Stack<WasiEdge> {
         &[
             ("SURGE_GEO", &geo),
             ("SURGE_COOKIE_KEYS", conformance::COOKIE_KEY),
+            ("SURGE_EDGE_KEYS", conformance::EDGE_KEY),
         ],
     )
     .expect("wasmtime serves the component");

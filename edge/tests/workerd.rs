@@ -20,6 +20,7 @@ fn stack_in(country: &str, continent: &str) -> Stack<WranglerDev> {
         &[
             ("SURGE_GEO", &geo),
             ("SURGE_COOKIE_KEYS", conformance::COOKIE_KEY),
+            ("SURGE_EDGE_KEYS", conformance::EDGE_KEY),
         ],
         Some(&cf),
     )

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use surge_shared::Policy;
+use surge_shared::edge_auth::EdgeKey;
 
 use crate::cache::l1::L1Limits;
 use crate::cache::l2::RedisTarget;
@@ -46,6 +47,10 @@ pub struct Config {
     /// Header carrying the client's address when a trusted proxy or the edge sits in front
     /// (`SURGE_CLIENT_IP_HEADER`, e.g. `cf-connecting-ip`); the TCP peer otherwise.
     pub client_ip_header: Option<axum::http::HeaderName>,
+    /// Keys the edge signs origin requests with (`SURGE_EDGE_KEYS`, a secret: `id:secret`
+    /// pairs, newest first). With them the public listener refuses, with 403, every request
+    /// the edge did not sign (probes excepted); without them it serves anyone.
+    pub edge_keys: Vec<EdgeKey>,
     /// Postgres; without it the origin serves the embedded demo store.
     pub database: Option<DatabaseConfig>,
     /// Redis for L2 and the backplane (`REDIS_URL`); L1 only without it.
@@ -81,6 +86,7 @@ impl std::fmt::Debug for Config {
             )
             .field("region", &self.region)
             .field("client_ip_header", &self.client_ip_header)
+            .field("edge_keys", &self.edge_keys)
             .field("database", &self.database)
             .field("redis", &self.redis)
             .field("redis_ca", &self.redis_ca.as_ref().map(|_| "REDIS_CA_FILE"))
@@ -95,6 +101,14 @@ impl std::fmt::Debug for Config {
 }
 
 impl Config {
+    /// Where this process warms its own cache: its public listener, with the newest edge key.
+    pub fn warm_target(&self) -> crate::cache::warm::SelfTarget {
+        crate::cache::warm::SelfTarget {
+            listen: self.listen,
+            key: self.edge_keys.first().cloned(),
+        }
+    }
+
     /// Reads the configuration from the process environment (and `SURGE_CONFIG`).
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_vars(|name| std::env::var(name).ok())
@@ -138,6 +152,11 @@ impl Config {
                         )
                     })?)
                 }
+            },
+            edge_keys: match s.secret("SURGE_EDGE_KEYS")? {
+                None => Vec::new(),
+                Some(text) => surge_shared::edge_auth::parse_keys(&text)
+                    .map_err(|message| fail("SURGE_EDGE_KEYS", message))?,
             },
             domain: crate::domain::config::read(&s, database.is_some())?,
             database,
@@ -365,6 +384,7 @@ mod tests {
                 &[("SURGE_CLIENT_IP_HEADER", "bad header")],
                 "SURGE_CLIENT_IP_HEADER",
             ),
+            (&[("SURGE_EDGE_KEYS", "k1:short")], "SURGE_EDGE_KEYS"),
             (&[("REDIS_URL", "http://x")], "REDIS_URL"),
             (&[("CLOUDFLARE_API_TOKEN", token)], "CLOUDFLARE_ZONE_ID"),
             (

@@ -326,7 +326,7 @@ async fn serve(config: Config) -> ExitCode {
     // Ready once the start-up warm has filled the cache through the public routes.
     if !state.config.start_warm.is_empty() {
         let report = surge_origin::cache::warm::warm(
-            state.config.listen,
+            &state.config.warm_target(),
             state.config.start_warm.clone(),
             8,
         )

@@ -245,7 +245,7 @@ async fn start_scaler(
         store,
         settings.clone(),
         holder,
-        config.listen,
+        config.warm_target(),
         rates,
     ));
     let weak = Arc::downgrade(&scaler);

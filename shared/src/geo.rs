@@ -86,12 +86,13 @@ impl GeoTable {
                 )
             })?;
             if !matches!(url.scheme(), "http" | "https")
+                || url.path() != "/"
                 || url.query().is_some()
                 || url.fragment().is_some()
             {
                 return Err(invalid(
                     format!("regions.{name}.origin"),
-                    "must be an http(s) URL without query or fragment".into(),
+                    "must be scheme://host[:port], without path, query or fragment (the origin sees, and the edge signs, the request's own path)".into(),
                 ));
             }
             if region.timeout.is_zero() {

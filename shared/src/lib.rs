@@ -14,7 +14,8 @@
 //! - [`pattern`]: safe purge globs.
 //! - [`status`]: cache status, layers and the headers that carry them.
 //! - [`admin`]: admin API request and report types.
-//! - [`voter`]: voter ids; [`session`]: the login token the origin issues and both verify.
+//! - [`voter`]: voter ids; [`session`]: the login token the origin issues and both verify;
+//!   [`edge_auth`]: the signature the edge puts on origin requests and the origin checks.
 //!
 //! Key, tags and policy together:
 //!
@@ -53,8 +54,10 @@ pub mod admin;
 pub mod auth;
 pub mod cascade;
 pub mod duration;
+pub mod edge_auth;
 pub mod freshness;
 pub mod geo;
+mod hex;
 pub mod key;
 pub mod pattern;
 pub mod policy;

@@ -46,37 +46,11 @@ fn mac(key: &[u8], payload: &str) -> Hmac<Sha256> {
     mac
 }
 
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 15)]));
-    }
-    out
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    let digit = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
-    let bytes = text.as_bytes();
-    if !bytes.len().is_multiple_of(2) {
-        return None;
-    }
-    bytes
-        .chunks(2)
-        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
-        .collect()
-}
-
 /// A token for `voter` valid until `expiry` (Unix seconds), signed with `key`.
 pub fn issue(key: &[u8], voter: &str, expiry: u64) -> String {
     let payload = format!("{VERSION}.{voter}.{expiry}");
     let tag = mac(key, &payload).finalize().into_bytes();
-    format!("{payload}.{}", hex(&tag))
+    format!("{payload}.{}", crate::hex::encode(&tag))
 }
 
 /// The voter `token` names, if it verifies under any of `keys` and has not expired at `now`
@@ -87,7 +61,7 @@ pub fn verify<'t, K: AsRef<[u8]>>(
     now: u64,
 ) -> Result<&'t str, TokenError> {
     let (payload, sig) = token.rsplit_once('.').ok_or(TokenError::Invalid)?;
-    let sig = unhex(sig).ok_or(TokenError::Invalid)?;
+    let sig = crate::hex::decode(sig).ok_or(TokenError::Invalid)?;
     let mut parts = payload.split('.');
     let (Some(VERSION), Some(voter), Some(expiry), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())

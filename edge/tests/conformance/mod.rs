@@ -462,6 +462,8 @@ pub fn rate_limits_answer_429_with_retry_after<E: Edge>(s: &mut Stack<E>) {
 
 /// The login cookie key the edges under test verify with (`SURGE_COOKIE_KEYS`).
 pub const COOKIE_KEY: &str = "conformance-cookie-key-0123456789abcdef";
+/// The key the edges under test sign origin requests with (`SURGE_EDGE_KEYS`).
+pub const EDGE_KEY: &str = "conformance:edge-key-0123456789abcdef0123456789";
 
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -501,5 +503,36 @@ pub fn methods_sizes_health_and_admin_are_guarded<E: Edge>(s: &mut Stack<E>) {
     let seen = s.eu.requests();
     let last = seen.last().expect("the request reached eu");
     assert!(last.header("x-original-url").is_none());
-    assert_eq!(last.header("x-surge-edge"), Some("1"));
+    // Signed for the origin: the signature verifies for exactly this request, and a
+    // client's own signature header never passes through.
+    let keys = surge_shared::edge_auth::parse_keys(EDGE_KEY).expect("key");
+    let signature = last.header(surge_shared::edge_auth::HEADER);
+    assert_eq!(
+        surge_shared::edge_auth::verify(&keys, signature, unix_now(), &last.method, &last.path),
+        Ok(()),
+        "{signature:?} for {} {}",
+        last.method,
+        last.path
+    );
+    let forged =
+        "v1 conformance 1 0000000000000000000000000000000000000000000000000000000000000000";
+    send(
+        "GET",
+        &s.edge.url("/api/elections/118"),
+        &[(surge_shared::edge_auth::HEADER, forged)],
+        "",
+    );
+    let seen = s.eu.requests();
+    let last = seen.last().expect("the request reached eu");
+    assert_ne!(last.header(surge_shared::edge_auth::HEADER), Some(forged));
+    assert!(
+        surge_shared::edge_auth::verify(
+            &keys,
+            last.header(surge_shared::edge_auth::HEADER),
+            unix_now(),
+            "GET",
+            &last.path
+        )
+        .is_ok()
+    );
 }

@@ -77,7 +77,14 @@ resource "cloudflare_ruleset" "firewall" {
   description = local.firewall.description
   kind        = "zone"
   phase       = local.firewall.phase
-  rules       = local.firewall.rules
+  # First: origin hosts answer only this zone's Worker (a direct request would skip the edge's
+  # caching, limits and signature); then the rules generated from the policy.
+  rules = concat([{
+    description = "Origin hosts answer only the edge Worker"
+    expression  = "(http.host in {${join(" ", [for host in values(var.origins) : "\"${host}\""])}} and cf.worker.upstream_zone ne \"${var.zone_name}\")"
+    action      = "block"
+    enabled     = true
+  }], local.firewall.rules)
 }
 
 resource "cloudflare_ruleset" "managed_waf" {

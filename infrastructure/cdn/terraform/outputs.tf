@@ -9,6 +9,6 @@ output "ruleset_ids" {
 }
 
 output "origin_records" {
-  description = "Origin region => proxied DNS name."
+  description = "Origin region => proxied DNS name (reachable only through the Worker)."
   value       = { for region, record in cloudflare_dns_record.origin : region => record.name }
 }

@@ -8,10 +8,21 @@ use std::time::Duration;
 use axum::http::header;
 use futures_util::stream::{self, StreamExt};
 use surge_shared::admin::{WarmFailure, WarmReport};
+use surge_shared::edge_auth::{self, EdgeKey};
+
+/// This process's public listener as warming reaches it: signed like the edge's requests
+/// when the listener checks them (`SURGE_EDGE_KEYS`).
+#[derive(Debug, Clone)]
+pub struct SelfTarget {
+    /// The public listener.
+    pub listen: SocketAddr,
+    /// The key to sign with: the newest edge key, if the origin has any.
+    pub key: Option<EdgeKey>,
+}
 
 /// Fetches `urls` (absolute URLs keep their host; paths use this origin's) through the origin
-/// listening on `listen`, `concurrency` at a time.
-pub async fn warm(listen: SocketAddr, urls: Vec<String>, concurrency: usize) -> WarmReport {
+/// at `target`, `concurrency` at a time.
+pub async fn warm(target: &SelfTarget, urls: Vec<String>, concurrency: usize) -> WarmReport {
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -40,9 +51,29 @@ pub async fn warm(listen: SocketAddr, urls: Vec<String>, concurrency: usize) -> 
                 },
                 None => (None, url.clone()),
             };
-            let mut req = client.get(format!("http://{listen}{path}"));
+            let to = match reqwest::Url::parse(&format!("http://{}{path}", target.listen)) {
+                Ok(to) => to,
+                Err(e) => {
+                    return Err(WarmFailure {
+                        url,
+                        error: format!("not a path: {e}"),
+                    });
+                }
+            };
+            let signed = target.key.as_ref().map(|key| {
+                let mut sent = to.path().to_string();
+                if let Some(query) = to.query() {
+                    sent.push('?');
+                    sent.push_str(query);
+                }
+                edge_auth::sign(key, crate::clock::now_ms() / 1000, "GET", &sent)
+            });
+            let mut req = client.get(to);
             if let Some(host) = host {
                 req = req.header(header::HOST, host);
+            }
+            if let Some(signature) = signed {
+                req = req.header(edge_auth::HEADER, signature);
             }
             match req.send().await {
                 Ok(r) if r.status().is_success() => Ok(()),

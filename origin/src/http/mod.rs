@@ -28,6 +28,7 @@ use serde_json::{Value, json};
 use crate::clock::now_ms;
 use crate::telemetry::Trace;
 pub use state::AppState;
+use surge_shared::edge_auth;
 
 /// Largest request body accepted on the public listener (the policy's per-route limits are
 /// smaller).
@@ -60,6 +61,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .merge(routes())
+        .layer(middleware::from_fn_with_state(state.clone(), from_edge))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(middleware::map_response(security_headers))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -144,6 +146,34 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             Json(json!({ "status": "not_ready", "reason": why })),
         )
             .into_response(),
+    }
+}
+
+/// Refuses, with 403, a public request the edge did not sign when the origin holds edge keys
+/// (`SURGE_EDGE_KEYS`): a direct hit on an origin host would skip the edge's caching, limits
+/// and WAF. The probes pass unsigned (the kubelet calls them directly).
+async fn from_edge(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let keys = &state.config.edge_keys;
+    let path = request.uri().path();
+    if keys.is_empty() || matches!(path, "/healthz" | "/livez" | "/readyz") {
+        return next.run(request).await;
+    }
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or(path, |target| target.as_str());
+    let signature = request
+        .headers()
+        .get(edge_auth::HEADER)
+        .and_then(|v| v.to_str().ok());
+    let method = request.method().as_str();
+    match edge_auth::verify(keys, signature, now_ms() / 1000, method, target) {
+        Ok(()) => next.run(request).await,
+        Err(e) => error::ApiError::Forbidden {
+            code: "not_from_edge",
+            message: format!("{e}; this origin answers only requests that come through the edge"),
+        }
+        .into_response(),
     }
 }
 

@@ -13,8 +13,8 @@
 //! outside the cluster. KEDA still drives the Prometheus-based ScaledObjects in
 //! `infrastructure/`, where an event-driven trigger is the right tool.
 
+use crate::cache::warm::SelfTarget;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -104,7 +104,7 @@ pub struct Scaler {
     store: Arc<dyn ScalingStore>,
     config: ScalingConfig,
     holder: String,
-    listen: SocketAddr,
+    warm: SelfTarget,
     rates: Arc<RateHistory>,
     lock: tokio::sync::Mutex<()>,
 }
@@ -128,13 +128,13 @@ fn describe(targets: &std::collections::BTreeMap<String, u32>) -> String {
 
 impl Scaler {
     /// A controller for `config`'s workloads; `holder` names this process in the lease,
-    /// `listen` is where cache warming fetches from, `rates` feeds the forecast.
+    /// `warm` is where cache warming fetches from, `rates` feeds the forecast.
     pub fn new(
         cluster: KubeCluster,
         store: Arc<dyn ScalingStore>,
         config: ScalingConfig,
         holder: String,
-        listen: SocketAddr,
+        warm: SelfTarget,
         rates: Arc<RateHistory>,
     ) -> Self {
         Self {
@@ -142,7 +142,7 @@ impl Scaler {
             store,
             config,
             holder,
-            listen,
+            warm,
             rates,
             lock: tokio::sync::Mutex::new(()),
         }
@@ -343,7 +343,7 @@ impl Scaler {
                     .await;
                     if event.request.warm_cache {
                         let report =
-                            crate::cache::warm::warm(self.listen, self.config.warm_urls.clone(), 8)
+                            crate::cache::warm::warm(&self.warm, self.config.warm_urls.clone(), 8)
                                 .await;
                         self.audit(
                             "cache.warmed",

@@ -180,7 +180,7 @@ pub(super) async fn warm(
     request.validate()?;
     Ok(Json(
         crate::cache::warm::warm(
-            state.config.listen,
+            &state.config.warm_target(),
             request.urls,
             usize::from(request.concurrency),
         )
