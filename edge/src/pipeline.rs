@@ -22,7 +22,9 @@ use surge_shared::freshness::{EntryState, Freshness};
 use crate::freshness;
 use crate::http::{EdgeRequest, EdgeResponse, Headers, UNKEYED_OVERRIDES};
 use crate::limit::scopes_for;
-use crate::seams::{Background, CacheStore, Clock, FetchError, RateLimiter, Upstream};
+use crate::seams::{
+    Background, BodyError, BodySource, CacheStore, Clock, FetchError, RateLimiter, Upstream,
+};
 
 /// Path of the edge's own health probe.
 pub const HEALTH_PATH: &str = "/__surge/health";
@@ -138,9 +140,20 @@ where
     }
 
     /// Answers one request. Never panics and never fails: every problem becomes a response.
-    pub async fn handle(&self, request: EdgeRequest) -> EdgeResponse {
+    pub async fn handle(&self, mut request: EdgeRequest) -> EdgeResponse {
+        let body = std::mem::take(&mut request.body);
+        self.handle_streamed(request, body).await
+    }
+
+    /// Answers `request` (whose `body` is empty) with its body still in `body`: read only
+    /// after the route's limit is known, and cut off at it.
+    pub async fn handle_streamed(
+        &self,
+        request: EdgeRequest,
+        body: impl BodySource,
+    ) -> EdgeResponse {
         let head = request.method == "HEAD";
-        let mut response = self.answer(request).await;
+        let mut response = self.answer(request, body).await;
         response.headers.remove("cache-tag");
         freshness::strip(&mut response.headers);
         response.headers.remove(STORED_REGION);
@@ -152,7 +165,7 @@ where
         response
     }
 
-    async fn answer(&self, request: EdgeRequest) -> EdgeResponse {
+    async fn answer(&self, mut request: EdgeRequest, body: impl BodySource) -> EdgeResponse {
         let config = &self.inner.config;
         let policy = &config.policy;
         let canonical = match CanonicalUrl::parse(&policy.key, &request.url) {
@@ -213,25 +226,42 @@ where
             response.headers.set("allow", allow.join(", "));
             return with_status(response, CacheStatus::Bypass);
         };
+        // A declared size over the limit is refused before a byte is read; an undeclared
+        // (chunked) body is read up to the limit and refused as soon as it passes it.
+        let limit = route.max_body_bytes;
+        let too_large = |message: String| {
+            with_status(
+                EdgeResponse::error(413, "body_too_large", &message),
+                CacheStatus::Bypass,
+            )
+        };
         let declared = request
             .headers
             .get("content-length")
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(0);
-        let size = declared.max(u64::try_from(request.body.len()).unwrap_or(u64::MAX));
-        if size > route.max_body_bytes {
-            return with_status(
-                EdgeResponse::error(
-                    413,
-                    "body_too_large",
-                    &format!(
-                        "request body is {size} bytes; this path accepts at most {}",
-                        route.max_body_bytes
-                    ),
-                ),
-                CacheStatus::Bypass,
-            );
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if let Some(size) = declared.filter(|size| *size > limit) {
+            return too_large(format!(
+                "request body is {size} bytes; this path accepts at most {limit}"
+            ));
         }
+        request.body = match body.read(limit).await {
+            Ok(body) => body,
+            Err(BodyError::TooLarge) => {
+                return too_large(format!(
+                    "request body passed {limit} bytes, the most this path accepts"
+                ));
+            }
+            Err(BodyError::Failed(e)) => {
+                return with_status(
+                    EdgeResponse::error(
+                        400,
+                        "body_unreadable",
+                        &format!("the request body could not be read: {e}"),
+                    ),
+                    CacheStatus::Bypass,
+                );
+            }
+        };
         if let Some(limited) = self.rate_limit(route, &request).await {
             return with_status(limited, CacheStatus::Bypass);
         }

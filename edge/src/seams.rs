@@ -70,6 +70,44 @@ pub trait Upstream {
     ) -> Result<EdgeResponse, FetchError>;
 }
 
+/// Why a request body could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyError {
+    /// More than the route's limit arrived (reading stopped there).
+    TooLarge,
+    /// The client's stream failed.
+    Failed(String),
+}
+
+/// A request body not read yet: the platform's stream, which the pipeline reads only once
+/// the route's limit is known, and no further than that limit.
+pub trait BodySource {
+    /// The whole body, or [`BodyError::TooLarge`] as soon as more than `limit` bytes have
+    /// arrived.
+    async fn read(self, limit: u64) -> Result<Vec<u8>, BodyError>;
+}
+
+/// A body already in memory (tests, and platforms that hand over whole bodies).
+impl BodySource for Vec<u8> {
+    async fn read(self, limit: u64) -> Result<Vec<u8>, BodyError> {
+        if u64::try_from(self.len()).unwrap_or(u64::MAX) > limit {
+            Err(BodyError::TooLarge)
+        } else {
+            Ok(self)
+        }
+    }
+}
+
+/// Appends `chunk` to `body`, or [`BodyError::TooLarge`] if that would pass `limit`.
+pub fn append_limited(body: &mut Vec<u8>, chunk: &[u8], limit: u64) -> Result<(), BodyError> {
+    let total = body.len().saturating_add(chunk.len());
+    if u64::try_from(total).unwrap_or(u64::MAX) > limit {
+        return Err(BodyError::TooLarge);
+    }
+    body.extend_from_slice(chunk);
+    Ok(())
+}
+
 /// Wall-clock time.
 pub trait Clock {
     /// Milliseconds since the Unix epoch.

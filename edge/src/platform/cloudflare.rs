@@ -8,6 +8,7 @@ use std::cell::OnceCell;
 use std::rc::Rc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use futures_util::future::{Either, select};
 use serde::{Deserialize, Serialize};
 use surge_shared::CacheKey;
@@ -22,8 +23,8 @@ use crate::http::{Client, EdgeRequest, EdgeResponse, Headers};
 use crate::limit::binding_name;
 use crate::pipeline::Pipeline;
 use crate::seams::{
-    Background, CacheStore, Clock, FetchError, LimitScope, PlatformError, RateLimiter, Task,
-    Upstream,
+    Background, BodyError, BodySource, CacheStore, Clock, FetchError, LimitScope, PlatformError,
+    RateLimiter, Task, Upstream, append_limited,
 };
 
 /// Where the origin's own `Cache-Control` is kept on a stored copy while the Cache API copy
@@ -280,8 +281,58 @@ impl Background for CfBackground {
     }
 }
 
+/// Most bytes of an unread body received (and dropped) after the answer before the rest is
+/// cancelled.
+const DISCARD_LIMIT: usize = 1024 * 1024;
+
+/// The Worker's request, its body not touched yet: read chunk by chunk up to the route's
+/// limit, and only if the pipeline asks; otherwise cancelled once the answer is ready.
+struct CfBody {
+    request: Request,
+    read: bool,
+}
+
+impl CfBody {
+    /// A body nobody read is discarded after the answer has gone: up to
+    /// [`DISCARD_LIMIT`] bytes are received and dropped (so the connection stays usable for
+    /// the client's next request), then the rest is cancelled.
+    fn discard_unread(mut self, background: &CfBackground) {
+        if self.read {
+            return;
+        }
+        background.spawn(Box::pin(async move {
+            let Ok(mut stream) = self.request.stream() else {
+                return;
+            };
+            let mut seen = 0usize;
+            while let Some(Ok(chunk)) = stream.next().await {
+                seen = seen.saturating_add(chunk.len());
+                if seen > DISCARD_LIMIT {
+                    break;
+                }
+            }
+        }));
+    }
+}
+
+impl BodySource for &mut CfBody {
+    async fn read(self, limit: u64) -> std::result::Result<Vec<u8>, BodyError> {
+        self.read = true;
+        // No body at all is an error here, and the same as an empty one.
+        let Ok(mut stream) = self.request.stream() else {
+            return Ok(Vec::new());
+        };
+        let mut body = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| BodyError::Failed(e.to_string()))?;
+            append_limited(&mut body, &chunk, limit)?;
+        }
+        Ok(body)
+    }
+}
+
 #[event(fetch)]
-async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let config = match load_config(&env) {
         Ok(c) => c,
         Err(e) => {
@@ -302,17 +353,23 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
         method: req.method().to_string(),
         url: req.url()?.to_string(),
         headers: headers_from(req.headers()),
-        body: req.bytes().await.unwrap_or_default(),
+        body: Vec::new(),
         client,
     };
+    let mut body = CfBody {
+        request: req,
+        read: false,
+    };
+    let ctx = Rc::new(ctx);
     let pipeline = Pipeline::new(
         config,
         CfStore,
         CfLimiter { env },
         CfUpstream,
         CfClock,
-        CfBackground(Rc::new(ctx)),
+        CfBackground(ctx.clone()),
     );
-    let response = pipeline.handle(request).await;
+    let response = pipeline.handle_streamed(request, &mut body).await;
+    body.discard_unread(&CfBackground(ctx));
     to_worker(&response)
 }

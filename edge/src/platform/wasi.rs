@@ -9,6 +9,7 @@ use std::cell::OnceCell;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use futures_util::future::{Either, select};
 use spin_sdk::http::body::IncomingBodyExt;
 use spin_sdk::http::{FullBody, Request, Response, send};
@@ -17,7 +18,7 @@ use super::memory::{MemoryLimiter, MemoryStore, SystemClock};
 use crate::config::{ConfigError, EdgeConfig};
 use crate::http::{Client, EdgeRequest, EdgeResponse, Headers};
 use crate::pipeline::Pipeline;
-use crate::seams::{Background, FetchError, Task, Upstream};
+use crate::seams::{Background, BodyError, BodySource, FetchError, Task, Upstream, append_limited};
 
 /// Entries the in-memory edge cache holds before evicting the oldest.
 pub const CACHE_ENTRIES: usize = 10_000;
@@ -112,6 +113,25 @@ fn pipeline() -> Result<WasiPipeline, ConfigError> {
     })
 }
 
+/// The incoming request's body, still streaming: read chunk by chunk up to the route's limit.
+struct WasiBody<S>(S);
+
+impl<S, E> BodySource for WasiBody<S>
+where
+    S: futures_util::Stream<Item = Result<Bytes, E>>,
+    E: std::fmt::Debug,
+{
+    async fn read(self, limit: u64) -> Result<Vec<u8>, BodyError> {
+        let mut stream = std::pin::pin!(self.0);
+        let mut body = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| BodyError::Failed(format!("{e:?}")))?;
+            append_limited(&mut body, &chunk, limit)?;
+        }
+        Ok(body)
+    }
+}
+
 fn into_response(edge: EdgeResponse) -> Response<FullBody<Bytes>> {
     let mut builder = Response::builder().status(edge.status);
     for (name, value) in edge.headers.iter() {
@@ -160,17 +180,20 @@ async fn handle(request: Request) -> Response<FullBody<Bytes>> {
         Some(scheme) => format!("{scheme}://{host}{path}"),
         None => format!("http://{host}{path}"),
     };
-    let body = body.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
     let edge_request = EdgeRequest {
         method: parts.method.as_str().to_string(),
         url,
         headers,
-        body,
+        body: Vec::new(),
         client: Client {
             ip,
             country: None,
             continent: None,
         },
     };
-    into_response(pipeline.handle(edge_request).await)
+    into_response(
+        pipeline
+            .handle_streamed(edge_request, WasiBody(body.stream()))
+            .await,
+    )
 }

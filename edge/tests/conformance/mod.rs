@@ -25,6 +25,7 @@ macro_rules! conformance_tests {
             geo_routing_fails_over_to_the_next_region,
             rate_limits_answer_429_with_retry_after,
             methods_sizes_health_and_admin_are_guarded,
+            bodies_over_the_limit_are_refused_before_they_are_read,
         );
     };
     (@each $stack:ident; $($scenario:ident),* $(,)?) => {
@@ -535,4 +536,67 @@ pub fn methods_sizes_health_and_admin_are_guarded<E: Edge>(s: &mut Stack<E>) {
         )
         .is_ok()
     );
+}
+
+/// Writes `head` (and `chunks`, paced) on a raw connection to the edge at `url` and returns
+/// the status line it answers with while the connection is still open: a body the edge
+/// waited for in full would never come, so an answer proves it stopped reading.
+fn answer_before_the_body_ends(url: &str, head: &str, chunks: &[String]) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let addr = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .expect("host:port")
+        .to_string();
+    let mut stream = std::net::TcpStream::connect(&addr).expect("connect to the edge");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    stream.write_all(head.as_bytes()).expect("head");
+    for chunk in chunks {
+        // The edge may answer and close mid-way; later writes may then fail.
+        if stream.write_all(chunk.as_bytes()).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut status = String::new();
+    if let Err(e) = BufReader::new(stream).read_line(&mut status) {
+        panic!(
+            "no answer before the body ended ({e}) to {:?}",
+            head.lines().next().unwrap_or_default()
+        );
+    }
+    status
+}
+
+pub fn bodies_over_the_limit_are_refused_before_they_are_read<E: Edge>(s: &mut Stack<E>) {
+    let url = s.edge.url("/api/login");
+    // Declared too large: 413 at once, though not one byte of the body is ever sent.
+    let head = "POST /api/login HTTP/1.1\r\nHost: vote.example\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\nX-Case: declared\r\n\r\n";
+    let status = answer_before_the_body_ends(&url, head, &[]);
+    assert!(status.contains(" 413"), "{status:?}");
+    // Chunked, with no length: cut off once it passes the login route's 4 KiB, though the
+    // body never ends.
+    let head = "POST /api/login HTTP/1.1\r\nHost: vote.example\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let chunk = format!("400\r\n{}\r\n", "x".repeat(0x400));
+    let status = answer_before_the_body_ends(&url, head, &vec![chunk; 8]);
+    assert!(status.contains(" 413"), "{status:?}");
+    assert!(
+        s.eu.requests().is_empty() && s.us.requests().is_empty(),
+        "nothing reached an origin"
+    );
+    // Within the limit, a chunked body passes whole.
+    let head = "POST /api/login HTTP/1.1\r\nHost: vote.example\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+    let chunks = [
+        format!("200\r\n{}\r\n", "y".repeat(0x200)),
+        format!("200\r\n{}\r\n", "y".repeat(0x200)),
+        "0\r\n\r\n".to_string(),
+    ];
+    let status = answer_before_the_body_ends(&url, head, &chunks);
+    assert!(status.contains(" 200"), "{status:?}");
+    let seen = s.eu.requests();
+    let last = seen.last().expect("the login reached eu");
+    assert_eq!(last.body.len(), 0x400);
 }
