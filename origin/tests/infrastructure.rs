@@ -1,5 +1,6 @@
 //! `infrastructure/` stays true to the origin: the shard map in the manifests is the origin's
-//! own, every origin metric the alerts and the dashboard use is one the origin exports, and
+//! own, every origin metric any file there names (alerts, recording rules and their tests,
+//! the dashboard, the adapter, HPAs, KEDA) is one the origin exports, and
 //! the operator scripts work against a real origin process.
 
 mod support;
@@ -62,6 +63,25 @@ fn the_shard_map_in_the_manifests_is_the_origins() {
     }
 }
 
+/// The YAML and JSON files under `dir` (npm's `node_modules` aside).
+fn config_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if path.file_name().is_some_and(|n| n != "node_modules") {
+                out.extend(config_files(&path));
+            }
+        } else if path
+            .extension()
+            .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
+        {
+            out.push(path);
+        }
+    }
+    out
+}
+
 /// `surge_*` metric names (recording rules `surge:…` excluded) in `text`.
 fn surge_metrics(text: &str) -> Vec<String> {
     let mut names: Vec<String> = text
@@ -101,27 +121,57 @@ async fn alerts_and_dashboard_use_metrics_the_origin_exports() {
                     .any(|suffix| name.strip_suffix(suffix) == Some(*f))
         })
     };
-    let used: Vec<String> = [
-        "monitoring/prometheus-rules.yaml",
-        "monitoring/grafana/surge-origin.json",
-        "scaling/kubernetes/base/prometheus-adapter.yaml",
-    ]
-    .iter()
-    // The adapter's `as:` (and its comment) name the metric it serves to the HPA, not one
-    // it reads.
-    .map(|f| {
-        read(f)
-            .lines()
-            .filter(|l| {
-                let l = l.trim_start();
-                !l.starts_with("as:") && !l.starts_with('#')
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    })
-    .flat_map(|text| surge_metrics(&text))
-    .collect();
+    // Every file under infrastructure/ that can hold a query: rules and their tests, the
+    // dashboard, the adapter, HPAs, KEDA.
+    let files = config_files(&infra(""));
+    assert!(files.len() >= 20, "{files:?}");
+    // The adapter serves these to HPAs (its `as:` lines): they exist once the adapter runs.
+    let served: Vec<String> = read("scaling/kubernetes/base/prometheus-adapter.yaml")
+        .lines()
+        .filter(|l| l.trim_start().starts_with("as:"))
+        .flat_map(surge_metrics)
+        .collect();
+    assert!(!served.is_empty());
+    let used: Vec<(String, String)> = files
+        .iter()
+        .flat_map(|f| {
+            let text = std::fs::read_to_string(f).expect("read");
+            let name = f.display().to_string();
+            // Comments describe; they query nothing.
+            let text: String = text
+                .lines()
+                .filter(|l| !l.trim_start().starts_with('#') && !l.trim_start().starts_with("as:"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            surge_metrics(&text)
+                .into_iter()
+                .map(move |m| (name.clone(), m))
+        })
+        .collect();
     assert!(used.len() >= 10, "{used:?}");
+    // Recording rules (`surge:…`) used anywhere are defined in the rules file.
+    let rules = read("monitoring/prometheus-rules.yaml");
+    for f in &files {
+        let text = std::fs::read_to_string(f).expect("read");
+        for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':')) {
+            // `surge::module` is a log target, not a rule.
+            if word
+                .strip_prefix("surge:")
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_lowercase()))
+            {
+                assert!(
+                    rules.contains(&format!("record: {word}")),
+                    "{} uses the recording rule {word}, which prometheus-rules.yaml does not define",
+                    f.display()
+                );
+            }
+        }
+    }
+    let used: Vec<String> = used
+        .into_iter()
+        .filter(|(_, m)| !served.contains(m))
+        .map(|(_, m)| m)
+        .collect();
     // Postgres metrics appear only with a database; the rest must be in this scrape.
     let missing: Vec<&String> = used
         .iter()
