@@ -65,8 +65,15 @@ pub struct DbPool {
     min_idle: usize,
     idle_timeout: Duration,
     latency: Arc<Mutex<Histogram<u64>>>,
+    acquire_seconds: prometheus_client::metrics::histogram::Histogram,
     label: String,
 }
+
+/// Bucket edges of the acquire-latency histogram (seconds): 100 µs to the 2 s acquire
+/// timeout.
+pub const ACQUIRE_BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.0,
+];
 
 impl DbPool {
     /// A pool for `url` (`postgres://user@host:port/db`); connections open lazily.
@@ -101,6 +108,7 @@ impl DbPool {
             min_idle: settings.min_idle.min(settings.max_size.max(1)),
             idle_timeout: settings.idle_timeout,
             latency: Arc::new(Mutex::new(latency)),
+            acquire_seconds: prometheus_client::metrics::histogram::Histogram::new(ACQUIRE_BUCKETS),
             label: crate::redact::redact(url),
         })
     }
@@ -127,9 +135,11 @@ impl DbPool {
             }
             Err(e) => return Err(e.into()),
         };
+        let took = start.elapsed();
         if let Ok(mut h) = self.latency.lock() {
-            h.saturating_record(u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX));
+            h.saturating_record(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
         }
+        self.acquire_seconds.observe(took.as_secs_f64());
         Ok(conn)
     }
 
@@ -151,6 +161,12 @@ impl DbPool {
                 Err(_) => break,
             }
         }
+    }
+
+    /// Acquire latency as a Prometheus histogram (the same handle every call: it accumulates
+    /// for the process's life, and PromQL takes rates over it).
+    pub fn acquire_histogram(&self) -> prometheus_client::metrics::histogram::Histogram {
+        self.acquire_seconds.clone()
     }
 
     /// Size, idle, waiting and acquire latency.

@@ -42,6 +42,8 @@ pub struct Readings {
 pub struct DbReadings {
     /// The primary pool.
     pub primary: PoolStats,
+    /// The primary pool's acquire latency.
+    pub acquire_seconds: prometheus_client::metrics::histogram::Histogram,
     /// Every replica.
     pub replicas: Vec<ReplicaStatus>,
 }
@@ -128,11 +130,10 @@ pub fn encode(readings: &Readings, process: &ProcessReadings) -> Result<String, 
             "Callers waiting for a primary connection",
             p.waiting as f64,
         );
-        gauge(
-            registry,
-            "db_pool_acquire_p99_seconds",
-            "Primary pool acquire latency p99",
-            p.acquire_us[2] as f64 / 1e6,
+        registry.register(
+            "db_pool_acquire_seconds",
+            "Time to get a primary connection from the pool",
+            db.acquire_seconds.clone(),
         );
         let replicas = &db.replicas;
         let max_lag = replicas.iter().filter_map(|r| r.lag_ms).max().unwrap_or(0);

@@ -80,6 +80,7 @@ pub(crate) async fn render_metrics(state: &AppState) -> Result<Response, ApiErro
         vote_purges_sent: purges.flushes,
         db: state.db.as_ref().map(|db| DbReadings {
             primary: db.router.primary().stats(),
+            acquire_seconds: db.router.primary().acquire_histogram(),
             replicas: db.router.status(),
         }),
     };
