@@ -117,15 +117,22 @@ impl Config {
     /// Reads the configuration through `var` (e.g. `std::env::var`).
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let s = Settings::new(var)?;
-        let database = crate::db::config::read(&s)?;
+        let config = Self::read(&s)?;
+        s.finish()?;
+        Ok(config)
+    }
+
+    /// Reads every subsystem's settings through `s` and checks how they fit together.
+    fn read(s: &Settings<'_>) -> Result<Self, ConfigError> {
+        let database = crate::db::config::read(s)?;
         let config = Self {
-            listen: listen(&s, "SURGE_LISTEN", DEFAULT_LISTEN)?,
-            admin_listen: listen(&s, "SURGE_ADMIN_LISTEN", DEFAULT_ADMIN_LISTEN)?,
+            listen: listen(s, "SURGE_LISTEN", DEFAULT_LISTEN)?,
+            admin_listen: listen(s, "SURGE_ADMIN_LISTEN", DEFAULT_ADMIN_LISTEN)?,
             metrics_listen: match s.get("SURGE_METRICS_LISTEN")? {
                 None => None,
-                Some(_) => Some(listen(&s, "SURGE_METRICS_LISTEN", "127.0.0.1:9091")?),
+                Some(_) => Some(listen(s, "SURGE_METRICS_LISTEN", "127.0.0.1:9091")?),
             },
-            admin_token: admin_token(&s)?,
+            admin_token: admin_token(s)?,
             region: s.parsed("SURGE_REGION", "local".to_string(), |text| {
                 if text
                     .bytes()
@@ -158,22 +165,21 @@ impl Config {
                 Some(text) => surge_shared::edge_auth::parse_keys(&text)
                     .map_err(|message| fail("SURGE_EDGE_KEYS", message))?,
             },
-            domain: crate::domain::config::read(&s, database.is_some())?,
+            domain: crate::domain::config::read(s, database.is_some())?,
             database,
-            redis: crate::cache::config::redis(&s)?,
-            redis_ca: crate::cache::config::redis_ca(&s)?,
-            l1: crate::cache::config::l1(&s)?,
-            cloudflare: crate::cdn::config::read(&s)?,
-            scaling: crate::scaling::config::read(&s)?,
+            redis: crate::cache::config::redis(s)?,
+            redis_ca: crate::cache::config::redis_ca(s)?,
+            l1: crate::cache::config::l1(s)?,
+            cloudflare: crate::cdn::config::read(s)?,
+            scaling: crate::scaling::config::read(s)?,
             drain: s.duration(
                 "SURGE_DRAIN",
                 std::time::Duration::from_secs(5),
                 std::time::Duration::ZERO,
                 std::time::Duration::from_secs(300),
             )?,
-            start_warm: start_warm(&s)?,
+            start_warm: start_warm(s)?,
         };
-        s.finish()?;
         let overlap = |a: SocketAddr, b: SocketAddr| {
             a.port() == b.port()
                 && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
@@ -264,6 +270,55 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn help_lists_exactly_the_settings_the_subsystems_read() {
+        let pepper = "p".repeat(40);
+        let setups: [&[(&str, &str)]; 3] = [
+            &[],
+            &[
+                ("DATABASE_URL", "postgres://surge@127.0.0.1:5432/surge"),
+                ("SURGE_VOTER_PEPPER", &pepper),
+            ],
+            &[
+                ("REDIS_URL", "redis://127.0.0.1:6379"),
+                ("CLOUDFLARE_API_TOKEN", "token-0123456789abcdef0123"),
+                ("CLOUDFLARE_ZONE_ID", "0123456789abcdef0123456789abcdef"),
+                ("SURGE_KUBE", "in-cluster"),
+                ("SURGE_POD_CAPACITY_RPS", "500"),
+                ("SURGE_METRICS_LISTEN", "127.0.0.1:9091"),
+            ],
+        ];
+        let mut read = std::collections::BTreeSet::new();
+        for setup in setups {
+            let s = Settings::new(|name| {
+                setup
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            })
+            .expect("settings");
+            Config::read(&s).expect("valid");
+            read.extend(s.names_read());
+        }
+        // The binary reads these itself: the log format before anything else, the file
+        // before any setting.
+        read.extend(["SURGE_LOG_FORMAT", "SURGE_CONFIG"]);
+        let listed: std::collections::BTreeSet<&str> = crate::settings::catalogue::SETTINGS
+            .iter()
+            .map(|s| s.var)
+            .collect();
+        assert_eq!(
+            read.difference(&listed).collect::<Vec<_>>(),
+            Vec::<&&str>::new(),
+            "read but not in settings/catalogue.rs"
+        );
+        assert_eq!(
+            listed.difference(&read).collect::<Vec<_>>(),
+            Vec::<&&str>::new(),
+            "in settings/catalogue.rs but never read"
+        );
+    }
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let pairs: Vec<(String, String)> = pairs

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use surge_origin::config::Config;
 use surge_origin::domain::voters::code::CodeHasher;
 use surge_origin::domain::voters::{self, CodesFile};
@@ -79,7 +79,11 @@ fn log_format() -> Result<bool, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command()
+        .after_help("`surge-origin --help` lists every setting.")
+        .after_long_help(surge_origin::settings::catalogue::help())
+        .get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let json = match log_format() {
         Ok(json) => json,
         Err(message) => {

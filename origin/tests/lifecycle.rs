@@ -246,3 +246,23 @@ async fn logs_are_json_lines_without_colours_when_not_on_a_terminal() {
         "the start-up line is a JSON event too: {log}"
     );
 }
+
+#[test]
+fn help_lists_every_setting_and_version_prints_the_build() {
+    let (code, help) = run_origin(&["--help"], &[]);
+    assert_eq!(code, Some(0), "{help}");
+    for setting in surge_origin::settings::catalogue::SETTINGS {
+        assert!(help.contains(setting.var), "--help omits {}", setting.var);
+        assert!(
+            help.contains(setting.default),
+            "--help omits {}'s default",
+            setting.var
+        );
+    }
+    let (code, version) = run_origin(&["--version"], &[]);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        version.trim(),
+        format!("surge-origin {}", env!("CARGO_PKG_VERSION"))
+    );
+}

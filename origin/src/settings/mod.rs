@@ -12,6 +12,8 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub mod catalogue;
+
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
@@ -51,6 +53,12 @@ fn file_key(var: &str) -> String {
 }
 
 impl<'a> Settings<'a> {
+    /// The variables read so far.
+    #[cfg(test)]
+    pub(crate) fn names_read(&self) -> BTreeSet<&'static str> {
+        self.read.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Settings read through `env` (e.g. `std::env::var`), with the file `SURGE_CONFIG` names.
     pub fn new(env: impl Fn(&str) -> Option<String> + 'a) -> Result<Self, ConfigError> {
         let env: Env<'a> = Box::new(env);
