@@ -188,7 +188,7 @@ async fn alerts_and_dashboard_use_metrics_the_origin_exports() {
     // The pool's acquire latency is a histogram that counts each acquire.
     let acquires = exported
         .lines()
-        .find_map(|l| l.strip_prefix("surge_db_pool_acquire_seconds_count "))
+        .find_map(|l| l.strip_prefix("surge_db_pool_acquire_seconds_count{region=\"local\"} "))
         .and_then(|v| v.trim().parse::<f64>().ok())
         .expect("the acquire histogram");
     assert!(acquires >= 1.0, "{acquires}");

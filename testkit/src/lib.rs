@@ -10,6 +10,8 @@
 //! - [`cloudflare::CloudflareStandin`]: Cloudflare's purge API, checked against its
 //!   documented contract (the real API is not reachable from tests).
 //! - [`wrangler::WranglerDev`]: the edge Worker under workerd (`wrangler dev --local`).
+//! - [`prometheus::Prometheus`]: a real Prometheus scraping given targets with the
+//!   project's rules.
 //! - [`contract::Contract`]: conforming requests and single-constraint violations drawn from
 //!   an OpenAPI document, for contract tests and fuzzing.
 //!
@@ -23,6 +25,7 @@ pub mod net;
 pub mod origin;
 pub mod postgres;
 pub mod process;
+pub mod prometheus;
 pub mod redis;
 pub mod tls;
 pub mod wrangler;

@@ -50,6 +50,9 @@ enum Task {
         /// Vote shards (each a Postgres primary with a streaming replica; 1 to 8).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
         shards: u8,
+        /// Also start Prometheus (with the project's rules) scraping the origin, and print its URL.
+        #[arg(long)]
+        monitoring: bool,
         /// Demo voters to issue for election 1 (their codes go to target/demo-voters.csv).
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
         voters: u32,
@@ -105,11 +108,13 @@ fn main() -> ExitCode {
             edge,
             shards,
             voters,
+            monitoring,
         } => stack::run(&stack::RunOptions {
             embedded,
             edge,
             shards,
             voters,
+            monitoring,
         }),
         Task::WorkerBuild => worker_build(),
         Task::CdnRules { check } => {

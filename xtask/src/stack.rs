@@ -4,7 +4,8 @@
 //! with its in-process demo store. `--shards N` adds vote shards (each a primary with a
 //! replica), `--edge` puts the Worker under `wrangler dev` in front. Demo voters are issued
 //! through the admin API and their codes written to `target/demo-voters.csv`. Services live
-//! in temporary directories and stop with Ctrl-C.
+//! in temporary directories and stop with Ctrl-C. `--monitoring` starts Prometheus as well,
+//! with the project's recording and alert rules, scraping the origin's metrics listener.
 
 use std::process::{Child, Command};
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use surge_testkit::postgres::PgPair;
+use surge_testkit::prometheus::Prometheus;
 use surge_testkit::redis::RedisServer;
 use surge_testkit::wrangler::WranglerDev;
 
@@ -27,6 +29,8 @@ pub struct RunOptions {
     pub shards: u8,
     /// Demo voters to issue.
     pub voters: u32,
+    /// Start Prometheus too, with the project's rules, scraping the origin.
+    pub monitoring: bool,
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -245,6 +249,10 @@ pub fn run(options: &RunOptions) -> Step {
     for (name, value) in &services.env {
         command.env(name, value);
     }
+    let metrics_listen = env_or("SURGE_METRICS_LISTEN", || "127.0.0.1:9091".into());
+    if options.monitoring {
+        command.env("SURGE_METRICS_LISTEN", &metrics_listen);
+    }
     let mut origin = command
         .spawn()
         .map_err(|e| Failure(format!("cannot start surge-origin: {e}")))?;
@@ -280,6 +288,24 @@ pub fn run(options: &RunOptions) -> Step {
         None
     };
 
+    let prometheus = if options.monitoring {
+        match Prometheus::start(
+            std::slice::from_ref(&metrics_listen),
+            &[("pod", "local")],
+            Some(&root().join("infrastructure/monitoring/prometheus-rules.yaml")),
+        ) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                terminate(&mut origin);
+                return Err(Failure(format!(
+                    "Prometheus did not start: {e} (run `cargo xtask setup`)"
+                )));
+            }
+        }
+    } else {
+        None
+    };
+
     println!("\nxtask: Surge is running (Ctrl-C stops everything)");
     for line in &services.summary {
         println!("  {line}");
@@ -295,6 +321,12 @@ pub fn run(options: &RunOptions) -> Step {
         "  admin:  curl -H 'Authorization: Bearer {token}' http://{admin_listen}/performance/health"
     );
     println!("  {voters}");
+    if let Some(prometheus) = &prometheus {
+        println!(
+            "  prometheus: {}  (scraping http://{metrics_listen}/metrics every second, with the SLA recording and alert rules; try surge:request_latency_seconds:p99_rate5m)",
+            prometheus.url()
+        );
+    }
 
     loop {
         if stop.load(Ordering::SeqCst) {

@@ -20,6 +20,9 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 
 /// What one scrape reports.
 pub struct Readings {
+    /// This process's region (`SURGE_REGION`), a label on every `surge_*` series so
+    /// dashboards and federated queries can pick a region.
+    pub region: String,
     /// Latency histograms by route, method and status class.
     pub requests: Family<RequestLabels, Histogram, fn() -> Histogram>,
     /// Cache counters.
@@ -61,7 +64,12 @@ fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
 pub fn encode(readings: &Readings, process: &ProcessReadings) -> Result<String, std::fmt::Error> {
     let mut root = Registry::default();
     register_process(&mut root, process);
-    let registry = root.sub_registry_with_prefix("surge");
+    let registry = root
+        .sub_registry_with_prefix("surge")
+        .sub_registry_with_label((
+            std::borrow::Cow::Borrowed("region"),
+            std::borrow::Cow::Owned(readings.region.clone()),
+        ));
     registry.register(
         "http_request_duration_seconds",
         "Request latency by policy route, method and status class",

@@ -72,14 +72,18 @@ async fn redis_killed_and_restarted_reads_never_fail_and_the_cache_refills() {
     let down = load.now();
     redis.kill();
     eventually("the origin to notice Redis is gone", async || {
-        metrics(&origin).await.contains("surge_redis_up 0")
+        metrics(&origin)
+            .await
+            .contains("surge_redis_up{region=\"local\"} 0")
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let up = load.now();
     redis.restart().expect("redis restarts");
     eventually("the origin to reach Redis again", async || {
-        metrics(&origin).await.contains("surge_redis_up 1")
+        metrics(&origin)
+            .await
+            .contains("surge_redis_up{region=\"local\"} 1")
     })
     .await;
     // New fills reach L2 again: the restarted (empty) Redis gains keys.

@@ -71,6 +71,7 @@ pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> Result<Respon
 pub(crate) async fn render_metrics(state: &AppState) -> Result<Response, ApiError> {
     let purges = state.vote_purges.stats();
     let readings = Readings {
+        region: state.config.region.clone(),
         requests: state.metrics.requests.clone(),
         cache: state.cache.stats(),
         redis_up: state.cache.l2_available(),
