@@ -353,6 +353,8 @@ async fn serve(config: Config) -> ExitCode {
     };
     // Nothing a vote asked for is lost to the shutdown: its results purge goes out now.
     state.vote_purges.flush(&state.purger).await;
+    // The last seconds of SLA counts go to the store too.
+    state.sla.flush().await;
     if served {
         ExitCode::SUCCESS
     } else {

@@ -2,6 +2,8 @@
 //! the hybrid cache, the store (Postgres with replicas, or the embedded demo store), the
 //! purger, the vote purge coalescer, sessions, metrics and traces.
 
+use crate::telemetry::sla::SlaTracker;
+use crate::telemetry::sla::store::{MemorySlaStore, PgSlaStore, SlaStore};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -97,7 +99,14 @@ pub async fn start(config: Config) -> Result<Arc<AppState>, StartError> {
         what: "SURGE_COOKIE_KEYS",
         message: format!("no randomness for a per-process cookie key ({e}); set SURGE_COOKIE_KEYS"),
     })?;
+    let sla_store: Arc<dyn SlaStore> = match &db {
+        Some(db) => Arc::new(PgSlaStore::new(db.router.primary().clone())),
+        None => Arc::new(MemorySlaStore::default()),
+    };
+    let sla = SlaTracker::new(sla_store, config.region.clone());
+    sla.spawn_flush(Duration::from_secs(2));
     Ok(Arc::new(AppState {
+        sla,
         cache,
         store,
         db,

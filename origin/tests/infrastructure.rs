@@ -123,7 +123,7 @@ async fn alerts_and_dashboard_use_metrics_the_origin_exports() {
     let is_exported = |name: &str| {
         families.iter().any(|f| {
             name == *f
-                || ["_total", "_bucket", "_count", "_sum"]
+                || ["_total", "_bucket", "_count", "_sum", "_info"]
                     .iter()
                     .any(|suffix| name.strip_suffix(suffix) == Some(*f))
         })

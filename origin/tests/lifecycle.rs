@@ -202,7 +202,7 @@ async fn prometheus_scrapes_its_own_listener_without_the_admin_token() {
         "surge_cache_l2_skipped_total",
         "surge_cache_fail_safe_served_total",
         "surge_cache_backplane_received_total",
-        "surge_build_info{version=\"",
+        "surge_build_info{region=\"local\",version=\"",
         "process_cpu_seconds_total",
         "process_resident_memory_bytes",
         "process_open_fds",

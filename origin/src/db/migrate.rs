@@ -24,6 +24,7 @@ pub const MIGRATIONS: &[Migration] = &[
         "voters_tallies",
         include_str!("../../migrations/0003_voters_tallies.sql"),
     ),
+    (4, "sla", include_str!("../../migrations/0004_sla.sql")),
 ];
 
 /// Key of the advisory lock held while migrating.

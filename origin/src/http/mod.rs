@@ -226,6 +226,10 @@ async fn record(
     let took = start.elapsed();
     let status = response.status().as_u16();
     state.metrics.observe(&route, &method, status, took);
+    // The SLA covers public traffic, as the alert rules do: not the admin API, not probes.
+    if route != "admin" && !matches!(path.as_str(), "/healthz" | "/livez" | "/readyz") {
+        state.sla.record(now_ms(), status, took);
+    }
     state.rates.record(now_ms());
     let header = |name: &str| {
         response

@@ -49,6 +49,8 @@ pub struct AppState {
     pub voter_codes: CodeHasher,
     /// Failed-login throttling.
     pub login_throttle: LoginThrottle,
+    /// The SLA tracker (`GET /performance/sla`).
+    pub sla: Arc<crate::telemetry::sla::SlaTracker>,
     /// Request metrics.
     pub metrics: Arc<Metrics>,
     /// Recent and slowest requests.

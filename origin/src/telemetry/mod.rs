@@ -6,6 +6,7 @@
 pub mod exposition;
 pub mod process;
 pub mod profile;
+pub mod sla;
 
 use std::collections::VecDeque;
 use std::sync::Mutex;

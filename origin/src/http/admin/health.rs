@@ -18,6 +18,24 @@ use crate::http::error::ApiError;
 use crate::scaling::forecast::forecast;
 use crate::telemetry::exposition::{self, DbReadings, Readings};
 
+#[utoipa::path(get, path = "/performance/sla", tag = "health", security(("bearer" = [])),
+    responses((status = 200, description = "Availability and latency compliance over 1 h, 24 h and 30 d, the error budget left, the burn rate and the fast-burn incidents", body = crate::telemetry::sla::SlaReport),
+        (status = 503, description = "the store of SLA minutes (Postgres) is unavailable", body = ErrorBody),
+        (status = 401, description = "missing or wrong token", body = ErrorBody), (status = 429, description = "too many failed tokens", body = ErrorBody)))]
+pub(super) async fn sla(
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<crate::telemetry::sla::SlaReport>, ApiError> {
+    state
+        .sla
+        .report(now_ms())
+        .await
+        .map(Json)
+        .map_err(|e| ApiError::Unavailable {
+            message: format!("SLA minutes: {e}"),
+            retry_after: 5,
+        })
+}
+
 #[utoipa::path(get, path = "/performance/health", tag = "health", security(("bearer" = [])),
     responses((status = 200, description = "Per-dependency status: Postgres primary and replicas with lag, Redis, CDN", body = Object), (status = 401, description = "missing or wrong token", body = ErrorBody), (status = 429, description = "too many failed tokens", body = ErrorBody)))]
 pub(super) async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {

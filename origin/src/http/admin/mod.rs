@@ -27,6 +27,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))
         .route("/stats", get(health::stats))
+        .route("/sla", get(health::sla))
         .route("/cache/stats", get(cache::cache_stats))
         .route("/cache/key", get(cache::cache_key))
         .route("/cache/invalidate", post(cache::invalidate))
@@ -50,6 +51,7 @@ pub fn routes() -> Router<Arc<AppState>> {
     health::health,
     health::metrics,
     health::stats,
+    health::sla,
     cache::cache_stats,
     cache::cache_key,
     cache::invalidate,
