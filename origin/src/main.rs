@@ -19,6 +19,11 @@ use tracing_subscriber::EnvFilter;
 
 /// Surge's origin: without a command, serves (settings from the environment and
 /// `SURGE_CONFIG`; see README.md).
+/// jemalloc, for its heap profiles (`POST /performance/apm/heap`); sampling is configured at
+/// build time (`.cargo/config.toml`).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(name = "surge-origin", version)]
 struct Cli {

@@ -193,7 +193,7 @@ async fn the_openapi_document_matches_the_routes_of_both_listeners() {
         );
     }
     let paths = doc["paths"].as_object().expect("paths");
-    assert_eq!(paths.len(), 29, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 30, "{:?}", paths.keys().collect::<Vec<_>>());
     // Every documented operation is routed on its listener (a wrong path or method would be
     // 404/405 there).
     let state = state(Some(TOKEN)).await;

@@ -524,3 +524,41 @@ async fn a_cpu_profile_comes_back_as_folded_stacks() {
         "the origin's own frames are named: {text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_heap_profile_comes_back_as_gzipped_pprof() {
+    let origin = OriginProcess::start(&[]);
+    let client = http();
+    // Some traffic, so the heap holds what serving allocates.
+    for _ in 0..50 {
+        let r = client
+            .get(origin.url("/api/elections/1/ballot"))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(r.status(), 200);
+    }
+    let response = client
+        .post(origin.url("/performance/apm/heap"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("heap");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/octet-stream")
+    );
+    let body = response.bytes().await.expect("body");
+    assert_eq!(&body[..2], [0x1f, 0x8b], "gzip");
+    let mut profile = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut profile)
+        .expect("gunzip");
+    // A pprof protobuf names the sample types and the mapped binary.
+    let text = String::from_utf8_lossy(&profile);
+    assert!(text.contains("space"), "no sample types in the profile");
+    assert!(text.contains("surge-origin"), "no mapping for the binary");
+}

@@ -186,8 +186,10 @@ fn is_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
-/// Debian packages the suite needs: (program that proves it is installed, package).
-const APT_PACKAGES: [(&str, &str); 7] = [
+/// Debian packages the suite needs: (program that proves it is installed, package). `make`
+/// builds jemalloc, the origin's allocator.
+const APT_PACKAGES: [(&str, &str); 8] = [
+    ("make", "make"),
     ("redis-server", "redis-server"),
     ("redis-cli", "redis-tools"),
     ("psql", "postgresql-client"),

@@ -4,6 +4,7 @@
 //! Routes are the policy's route names, so label cardinality is bounded by the policy.
 
 pub mod exposition;
+pub mod heap;
 pub mod process;
 pub mod profile;
 pub mod sla;

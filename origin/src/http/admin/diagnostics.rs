@@ -59,6 +59,34 @@ pub(super) async fn profile(body: Bytes) -> Result<Response, ApiError> {
     Ok(response)
 }
 
+#[utoipa::path(post, path = "/performance/apm/heap", tag = "apm", security(("bearer" = [])),
+    responses((status = 200, description = "The live sampled allocations as a gzipped pprof protobuf (`go tool pprof`, `pprof -http`)", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 409, description = "a heap profile is already being taken", body = ErrorBody),
+        (status = 503, description = "heap profiling is off in this process", body = ErrorBody),
+        (status = 401, description = "missing or wrong token", body = ErrorBody), (status = 429, description = "too many failed tokens", body = ErrorBody)))]
+pub(super) async fn heap() -> Result<Response, ApiError> {
+    use crate::telemetry::heap::{self, HeapError};
+    let profile = heap::pprof().await.map_err(|e| match e {
+        HeapError::Busy => ApiError::Conflict {
+            code: "profile_running",
+            message: e.to_string(),
+        },
+        HeapError::Off => ApiError::NotConfigured(e.to_string()),
+        HeapError::Failed(m) => ApiError::Internal(m),
+    })?;
+    let mut response = profile.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"heap.pb.gz\""),
+    );
+    Ok(response)
+}
+
 /// Query of `GET /performance/apm/traces`.
 #[derive(Debug, Deserialize)]
 pub struct TraceQuery {

@@ -41,6 +41,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/apm/traces", get(diagnostics::traces))
         .route("/apm/slow-queries", get(diagnostics::slow_queries))
         .route("/apm/profile", post(diagnostics::profile))
+        .route("/apm/heap", post(diagnostics::heap))
         .route("/db/analyze", post(diagnostics::analyze))
         .route("/openapi.json", get(openapi))
 }
@@ -65,6 +66,7 @@ pub fn routes() -> Router<Arc<AppState>> {
     diagnostics::traces,
     diagnostics::slow_queries,
     diagnostics::profile,
+    diagnostics::heap,
     diagnostics::analyze
 ))]
 pub(super) struct AdminApi;
