@@ -102,7 +102,11 @@ async fn main() -> ExitCode {
         )
         .with_ansi(!json && std::io::stdout().is_terminal());
     if json {
-        logs.json().init();
+        // Each line carries the request span's fields: trace id, request id, method, path.
+        logs.json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
     } else {
         logs.init();
     }

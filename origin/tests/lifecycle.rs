@@ -266,3 +266,65 @@ fn help_lists_every_setting_and_version_prints_the_build() {
         format!("surge-origin {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_continue_the_callers_trace_and_carry_a_request_id() {
+    let origin = OriginProcess::start(&[]);
+    let client = http();
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let r = client
+        .get(origin.url("/api/elections"))
+        .header("traceparent", parent)
+        .header("x-request-id", "req-42")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(r.status(), 200);
+    let header = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .unwrap_or_default()
+    };
+    let continued = header(&r, "traceparent");
+    assert!(
+        continued.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-") && continued.ends_with("-01"),
+        "{continued}"
+    );
+    assert_ne!(continued, parent, "the origin's own span");
+    assert_eq!(header(&r, "x-request-id"), "req-42");
+
+    // Without them, a new trace, and the trace id names the request.
+    let r = client
+        .get(origin.url("/api/elections"))
+        .send()
+        .await
+        .expect("GET");
+    let fresh = header(&r, "traceparent");
+    let trace_id = fresh.split('-').nth(1).unwrap_or_default().to_string();
+    assert_eq!(trace_id.len(), 32, "{fresh}");
+    assert_eq!(header(&r, "x-request-id"), trace_id);
+
+    // The trace log names both.
+    let (status, traces) = support::admin(
+        &origin,
+        reqwest::Method::GET,
+        "/performance/apm/traces",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let recent = traces["recent"].as_array().expect("recent");
+    assert!(
+        recent
+            .iter()
+            .any(|t| t["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+                && t["request_id"] == "req-42"),
+        "{traces}"
+    );
+    assert!(
+        recent.iter().any(|t| t["trace_id"] == trace_id.as_str()),
+        "{traces}"
+    );
+}

@@ -27,8 +27,10 @@ use serde_json::{Value, json};
 
 use crate::clock::now_ms;
 use crate::telemetry::Trace;
+use crate::telemetry::context::{self, TraceContext};
 pub use state::AppState;
 use surge_shared::edge_auth;
+use tracing::Instrument;
 
 /// Largest request body accepted on the public listener (the policy's per-route limits are
 /// smaller).
@@ -207,6 +209,22 @@ async fn record(
     let start = Instant::now();
     let method = request.method().to_string();
     let path = request.uri().path().to_string();
+    let context = {
+        let header_of = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+        TraceContext::for_request(
+            header_of(context::TRACEPARENT),
+            header_of(context::REQUEST_ID),
+        )
+    };
+    // Every log line written while serving carries the trace and request ids.
+    let span = tracing::info_span!(
+        "request",
+        trace_id = %context.trace_id,
+        span_id = %context.span_id,
+        request_id = %context.request_id,
+        method = %method,
+        path = %path,
+    );
     let declared = request
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)
@@ -221,8 +239,17 @@ async fn record(
                 usize::try_from(limit).unwrap_or(usize::MAX),
             ))
         });
-        next.run(request).await
+        next.run(request).instrument(span).await
     };
+    let mut response = response;
+    for (name, value) in [
+        (context::TRACEPARENT, context.traceparent()),
+        (context::REQUEST_ID, context.request_id.clone()),
+    ] {
+        if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, value);
+        }
+    }
     let took = start.elapsed();
     let status = response.status().as_u16();
     state.metrics.observe(&route, &method, status, took);
@@ -247,6 +274,8 @@ async fn record(
         took_us: u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
         cache: header(surge_shared::status::CACHE_STATUS_HEADER),
         tier: header(surge_shared::status::TIER_HEADER),
+        trace_id: context.trace_id,
+        request_id: context.request_id,
     });
     response
 }

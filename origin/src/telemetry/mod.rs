@@ -3,6 +3,7 @@
 //! requests for `GET /performance/apm/traces`, and CPU profiles on demand (`profile`).
 //! Routes are the policy's route names, so label cardinality is bounded by the policy.
 
+pub mod context;
 pub mod exposition;
 pub mod heap;
 pub mod process;
@@ -89,6 +90,10 @@ pub struct Trace {
     pub cache: Option<String>,
     /// `x-surge-tier` of the response, when set.
     pub tier: Option<String>,
+    /// The W3C trace it belongs to (continued from the request's `traceparent`, or new).
+    pub trace_id: String,
+    /// The request id (`x-request-id`, or the trace id).
+    pub request_id: String,
 }
 
 /// The most recent traces and the slowest ones seen.
@@ -195,6 +200,8 @@ mod tests {
             took_us,
             cache: None,
             tier: None,
+            trace_id: String::new(),
+            request_id: String::new(),
         }
     }
 
