@@ -151,13 +151,19 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
+/// Whether `path` is a probe (`/healthz`, `/livez`, `/readyz`): called by the kubelet, not
+/// through the edge, and no part of the SLA.
+fn is_probe(path: &str) -> bool {
+    matches!(path, "/healthz" | "/livez" | "/readyz")
+}
+
 /// Refuses, with 403, a public request the edge did not sign when the origin holds edge keys
 /// (`SURGE_EDGE_KEYS`): a direct hit on an origin host would skip the edge's caching, limits
 /// and WAF. The probes pass unsigned (the kubelet calls them directly).
 async fn from_edge(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let keys = &state.config.edge_keys;
     let path = request.uri().path();
-    if keys.is_empty() || matches!(path, "/healthz" | "/livez" | "/readyz") {
+    if keys.is_empty() || is_probe(path) {
         return next.run(request).await;
     }
     let target = request
@@ -254,7 +260,7 @@ async fn record(
     let status = response.status().as_u16();
     state.metrics.observe(&route, &method, status, took);
     // The SLA covers public traffic, as the alert rules do: not the admin API, not probes.
-    if route != "admin" && !matches!(path.as_str(), "/healthz" | "/livez" | "/readyz") {
+    if route != "admin" && !is_probe(&path) {
         state.sla.record(now_ms(), status, took);
     }
     state.rates.record(now_ms());

@@ -32,14 +32,12 @@ fn is_hex(text: &str, len: usize) -> bool {
         && text.bytes().any(|b| b != b'0')
 }
 
+/// A random id of `bytes` bytes, never all zeros (W3C forbids that). Ids need to be
+/// unique, not secret: the thread-local generator, no system call per request.
 fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
-    // Without randomness the ids are still unique enough for correlation: the clock.
-    if getrandom::fill(&mut buf).is_err() {
-        let now = crate::clock::now_ms().to_be_bytes();
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = now[i % now.len()] ^ (i as u8);
-        }
+    while buf.iter().all(|b| *b == 0) {
+        fastrand::fill(&mut buf);
     }
     hex::encode(buf)
 }
