@@ -8,6 +8,7 @@ use surge_origin::db::migrate::{self, MIGRATIONS};
 use surge_origin::db::pool::{DbPool, PoolSettings};
 use surge_origin::db::router::{ReplicaConfig, ReplicaRouter, Session, Target};
 use surge_origin::db::shard::ShardMap;
+use surge_origin::db::slowlog::SlowLog;
 use surge_testkit::postgres::PgPair;
 
 mod support;
@@ -91,6 +92,38 @@ async fn a_stopped_replica_is_taken_out_and_the_primary_answers() {
         .await
         .expect("primary answers");
     assert_eq!(target, Target::Primary);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_stopping_mid_read_hands_the_read_to_the_primary() {
+    let mut pg = PgPair::start().expect("postgres");
+    let router = router(&pg, Duration::from_secs(5));
+    router.refresh().await;
+    assert_eq!(router.pick_read(&Session::default()), Target::Replica(0));
+    let slow = SlowLog::new(Duration::from_secs(60), 8);
+    // The statement is still running on the replica when a fast shutdown ends its backend.
+    let session = Session::default();
+    let read = router.read_rows(
+        &session,
+        "SELECT pg_is_in_recovery() FROM pg_sleep(2)",
+        &[],
+        &slow,
+    );
+    let stop = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        pg.replica.stop()
+    };
+    let (read, stopped) = tokio::join!(read, stop);
+    stopped.expect("stop replica");
+    let (rows, target) = read.expect("the primary answers the read");
+    assert_eq!(target, Target::Primary);
+    assert!(
+        !rows[0].get::<_, bool>(0),
+        "the answer came from the primary"
+    );
+    let status = &router.status()[0];
+    assert!(!status.healthy && !status.in_rotation, "{status:?}");
+    assert!(status.error.is_some(), "{status:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

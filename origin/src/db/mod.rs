@@ -44,9 +44,18 @@ pub enum DbError {
 }
 
 impl From<tokio_postgres::Error> for DbError {
+    /// A lost connection — closed, or ended by the server shutting down (SQLSTATE class 57P,
+    /// operator intervention, or 08, connection exception) — is `Unavailable`: the statement
+    /// may succeed elsewhere or later. Anything else is the statement's own failure.
     fn from(e: tokio_postgres::Error) -> Self {
-        if e.is_closed() {
-            DbError::Unavailable(e.to_string())
+        let lost = e.is_closed()
+            || e.code()
+                .is_some_and(|c| c.code().starts_with("57P") || c.code().starts_with("08"));
+        if lost {
+            DbError::Unavailable(
+                e.as_db_error()
+                    .map_or_else(|| e.to_string(), |d| d.message().to_string()),
+            )
         } else {
             DbError::Query(
                 e.as_db_error()

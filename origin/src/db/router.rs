@@ -9,9 +9,12 @@ use std::time::{Duration, Instant};
 use deadpool_postgres::Object;
 use serde::Serialize;
 use surge_shared::freshness::millis;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
 use super::DbError;
 use super::pool::DbPool;
+use super::slowlog::SlowLog;
 
 /// A WAL position (`pg_lsn` as a number).
 pub type Lsn = u64;
@@ -232,6 +235,39 @@ impl ReplicaRouter {
         Err(primary_error)
     }
 
+    /// Runs one read statement for `session`, timed into `slow`. When a replica loses the
+    /// connection mid-statement (it is stopping or restarting), it leaves the rotation until
+    /// the next [`ReplicaRouter::refresh`] reaches it, and the statement runs again on the
+    /// primary: a replica going away never fails a read the primary can answer.
+    pub async fn read_rows(
+        &self,
+        session: &Session,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        slow: &SlowLog,
+    ) -> Result<(Vec<Row>, Target), DbError> {
+        let (conn, target) = self.read(session).await?;
+        match (timed(&conn, sql, params, slow).await, target) {
+            (Err(DbError::Unavailable(why)), Target::Replica(i)) => {
+                drop(conn);
+                self.lost(i, why);
+                let primary = self.primary.get().await?;
+                Ok((timed(&primary, sql, params, slow).await?, Target::Primary))
+            }
+            (rows, target) => Ok((rows?, target)),
+        }
+    }
+
+    fn lost(&self, index: usize, why: String) {
+        if let Some(replica) = self.replicas.get(index)
+            && let Ok(mut m) = replica.measured.lock()
+        {
+            m.healthy = false;
+            m.lag = None;
+            m.error = Some(why);
+        }
+    }
+
     /// Whether every replica answers and has replayed up to `session`'s last write.
     pub fn caught_up(&self, session: &Session) -> bool {
         self.replicas.iter().all(|r| {
@@ -279,6 +315,19 @@ impl ReplicaRouter {
             })
             .collect()
     }
+}
+
+/// Runs `sql` on `conn`, recording it in `slow` when it is slow.
+pub async fn timed(
+    conn: &Object,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    slow: &SlowLog,
+) -> Result<Vec<Row>, DbError> {
+    let start = Instant::now();
+    let rows = conn.query(sql, params).await;
+    slow.record(sql, start.elapsed());
+    Ok(rows?)
 }
 
 #[cfg(test)]

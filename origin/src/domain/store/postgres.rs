@@ -22,7 +22,7 @@ use tokio_postgres::types::ToSql;
 use super::batch::{BatchSettings, Batcher};
 use super::{ElectionStore, StoreError, StoreFuture, demo_ballot};
 use crate::db::DbError;
-use crate::db::router::{ReplicaRouter, Session};
+use crate::db::router::{ReplicaRouter, Session, timed};
 use crate::db::shard::ShardMap;
 use crate::db::slowlog::SlowLog;
 use crate::domain::model::{
@@ -160,10 +160,18 @@ impl PgStore {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
-        let start = Instant::now();
-        let rows = conn.query(sql, params).await;
-        self.slow.record(sql, start.elapsed());
-        Ok(rows?)
+        Ok(timed(conn, sql, params, &self.slow).await?)
+    }
+
+    /// A read through `router` for `session` (see [`ReplicaRouter::read_rows`]).
+    async fn read_on(
+        &self,
+        router: &ReplicaRouter,
+        session: &Session,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        Ok(router.read_rows(session, sql, params, &self.slow).await?.0)
     }
 
     async fn read(
@@ -171,19 +179,16 @@ impl PgStore {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
-        let (conn, _) = self.router.read(&self.floor).await?;
-        self.query(&conn, sql, params).await
+        self.read_on(&self.router, &self.floor, sql, params).await
     }
 
     async fn ballot_rows(&self, id: i64) -> Result<Option<Ballot>, StoreError> {
-        let (conn, _) = self.router.read(&self.floor).await?;
         let sql = format!("SELECT {ELECTION_COLUMNS} FROM elections WHERE id = $1");
-        let Some(row) = self.query(&conn, &sql, &[&id]).await?.into_iter().next() else {
+        let Some(row) = self.read(&sql, &[&id]).await?.into_iter().next() else {
             return Ok(None);
         };
         let options = self
-            .query(
-                &conn,
+            .read(
                 "SELECT option_id, label FROM ballot_options WHERE election_id = $1 ORDER BY option_id",
                 &[&id],
             )
@@ -222,10 +227,10 @@ impl PgStore {
         shard: &VoteShard,
         id: i64,
     ) -> Result<Vec<(i32, i64)>, StoreError> {
-        let (conn, _) = shard.router.read(&shard.floor).await?;
         Ok(self
-            .query(
-                &conn,
+            .read_on(
+                &shard.router,
+                &shard.floor,
                 "SELECT option_id, sum(votes)::bigint FROM tallies WHERE election_id = $1 \
                  GROUP BY option_id",
                 &[&id],
@@ -268,8 +273,9 @@ impl PgStore {
     async fn credential_of(&self, voter_id: String) -> Result<Option<Credential>, StoreError> {
         const SQL: &str = "SELECT code_hash, elections FROM voters WHERE voter_id = $1";
         let shard = self.shards.for_key(&voter_id);
-        let (conn, _) = shard.router.read(&shard.floor).await?;
-        let mut rows = self.query(&conn, SQL, &[&voter_id]).await?;
+        let mut rows = self
+            .read_on(&shard.router, &shard.floor, SQL, &[&voter_id])
+            .await?;
         if rows.is_empty() {
             // Registered moments ago and not replayed yet? The primary knows.
             let conn = shard.router.write().await?;
@@ -416,10 +422,10 @@ impl ElectionStore for PgStore {
                 .get(&(election_id, voter_id.clone()))
                 .filter(|s| s.last_write >= shard.floor.last_write)
                 .unwrap_or(shard.floor);
-            let (conn, _) = shard.router.read(&session).await?;
             let rows = self
-                .query(
-                    &conn,
+                .read_on(
+                    &shard.router,
+                    &session,
                     "SELECT option_id, receipt, (extract(epoch from cast_at) * 1000)::bigint \
                      FROM votes WHERE election_id = $1 AND voter_id = $2",
                     &[&election_id, &voter_id],
