@@ -27,7 +27,9 @@ async fn origin() -> (String, String) {
         _ => None,
     })
     .expect("config");
-    let state = startup::start(config).await.expect("origin starts");
+    let state = startup::start(config, surge_origin::telemetry::spans::SpanTrees::new(64))
+        .await
+        .expect("origin starts");
     let app = surge_origin::http::router(state.clone());
     let admin = surge_origin::http::admin_router(state);
     tokio::spawn(async move { axum::serve(listener, app).await.ok() });

@@ -304,6 +304,7 @@ mod tests {
         // The binary reads these itself: the log format before anything else, the file
         // before any setting.
         read.extend(["SURGE_LOG_FORMAT", "SURGE_CONFIG"]);
+        read.extend(crate::telemetry::otel::VARS.iter().copied());
         let listed: std::collections::BTreeSet<&str> = crate::settings::catalogue::SETTINGS
             .iter()
             .map(|s| s.var)

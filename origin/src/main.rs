@@ -14,8 +14,8 @@ use surge_origin::domain::voters::code::CodeHasher;
 use surge_origin::domain::voters::{self, CodesFile};
 use surge_origin::http;
 use surge_origin::startup::{self, open_database};
+use surge_origin::telemetry::otel;
 use surge_shared::admin::{ImportVotersRequest, MAX_VOTERS_PER_REQUEST};
-use tracing_subscriber::EnvFilter;
 
 /// Surge's origin: without a command, serves (settings from the environment and
 /// `SURGE_CONFIG`; see README.md).
@@ -71,17 +71,6 @@ enum VotersCommand {
     },
 }
 
-/// Whether logs are JSON lines: `SURGE_LOG_FORMAT=json` or `text`; unset, JSON when stdout
-/// is not a terminal (a container, a file), text with colours on a terminal.
-fn log_format() -> Result<bool, String> {
-    match std::env::var("SURGE_LOG_FORMAT").ok().as_deref() {
-        None | Some("") => Ok(!std::io::stdout().is_terminal()),
-        Some("json") => Ok(true),
-        Some("text") => Ok(false),
-        Some(other) => Err(format!("{other:?}: use json or text")),
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let matches = Cli::command()
@@ -89,27 +78,6 @@ async fn main() -> ExitCode {
         .after_long_help(surge_origin::settings::catalogue::help())
         .get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    let json = match log_format() {
-        Ok(json) => json,
-        Err(message) => {
-            eprintln!("surge-origin: configuration error: SURGE_LOG_FORMAT: {message}");
-            return ExitCode::from(2);
-        }
-    };
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_ansi(!json && std::io::stdout().is_terminal());
-    if json {
-        // Each line carries the request span's fields: trace id, request id, method, path.
-        logs.json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .init();
-    } else {
-        logs.init();
-    }
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(e) => {
@@ -117,8 +85,15 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match cli.command {
-        None => serve(config).await,
+    let telemetry = match otel::init(&config.region) {
+        Ok(telemetry) => telemetry,
+        Err(message) => {
+            eprintln!("surge-origin: configuration error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = match cli.command {
+        None => serve(config, &telemetry).await,
         Some(Command::CheckConfig) => {
             println!("surge-origin: the configuration is valid\n{config:#?}");
             ExitCode::SUCCESS
@@ -130,7 +105,10 @@ async fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-    }
+    };
+    // Spans still queued go to the collector before the process ends.
+    telemetry.shutdown();
+    code
 }
 
 /// Registers voters through the configured store, `MAX_VOTERS_PER_REQUEST` at a time.
@@ -229,7 +207,7 @@ async fn bind(address: SocketAddr, var: &str) -> Option<tokio::net::TcpListener>
     }
 }
 
-async fn serve(config: Config) -> ExitCode {
+async fn serve(config: Config, telemetry: &otel::Telemetry) -> ExitCode {
     let Some(listener) = bind(config.listen, "SURGE_LISTEN").await else {
         return ExitCode::from(2);
     };
@@ -243,7 +221,10 @@ async fn serve(config: Config) -> ExitCode {
             None => return ExitCode::from(2),
         },
     };
-    let state = match startup::start(config).await {
+    if let Some(endpoint) = telemetry.exporting {
+        tracing::info!(endpoint, "exporting spans over OTLP");
+    }
+    let state = match startup::start(config, telemetry.trees.clone()).await {
         Ok(state) => state,
         Err(e) => {
             eprintln!("surge-origin: cannot start: {e}");

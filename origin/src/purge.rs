@@ -178,6 +178,7 @@ impl Purger {
     }
 
     /// Purges what `plan` holds in the layers it names.
+    #[tracing::instrument(name = "purge.fan_out", skip_all)]
     pub async fn run(&self, plan: PurgePlan) -> InvalidateReport {
         let PurgePlan {
             layers,
@@ -212,6 +213,7 @@ impl Purger {
         InvalidateReport::new(purged_tags.iter().cloned().collect(), tiers)
     }
 
+    #[tracing::instrument(name = "purge.local", skip_all)]
     async fn purge_local(
         &self,
         plan: &LocalPlan,
@@ -305,6 +307,7 @@ impl Purger {
         (l1, l2, expanded)
     }
 
+    #[tracing::instrument(name = "purge.cdn", skip_all)]
     async fn purge_cdn(&self, plan: CdnPurge, not_at_cdn: Vec<String>) -> TierReport {
         let Some(cdn) = &self.cdn else {
             return skipped(

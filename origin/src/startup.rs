@@ -28,7 +28,8 @@ use crate::domain::voters::throttle::LoginThrottle;
 use crate::http::keys::KeyMemo;
 use crate::http::state::{AppState, Database};
 use crate::purge::Purger;
-use crate::telemetry::{Metrics, TraceLog};
+use crate::telemetry::Metrics;
+use crate::telemetry::spans::SpanTrees;
 
 /// How often replica lag is measured.
 const LAG_PROBE: Duration = Duration::from_millis(500);
@@ -47,7 +48,8 @@ pub struct StartError {
 
 /// Connects to what `config` names (Redis, Postgres, the CDN API), runs migrations and
 /// starts the background tasks.
-pub async fn start(config: Config) -> Result<Arc<AppState>, StartError> {
+/// Finished traces go to `traces` (the span trees the process's tracer provider fills).
+pub async fn start(config: Config, traces: SpanTrees) -> Result<Arc<AppState>, StartError> {
     let cache = HybridCache::new(CacheConfig {
         instance: format!("{}-{}-{}", config.region, std::process::id(), now_ms()),
         redis: config.redis.clone(),
@@ -116,7 +118,7 @@ pub async fn start(config: Config) -> Result<Arc<AppState>, StartError> {
         voter_codes,
         login_throttle: LoginThrottle::default(),
         metrics: Arc::new(Metrics::default()),
-        traces: Arc::new(TraceLog::new(512)),
+        traces,
         keys: KeyMemo::new(100_000),
         rates,
         scaler,

@@ -16,7 +16,7 @@ async fn state(token: Option<&str>) -> std::sync::Arc<surge_origin::http::AppSta
         _ => None,
     })
     .expect("valid config");
-    surge_origin::startup::start(config)
+    surge_origin::startup::start(config, surge_origin::telemetry::spans::SpanTrees::new(64))
         .await
         .expect("starts with embedded defaults")
 }

@@ -167,6 +167,16 @@ fn check_config_validates_without_starting_and_names_what_is_wrong() {
     let (code, out) = run(&[("SURGE_DRAIN", "forever")]);
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("SURGE_DRAIN"), "{out}");
+    // Span export speaks OTLP/HTTP with protobuf only: a collector set up for gRPC is named.
+    let (code, out) = run(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+    ]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("OTEL_EXPORTER_OTLP_PROTOCOL") && out.contains("http/protobuf"),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

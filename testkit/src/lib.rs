@@ -12,6 +12,8 @@
 //! - [`wrangler::WranglerDev`]: the edge Worker under workerd (`wrangler dev --local`).
 //! - [`prometheus::Prometheus`]: a real Prometheus scraping given targets with the
 //!   project's rules.
+//! - [`otlp::OtlpReceiver`]: an OpenTelemetry collector's OTLP/HTTP trace receiver that
+//!   checks and decodes what arrives.
 //! - [`contract::Contract`]: conforming requests and single-constraint violations drawn from
 //!   an OpenAPI document, for contract tests and fuzzing.
 //!
@@ -23,6 +25,7 @@ pub mod contract;
 pub mod kube;
 pub mod net;
 pub mod origin;
+pub mod otlp;
 pub mod postgres;
 pub mod process;
 pub mod prometheus;

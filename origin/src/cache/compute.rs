@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -279,16 +280,22 @@ impl Inner {
         Stats::bump(&self.stats.factory_calls);
         let started = Instant::now();
         let hard = options.factory_hard_timeout;
-        let mut task = tokio::spawn(async move {
-            let run = factory();
-            match hard {
-                Some(limit) => match tokio::time::timeout(limit, run).await {
-                    Ok(r) => r.map_err(|e| e.to_string()),
-                    Err(_) => Err(format!("the factory took longer than {limit:?}")),
-                },
-                None => run.await.map_err(|e| e.to_string()),
+        // The factory runs in a task of its own (so a slow one can finish after a stale
+        // answer), inside a span under the caller's: its database spans stay in the trace.
+        let span = tracing::info_span!("cache.compute", cache.key = key);
+        let mut task = tokio::spawn(
+            async move {
+                let run = factory();
+                match hard {
+                    Some(limit) => match tokio::time::timeout(limit, run).await {
+                        Ok(r) => r.map_err(|e| e.to_string()),
+                        Err(_) => Err(format!("the factory took longer than {limit:?}")),
+                    },
+                    None => run.await.map_err(|e| e.to_string()),
+                }
             }
-        });
+            .instrument(span),
+        );
         let outcome = match (options.factory_soft_timeout, &prior.fallback) {
             (Some(soft), Some(fallback)) => match tokio::time::timeout(soft, &mut task).await {
                 Ok(joined) => joined.map_err(|e| e.to_string()).and_then(|r| r),

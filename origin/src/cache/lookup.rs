@@ -12,17 +12,28 @@ use super::stats::Stats;
 use super::{Inner, Lookup};
 
 impl Inner {
+    #[tracing::instrument(name = "cache.l1", skip_all, fields(cache.key = key, cache.hit))]
     pub(super) async fn l1_lookup(&self, key: &str) -> Option<Arc<Entry>> {
-        let entry = self.l1.get(key).await?;
-        if self.tags_valid(&entry).await {
-            Some(entry)
-        } else {
-            self.l1.remove(key).await;
-            None
-        }
+        let found = match self.l1.get(key).await {
+            Some(entry) if self.tags_valid(&entry).await => Some(entry),
+            Some(_) => {
+                self.l1.remove(key).await;
+                None
+            }
+            None => None,
+        };
+        tracing::Span::current().record("cache.hit", found.is_some());
+        found
     }
 
+    #[tracing::instrument(name = "cache.l2", skip_all, fields(cache.key = key, cache.hit))]
     pub(super) async fn l2_lookup(&self, key: &str) -> Option<Arc<Entry>> {
+        let found = self.l2_read(key).await;
+        tracing::Span::current().record("cache.hit", found.is_some());
+        found
+    }
+
+    async fn l2_read(&self, key: &str) -> Option<Arc<Entry>> {
         let l2 = self.l2()?;
         let bytes = match l2.get(key).await {
             Read::Found(bytes) => bytes,

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -60,28 +61,35 @@ impl Inner {
         }
         let this = self.clone();
         let (key, options) = (key.to_string(), options.clone());
-        tokio::spawn(async move {
-            let token = this.next_version().await;
-            let lock = match (this.l2(), options.layers.contains(Layer::L2)) {
-                (Some(l2), true) => {
-                    lock::acquire(l2, &key, token, options.lock_timeout.saturating_mul(2)).await
+        // A trace of its own, linked to the request that started it (which may be long done
+        // when the refresh ends).
+        let span = tracing::info_span!(parent: None, "cache.refresh", cache.key = %key);
+        span.follows_from(tracing::Span::current());
+        tokio::spawn(
+            async move {
+                let token = this.next_version().await;
+                let lock = match (this.l2(), options.layers.contains(Layer::L2)) {
+                    (Some(l2), true) => {
+                        lock::acquire(l2, &key, token, options.lock_timeout.saturating_mul(2)).await
+                    }
+                    _ => Lock::Unknown,
+                };
+                // Another process is refreshing: its value reaches us through L2 and the backplane.
+                if !matches!(lock, Lock::Busy) {
+                    let tags = this.current_tag_versions(&options.tags).await;
+                    let _ = this
+                        .compute(&key, &options, factory, Prior::default(), tags, token)
+                        .await;
+                    if let Lock::Held(guard) = lock {
+                        guard.release().await;
+                    }
                 }
-                _ => Lock::Unknown,
-            };
-            // Another process is refreshing: its value reaches us through L2 and the backplane.
-            if !matches!(lock, Lock::Busy) {
-                let tags = this.current_tag_versions(&options.tags).await;
-                let _ = this
-                    .compute(&key, &options, factory, Prior::default(), tags, token)
-                    .await;
-                if let Lock::Held(guard) = lock {
-                    guard.release().await;
-                }
+                this.refreshing
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&key);
             }
-            this.refreshing
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&key);
-        });
+            .instrument(span),
+        );
     }
 }

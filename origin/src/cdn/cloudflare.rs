@@ -94,7 +94,18 @@ impl Cloudflare {
         )
     }
 
+    #[tracing::instrument(
+        name = "cdn.cloudflare",
+        skip_all,
+        fields(otel.kind = "client", http.request.method = "POST", server.address, http.response.status_code)
+    )]
     async fn send(&self, body: &Value) -> Attempt {
+        let span = tracing::Span::current();
+        if let Ok(url) = url::Url::parse(&self.config.api_base)
+            && let Some(host) = url.host_str()
+        {
+            span.record("server.address", host);
+        }
         let response = self
             .http
             .post(self.endpoint())
@@ -112,6 +123,7 @@ impl Cloudflare {
             }
         };
         let status = response.status();
+        span.record("http.response.status_code", status.as_u16());
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)

@@ -318,6 +318,7 @@ impl ReplicaRouter {
 }
 
 /// Runs `sql` on `conn`, recording it in `slow` when it is slow.
+#[tracing::instrument(name = "db.query", skip_all, fields(db.system.name = "postgresql", db.query.text = sql))]
 pub async fn timed(
     conn: &Object,
     sql: &str,

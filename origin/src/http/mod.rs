@@ -26,7 +26,6 @@ use axum::{Json, Router, middleware};
 use serde_json::{Value, json};
 
 use crate::clock::now_ms;
-use crate::telemetry::Trace;
 use crate::telemetry::context::{self, TraceContext};
 pub use state::AppState;
 use surge_shared::edge_auth;
@@ -204,7 +203,7 @@ async fn observe_admin(
 }
 
 /// Runs `request` with its body cut at `limit` (413 at once when `Content-Length` says more)
-/// and records it in the metrics and the trace log.
+/// and records it in the metrics and its span.
 async fn record(
     state: &AppState,
     route: String,
@@ -215,28 +214,29 @@ async fn record(
     let start = Instant::now();
     let method = request.method().to_string();
     let path = request.uri().path().to_string();
-    let context = {
-        let header_of = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
-        TraceContext::for_request(
-            header_of(context::TRACEPARENT),
-            header_of(context::REQUEST_ID),
-        )
-    };
-    // Every log line written while serving carries the trace and request ids.
+    // The request's span, named by route (bounded: the policy's names) as OpenTelemetry's
+    // HTTP conventions ask; every log line written while serving carries its fields.
     let span = tracing::info_span!(
         "request",
-        trace_id = %context.trace_id,
-        span_id = %context.span_id,
-        request_id = %context.request_id,
-        method = %method,
-        path = %path,
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        request_id = tracing::field::Empty,
+        http.request.method = %method,
+        http.route = %route,
+        url.path = %path,
+        http.response.status_code = tracing::field::Empty,
+        surge.cache = tracing::field::Empty,
+        surge.tier = tracing::field::Empty,
     );
+    let context = TraceContext::attach(&span, request.headers());
     let declared = request
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let response = if declared.is_some_and(|n| n > limit) {
+    let mut response = if declared.is_some_and(|n| n > limit) {
         axum::response::IntoResponse::into_response(error::ApiError::PayloadTooLarge(limit))
     } else {
         let request = request.map(|body| {
@@ -245,12 +245,11 @@ async fn record(
                 usize::try_from(limit).unwrap_or(usize::MAX),
             ))
         });
-        next.run(request).instrument(span).await
+        next.run(request).instrument(span.clone()).await
     };
-    let mut response = response;
     for (name, value) in [
         (context::TRACEPARENT, context.traceparent()),
-        (context::REQUEST_ID, context.request_id.clone()),
+        (context::REQUEST_ID, context.request_id),
     ] {
         if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
             response.headers_mut().insert(name, value);
@@ -258,30 +257,23 @@ async fn record(
     }
     let took = start.elapsed();
     let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
+    if status >= 500 {
+        span.record("otel.status_code", "error");
+    }
+    for (field, header) in [
+        ("surge.cache", surge_shared::status::CACHE_STATUS_HEADER),
+        ("surge.tier", surge_shared::status::TIER_HEADER),
+    ] {
+        if let Some(value) = response.headers().get(header).and_then(|v| v.to_str().ok()) {
+            span.record(field, value);
+        }
+    }
     state.metrics.observe(&route, &method, status, took);
     // The SLA covers public traffic, as the alert rules do: not the admin API, not probes.
     if route != "admin" && !is_probe(&path) {
         state.sla.record(now_ms(), status, took);
     }
     state.rates.record(now_ms());
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    state.traces.record(Trace {
-        at_ms: now_ms(),
-        method,
-        path,
-        route,
-        status,
-        took_us: u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
-        cache: header(surge_shared::status::CACHE_STATUS_HEADER),
-        tier: header(surge_shared::status::TIER_HEADER),
-        trace_id: context.trace_id,
-        request_id: context.request_id,
-    });
     response
 }

@@ -16,7 +16,8 @@ use crate::domain::voters::throttle::LoginThrottle;
 use crate::purge::Purger;
 use crate::scaling::controller::Scaler;
 use crate::scaling::history::RateHistory;
-use crate::telemetry::{Metrics, TraceLog};
+use crate::telemetry::Metrics;
+use crate::telemetry::spans::SpanTrees;
 
 use super::auth::FailureKey;
 use super::keys::KeyMemo;
@@ -53,8 +54,8 @@ pub struct AppState {
     pub sla: Arc<crate::telemetry::sla::SlaTracker>,
     /// Request metrics.
     pub metrics: Arc<Metrics>,
-    /// Recent and slowest requests.
-    pub traces: Arc<TraceLog>,
+    /// Span trees of recent and slowest traces.
+    pub traces: SpanTrees,
     /// Requests per minute, for the forecaster.
     pub rates: Arc<RateHistory>,
     /// The scaling controller, when `SURGE_KUBE` is set.

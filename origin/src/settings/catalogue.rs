@@ -34,6 +34,41 @@ pub const SETTINGS: &[Setting] = &[
         meaning: "json or text; JSON lines never carry colour codes (RUST_LOG sets the level)",
     },
     Setting {
+        var: "OTEL_EXPORTER_OTLP_ENDPOINT",
+        default: "unset: spans stay in /performance/apm/traces",
+        meaning: "an OTLP/HTTP collector (http://collector:4318); spans go to <endpoint>/v1/traces as protobuf. The SDK also reads OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER(_ARG), OTEL_BSP_*, OTEL_EXPORTER_OTLP_(TRACES_)HEADERS and _TIMEOUT",
+    },
+    Setting {
+        var: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        default: "unset: OTEL_EXPORTER_OTLP_ENDPOINT",
+        meaning: "the full traces URL, when it is not <endpoint>/v1/traces",
+    },
+    Setting {
+        var: "OTEL_EXPORTER_OTLP_PROTOCOL",
+        default: "http/protobuf",
+        meaning: "only http/protobuf is spoken (also OTEL_EXPORTER_OTLP_TRACES_PROTOCOL); anything else stops start-up",
+    },
+    Setting {
+        var: "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        default: "OTEL_EXPORTER_OTLP_PROTOCOL",
+        meaning: "the protocol for traces only; http/protobuf",
+    },
+    Setting {
+        var: "OTEL_SERVICE_NAME",
+        default: "surge-origin",
+        meaning: "service.name of exported spans",
+    },
+    Setting {
+        var: "OTEL_TRACES_EXPORTER",
+        default: "otlp",
+        meaning: "otlp, or none to export nothing",
+    },
+    Setting {
+        var: "OTEL_SDK_DISABLED",
+        default: "false",
+        meaning: "true exports nothing (the trace page still fills)",
+    },
+    Setting {
         var: "SURGE_METRICS_LISTEN",
         default: "unset: metrics only at /performance/metrics",
         meaning: "a listener serving only GET /metrics (OpenMetrics) without the admin token, for Prometheus",

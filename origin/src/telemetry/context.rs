@@ -1,8 +1,17 @@
 //! W3C Trace Context for one request: the `traceparent` a request arrives with (from the
-//! edge, or any caller that traces) is continued with a new span id, or a new trace starts;
-//! the request id comes from `x-request-id` when it is a plain token, else it is the trace
-//! id. Both go into the request's log span, its trace-log entry and the response headers, so
-//! a log line, a trace in `/performance/apm/traces` and a client's report meet on one id.
+//! edge, or any caller that traces) becomes the parent of the request's span, whose ids
+//! OpenTelemetry assigns; without one (or with an invalid one) a new trace starts. The
+//! request id comes from `x-request-id` when it is a plain token, else it is the trace id.
+//! Both go into the request's span (so every log line and the trace in
+//! `/performance/apm/traces` carry them) and into the response headers, so a log line, a
+//! trace and a client's report meet on one id.
+
+use axum::http::HeaderMap;
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::TraceContextExt;
+use opentelemetry_http::HeaderExtractor;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// The W3C header.
 pub const TRACEPARENT: &str = "traceparent";
@@ -16,20 +25,10 @@ pub struct TraceContext {
     pub trace_id: String,
     /// This request's span at the origin (16 lower-case hex digits).
     pub span_id: String,
-    /// The caller's span, when the trace was continued.
-    pub parent_id: Option<String>,
     /// Whether the caller asked for the trace to be recorded.
     pub sampled: bool,
     /// The request id.
     pub request_id: String,
-}
-
-fn is_hex(text: &str, len: usize) -> bool {
-    text.len() == len
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        && text.bytes().any(|b| b != b'0')
 }
 
 /// A random id of `bytes` bytes, never all zeros (W3C forbids that). Ids need to be
@@ -42,25 +41,6 @@ fn random_hex(bytes: usize) -> String {
     hex::encode(buf)
 }
 
-/// `traceparent`'s trace id, parent id and sampled flag, if it is a valid version-00 value.
-fn parse(header: &str) -> Option<(String, String, bool)> {
-    let mut parts = header.trim().split('-');
-    let (Some(version), Some(trace), Some(parent), Some(flags)) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return None;
-    };
-    // Version 00 has exactly four fields; later versions may add fields after these.
-    if version == "ff" || version.len() != 2 || (version == "00" && parts.next().is_some()) {
-        return None;
-    }
-    if !is_hex(trace, 32) || !is_hex(parent, 16) || flags.len() != 2 {
-        return None;
-    }
-    let flags = u8::from_str_radix(flags, 16).ok()?;
-    Some((trace.to_string(), parent.to_string(), flags & 1 == 1))
-}
-
 fn valid_request_id(id: &str) -> bool {
     (1..=128).contains(&id.len())
         && id
@@ -69,20 +49,39 @@ fn valid_request_id(id: &str) -> bool {
 }
 
 impl TraceContext {
-    /// The context for a request carrying `traceparent` and `request_id` (either may be
-    /// absent or invalid: then a new trace starts, and the trace id names the request).
-    pub fn for_request(traceparent: Option<&str>, request_id: Option<&str>) -> Self {
-        let (trace_id, parent_id, sampled) = match traceparent.and_then(parse) {
-            Some((trace, parent, sampled)) => (trace, Some(parent), sampled),
-            None => (random_hex(16), None, false),
+    /// Makes `span` (a request's span, not yet entered) continue the trace in `headers`'
+    /// `traceparent`, records the ids on it, and returns them. Where no OpenTelemetry layer
+    /// is installed (a library user's own subscriber), the ids are drawn here instead.
+    pub fn attach(span: &tracing::Span, headers: &HeaderMap) -> Self {
+        let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+        let caller = parent.span().span_context().clone();
+        let _ = span.set_parent(parent);
+        let own = span.context().span().span_context().clone();
+        let (trace_id, span_id, sampled) = if own.is_valid() {
+            (
+                own.trace_id().to_string(),
+                own.span_id().to_string(),
+                own.is_sampled(),
+            )
+        } else if caller.is_valid() {
+            (
+                caller.trace_id().to_string(),
+                random_hex(8),
+                caller.is_sampled(),
+            )
+        } else {
+            (random_hex(16), random_hex(8), false)
         };
-        let request_id = request_id
+        let request_id = headers
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
             .filter(|id| valid_request_id(id))
             .map_or_else(|| trace_id.clone(), str::to_string);
+        span.record("trace_id", trace_id.as_str());
+        span.record("request_id", request_id.as_str());
         Self {
             trace_id,
-            span_id: random_hex(8),
-            parent_id,
+            span_id,
             sampled,
             request_id,
         }
@@ -102,21 +101,60 @@ impl TraceContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    fn is_hex(text: &str, len: usize) -> bool {
+        text.len() == len
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            && text.bytes().any(|b| b != b'0')
+    }
 
     const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, value.parse().expect("header value"));
+        }
+        map
+    }
+
+    /// The context for `pairs`, with the OpenTelemetry layer installed and without.
+    fn both(pairs: &[(&'static str, &str)]) -> [TraceContext; 2] {
+        let attach = || {
+            let span = tracing::info_span!(
+                "request",
+                trace_id = tracing::field::Empty,
+                request_id = tracing::field::Empty
+            );
+            TraceContext::attach(&span, &headers(pairs))
+        };
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        [
+            tracing::subscriber::with_default(subscriber, attach),
+            attach(),
+        ]
+    }
+
     #[test]
     fn a_valid_traceparent_is_continued_with_a_new_span() {
-        let c = TraceContext::for_request(Some(PARENT), Some("req-7"));
-        assert_eq!(c.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(c.parent_id.as_deref(), Some("00f067aa0ba902b7"));
-        assert!(c.sampled);
-        assert_eq!(c.request_id, "req-7");
-        assert_ne!(c.span_id, "00f067aa0ba902b7");
-        let next = c.traceparent();
-        assert!(next.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
-        assert!(next.ends_with("-01"));
-        assert_eq!(parse(&next).map(|p| p.1), Some(c.span_id));
+        for c in both(&[(TRACEPARENT, PARENT), (REQUEST_ID, "req-7")]) {
+            assert_eq!(c.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+            assert!(c.sampled);
+            assert_eq!(c.request_id, "req-7");
+            assert!(is_hex(&c.span_id, 16) && c.span_id != "00f067aa0ba902b7");
+            let next = c.traceparent();
+            assert_eq!(
+                next,
+                format!("00-4bf92f3577b34da6a3ce929d0e0e4736-{}-01", c.span_id)
+            );
+        }
     }
 
     #[test]
@@ -127,23 +165,16 @@ mod tests {
             "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
-            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
         ] {
-            let c = TraceContext::for_request(Some(bad), Some("bad id with spaces"));
-            assert_ne!(c.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736", "{bad:?}");
-            assert!(is_hex(&c.trace_id, 32) && is_hex(&c.span_id, 16));
-            assert_eq!(c.parent_id, None);
-            assert_eq!(
-                c.request_id, c.trace_id,
-                "an invalid request id is replaced"
-            );
+            for c in both(&[(TRACEPARENT, bad), (REQUEST_ID, "bad id with spaces")]) {
+                assert_ne!(c.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736", "{bad:?}");
+                assert!(is_hex(&c.trace_id, 32) && is_hex(&c.span_id, 16), "{c:?}");
+                assert_eq!(
+                    c.request_id, c.trace_id,
+                    "an invalid request id is replaced"
+                );
+            }
         }
-        // A later version may carry more fields; its first four are read.
-        let future = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-more";
-        assert_eq!(
-            TraceContext::for_request(Some(future), None).trace_id,
-            "4bf92f3577b34da6a3ce929d0e0e4736"
-        );
     }
 }

@@ -129,6 +129,7 @@ impl Batcher {
     }
 
     /// Queues `vote` and waits until its batch has committed (or failed).
+    #[tracing::instrument(name = "vote.group_commit", skip_all)]
     pub async fn cast(&self, vote: NewVote) -> Result<Committed, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.queue
@@ -204,6 +205,7 @@ async fn commit(router: &ReplicaRouter, slow: &SlowLog, batch: Vec<Pending>, slo
 }
 
 /// Inserts `votes` in one statement; the outcome of each, in order.
+#[tracing::instrument(name = "db.vote_batch", skip_all, fields(db.system.name = "postgresql", votes = votes.len()))]
 async fn insert(
     router: &ReplicaRouter,
     slow: &SlowLog,

@@ -97,11 +97,11 @@ pub struct TraceQuery {
 
 #[utoipa::path(get, path = "/performance/apm/traces", tag = "apm", security(("bearer" = [])),
     params(("limit" = Option<usize>, Query, description = "Most traces per list, 1–512 (default 50)")),
-    responses((status = 200, description = "Recent and slowest requests", body = Object), (status = 400, body = ErrorBody), (status = 401, description = "missing or wrong token", body = ErrorBody), (status = 429, description = "too many failed tokens", body = ErrorBody)))]
+    responses((status = 200, description = "Recent and slowest traces as span trees (`recent`, `slowest`), each with its trace id, request id and root span", body = Object), (status = 400, body = ErrorBody), (status = 401, description = "missing or wrong token", body = ErrorBody), (status = 429, description = "too many failed tokens", body = ErrorBody)))]
 pub(super) async fn traces(
     State(state): State<Arc<AppState>>,
     Query(query): Query<TraceQuery>,
-) -> Result<Json<crate::telemetry::TraceReport>, ApiError> {
+) -> Result<Json<crate::telemetry::spans::TraceReport>, ApiError> {
     let limit = match query.limit.as_deref() {
         None => 50,
         Some(text) => text
