@@ -11,6 +11,7 @@ use surge_shared::key::CanonicalUrl;
 use surge_shared::policy::Method;
 use surge_shared::rate::Decision;
 use surge_shared::status::{CACHE_STATUS_HEADER, REGION_HEADER, TIER_HEADER};
+use surge_shared::trace::{self, TraceParent};
 use surge_shared::{CacheKey, CacheStatus, Route, TagSet};
 
 use crate::config::EdgeConfig;
@@ -149,11 +150,22 @@ where
     /// after the route's limit is known, and cut off at it.
     pub async fn handle_streamed(
         &self,
-        request: EdgeRequest,
+        mut request: EdgeRequest,
         body: impl BodySource,
     ) -> EdgeResponse {
         let head = request.method == "HEAD";
+        // The caller's trace is continued (or one starts) and travels to the origin with a
+        // request id, which the client gets back.
+        let hop = TraceParent::continue_or_start(request.headers.get(trace::TRACEPARENT), || {
+            self.inner.clock.random_u64()
+        });
+        let request_id = hop.request_id(request.headers.get(trace::REQUEST_ID));
+        request.headers.set(trace::TRACEPARENT, hop.header());
+        request.headers.set(trace::REQUEST_ID, request_id.clone());
         let mut response = self.answer(request, body).await;
+        // A stored copy must not hand one client's ids to another.
+        response.headers.remove(trace::TRACEPARENT);
+        response.headers.set(trace::REQUEST_ID, request_id);
         response.headers.remove("cache-tag");
         freshness::strip(&mut response.headers);
         response.headers.remove(STORED_REGION);

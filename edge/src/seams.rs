@@ -108,10 +108,20 @@ pub fn append_limited(body: &mut Vec<u8>, chunk: &[u8], limit: u64) -> Result<()
     Ok(())
 }
 
-/// Wall-clock time.
+/// Wall-clock time, and the random bits new trace ids are drawn from.
 pub trait Clock {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
+
+    /// 64 random bits for ids (unique, not secret). By default from the standard library's
+    /// random hash keys, which the OS seeds natively and under WASI; a platform whose
+    /// standard library has no randomness (Workers) overrides it.
+    fn random_u64(&self) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(self.now_ms());
+        hasher.finish()
+    }
 }
 
 /// A task that runs after the response is sent (Workers' `waitUntil`).

@@ -16,6 +16,7 @@
 //! - [`admin`]: admin API request and report types.
 //! - [`voter`]: voter ids; [`session`]: the login token the origin issues and both verify;
 //!   [`edge_auth`]: the signature the edge puts on origin requests and the origin checks.
+//! - [`trace`]: W3C `traceparent` and request ids, continued or started at the edge.
 //!
 //! Key, tags and policy together:
 //!
@@ -67,6 +68,7 @@ pub mod session;
 pub mod status;
 pub mod tag;
 pub mod template;
+pub mod trace;
 pub mod vectors;
 pub mod voter;
 

@@ -270,6 +270,13 @@ impl Clock for CfClock {
     fn now_ms(&self) -> u64 {
         Date::now().as_millis()
     }
+
+    /// Two draws of `Math.random()`, 32 bits each: hash keys are fixed on
+    /// `wasm32-unknown-unknown`, so the default would repeat.
+    fn random_u64(&self) -> u64 {
+        let draw = || (worker::js_sys::Math::random() * 4_294_967_296.0) as u64;
+        (draw() << 32) | draw()
+    }
 }
 
 /// `ctx.waitUntil`.

@@ -26,6 +26,7 @@ macro_rules! conformance_tests {
             rate_limits_answer_429_with_retry_after,
             methods_sizes_health_and_admin_are_guarded,
             bodies_over_the_limit_are_refused_before_they_are_read,
+            requests_carry_a_trace_and_a_request_id_to_the_origin,
         );
     };
     (@each $stack:ident; $($scenario:ident),* $(,)?) => {
@@ -599,4 +600,72 @@ pub fn bodies_over_the_limit_are_refused_before_they_are_read<E: Edge>(s: &mut S
     let seen = s.eu.requests();
     let last = seen.last().expect("the login reached eu");
     assert_eq!(last.body.len(), 0x400);
+}
+
+/// The edge continues the caller's W3C trace (or starts one) and passes it, with a request
+/// id, to the origin; the client gets the request id back, never a stored copy's ids.
+pub fn requests_carry_a_trace_and_a_request_id_to_the_origin<E: Edge>(s: &mut Stack<E>) {
+    // An origin that names its own span, as a traced origin does.
+    s.eu.set(|seen| {
+        Reply::ok(format!("eu {}", seen.path)).header(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )
+    });
+    let caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let got = send(
+        "GET",
+        &s.edge.url("/api/elections"),
+        &[("traceparent", caller), ("x-request-id", "req-42")],
+        "",
+    );
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(got.header("x-request-id"), Some("req-42"));
+    assert_eq!(got.header("traceparent"), None, "origin ids stay inside");
+    let seen = s.eu.requests();
+    let sent = seen.last().expect("the request reached eu");
+    let traceparent = sent.header("traceparent").unwrap_or_default();
+    assert!(
+        traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-")
+            && traceparent.ends_with("-01"),
+        "{traceparent}"
+    );
+    assert!(
+        !traceparent.contains("00f067aa0ba902b7"),
+        "the edge's hop has a span of its own: {traceparent}"
+    );
+    assert_eq!(sent.header("x-request-id"), Some("req-42"));
+
+    // Without them (or with a malformed one): a new sampled trace, whose id names the request.
+    let got = send(
+        "GET",
+        &s.edge.url("/api/elections/2/ballot"),
+        &[("traceparent", "garbage"), ("x-request-id", "not a token")],
+        "",
+    );
+    assert_eq!(got.status, 200, "{}", got.body);
+    let seen = s.eu.requests();
+    let sent = seen.last().expect("the request reached eu");
+    let traceparent = sent.header("traceparent").unwrap_or_default().to_string();
+    let parts: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(parts.len(), 4, "{traceparent}");
+    let (trace_id, span_id) = (parts[1], parts[2]);
+    let hex = |text: &str, len: usize| {
+        text.len() == len
+            && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            && text.bytes().any(|b| b != b'0')
+    };
+    assert!(hex(trace_id, 32) && hex(span_id, 16), "{traceparent}");
+    assert_eq!(parts[3], "01");
+    assert_eq!(sent.header("x-request-id"), Some(trace_id));
+    assert_eq!(got.header("x-request-id"), Some(trace_id));
+
+    // Every request gets its own trace.
+    get(&s.edge.url("/api/elections/3/ballot"));
+    let seen = s.eu.requests();
+    let next = seen
+        .last()
+        .and_then(|r| r.header("traceparent"))
+        .unwrap_or_default();
+    assert!(!next.contains(trace_id), "{next} repeats {traceparent}");
 }

@@ -11,41 +11,18 @@ use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry_http::HeaderExtractor;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
+use surge_shared::trace::TraceParent;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-/// The W3C header.
-pub const TRACEPARENT: &str = "traceparent";
-/// The request-id header.
-pub const REQUEST_ID: &str = "x-request-id";
+pub use surge_shared::trace::{REQUEST_ID, TRACEPARENT};
 
 /// One request's place in a trace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceContext {
-    /// The trace (32 lower-case hex digits).
-    pub trace_id: String,
-    /// This request's span at the origin (16 lower-case hex digits).
-    pub span_id: String,
-    /// Whether the caller asked for the trace to be recorded.
-    pub sampled: bool,
+    /// The trace, this request's span at the origin, and whether it is recorded.
+    pub hop: TraceParent,
     /// The request id.
     pub request_id: String,
-}
-
-/// A random id of `bytes` bytes, never all zeros (W3C forbids that). Ids need to be
-/// unique, not secret: the thread-local generator, no system call per request.
-fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    while buf.iter().all(|b| *b == 0) {
-        fastrand::fill(&mut buf);
-    }
-    hex::encode(buf)
-}
-
-fn valid_request_id(id: &str) -> bool {
-    (1..=128).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 impl TraceContext {
@@ -54,47 +31,28 @@ impl TraceContext {
     /// is installed (a library user's own subscriber), the ids are drawn here instead.
     pub fn attach(span: &tracing::Span, headers: &HeaderMap) -> Self {
         let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
-        let caller = parent.span().span_context().clone();
         let _ = span.set_parent(parent);
         let own = span.context().span().span_context().clone();
-        let (trace_id, span_id, sampled) = if own.is_valid() {
-            (
-                own.trace_id().to_string(),
-                own.span_id().to_string(),
-                own.is_sampled(),
-            )
-        } else if caller.is_valid() {
-            (
-                caller.trace_id().to_string(),
-                random_hex(8),
-                caller.is_sampled(),
-            )
+        let hop = if own.is_valid() {
+            TraceParent {
+                trace_id: own.trace_id().to_bytes(),
+                span_id: own.span_id().to_bytes(),
+                sampled: own.is_sampled(),
+            }
         } else {
-            (random_hex(16), random_hex(8), false)
+            // Ids need to be unique, not secret: the thread-local generator, no system call.
+            let given = headers.get(TRACEPARENT).and_then(|v| v.to_str().ok());
+            TraceParent::continue_or_start(given, || fastrand::u64(..))
         };
-        let request_id = headers
-            .get(REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .filter(|id| valid_request_id(id))
-            .map_or_else(|| trace_id.clone(), str::to_string);
-        span.record("trace_id", trace_id.as_str());
+        let request_id = hop.request_id(headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()));
+        span.record("trace_id", hop.trace_id_hex().as_str());
         span.record("request_id", request_id.as_str());
-        Self {
-            trace_id,
-            span_id,
-            sampled,
-            request_id,
-        }
+        Self { hop, request_id }
     }
 
     /// The `traceparent` naming this request's span, for the response and onward calls.
     pub fn traceparent(&self) -> String {
-        format!(
-            "00-{}-{}-{}",
-            self.trace_id,
-            self.span_id,
-            if self.sampled { "01" } else { "00" }
-        )
+        self.hop.header()
     }
 }
 
@@ -145,14 +103,17 @@ mod tests {
     #[test]
     fn a_valid_traceparent_is_continued_with_a_new_span() {
         for c in both(&[(TRACEPARENT, PARENT), (REQUEST_ID, "req-7")]) {
-            assert_eq!(c.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
-            assert!(c.sampled);
+            assert_eq!(c.hop.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+            assert!(c.hop.sampled);
             assert_eq!(c.request_id, "req-7");
-            assert!(is_hex(&c.span_id, 16) && c.span_id != "00f067aa0ba902b7");
             let next = c.traceparent();
-            assert_eq!(
-                next,
-                format!("00-4bf92f3577b34da6a3ce929d0e0e4736-{}-01", c.span_id)
+            assert!(
+                next.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-") && next.ends_with("-01"),
+                "{next}"
+            );
+            assert!(
+                !next.contains("00f067aa0ba902b7"),
+                "a span of its own: {next}"
             );
         }
     }
@@ -168,12 +129,10 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
         ] {
             for c in both(&[(TRACEPARENT, bad), (REQUEST_ID, "bad id with spaces")]) {
-                assert_ne!(c.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736", "{bad:?}");
-                assert!(is_hex(&c.trace_id, 32) && is_hex(&c.span_id, 16), "{c:?}");
-                assert_eq!(
-                    c.request_id, c.trace_id,
-                    "an invalid request id is replaced"
-                );
+                let trace_id = c.hop.trace_id_hex();
+                assert_ne!(trace_id, "4bf92f3577b34da6a3ce929d0e0e4736", "{bad:?}");
+                assert!(is_hex(&trace_id, 32), "{c:?}");
+                assert_eq!(c.request_id, trace_id, "an invalid request id is replaced");
             }
         }
     }
