@@ -60,3 +60,22 @@ fn stack() -> Stack<WasiEdge> {
 }
 
 conformance_tests!(stack);
+
+/// Spin gives every request a fresh instance: the cache and the limiter must live in the
+/// host's key-value store, not in instance memory.
+#[test]
+fn each_request_gets_a_fresh_instance_and_state_lives_in_the_host_store() {
+    let stack = stack();
+    let url = stack.edge.url("/api/elections/1/ballot");
+    assert_eq!(conformance::get(&url).cache(), "MISS");
+    assert_eq!(conformance::get(&url).cache(), "HIT");
+    assert_eq!(
+        stack.eu.requests().len(),
+        1,
+        "the HIT came from the host store"
+    );
+    assert_eq!(stack.edge.instances(), 2, "one instance per request");
+    let keys = stack.edge.key_value().keys();
+    assert!(keys.iter().any(|k| k.starts_with("cache:")), "{keys:?}");
+    assert!(keys.iter().any(|k| k.starts_with("rate:")), "{keys:?}");
+}

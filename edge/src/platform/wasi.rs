@@ -1,11 +1,15 @@
 //! The wasi-http adapter (spin-sdk, `wasm32-wasip2`, wasi-http 0.3): the same pipeline as a
-//! portable component for Spin, SpinKube or any wasi-http host. The cache and the GCRA limiter
-//! live in the component's memory (one instance serves many requests), outbound `send` reaches
-//! the origins, and revalidations run as tasks spawned past the response. Configuration comes
-//! from the environment (`SURGE_GEO`, `SURGE_POLICY`, `SURGE_RETRY_AFTER`); the client address
-//! from the host's `spin-client-addr` header.
+//! portable component for Spin, SpinKube or any wasi-http host. Spin creates an instance per
+//! request, so the cache and the GCRA limiter live in the host's default key-value store
+//! (Spin's key-value interface, see [`super::kv`]); outbound `send` reaches the origins, and
+//! revalidations run as tasks spawned past the response, which the host lets finish before it
+//! drops the instance. Configuration comes from the environment (`SURGE_GEO`, `SURGE_POLICY`,
+//! `SURGE_RETRY_AFTER`); the client address from the host's `spin-client-addr` header. The
+//! Spin manifest must grant the component the default store (`key_value_stores =
+//! ["default"]`).
 
 use std::cell::OnceCell;
+use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,14 +18,52 @@ use futures_util::future::{Either, select};
 use spin_sdk::http::body::IncomingBodyExt;
 use spin_sdk::http::{FullBody, Request, Response, send};
 
-use super::memory::{MemoryLimiter, MemoryStore, SystemClock};
+use super::kv::{KeyValue, KvLimiter, KvStore};
+use super::memory::SystemClock;
 use crate::config::{ConfigError, EdgeConfig};
 use crate::http::{Client, EdgeRequest, EdgeResponse, Headers};
 use crate::pipeline::Pipeline;
-use crate::seams::{Background, BodyError, BodySource, FetchError, Task, Upstream, append_limited};
+use crate::seams::{
+    Background, BodyError, BodySource, FetchError, PlatformError, Task, Upstream, append_limited,
+};
 
-/// Entries the in-memory edge cache holds before evicting the oldest.
-pub const CACHE_ENTRIES: usize = 10_000;
+/// The host's default key-value store, opened on first use by this instance.
+#[derive(Clone, Default)]
+pub struct SpinKv(Rc<OnceCell<spin_sdk::key_value::Store>>);
+
+impl SpinKv {
+    async fn store(&self) -> Result<&spin_sdk::key_value::Store, PlatformError> {
+        if self.0.get().is_none() {
+            let store = spin_sdk::key_value::Store::open_default()
+                .await
+                .map_err(|e| {
+                    PlatformError(format!("opening the default key-value store: {e:?}"))
+                })?;
+            let _ = self.0.set(store);
+        }
+        self.0
+            .get()
+            .ok_or_else(|| PlatformError("the key-value store did not open".into()))
+    }
+}
+
+fn kv_error(e: spin_sdk::key_value::Error) -> PlatformError {
+    PlatformError(format!("key-value store: {e:?}"))
+}
+
+impl KeyValue for SpinKv {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, PlatformError> {
+        self.store().await?.get(key).await.map_err(kv_error)
+    }
+
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), PlatformError> {
+        self.store().await?.set(key, value).await.map_err(kv_error)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), PlatformError> {
+        self.store().await?.delete(key).await.map_err(kv_error)
+    }
+}
 
 /// Header a Spin host sets to the connecting client's address.
 pub const CLIENT_ADDR_HEADER: &str = "spin-client-addr";
@@ -85,8 +127,8 @@ impl Background for WasiBackground {
 }
 
 type WasiPipeline = Pipeline<
-    MemoryStore<SystemClock>,
-    MemoryLimiter<SystemClock>,
+    KvStore<SpinKv, SystemClock>,
+    KvLimiter<SpinKv, SystemClock>,
     WasiUpstream,
     SystemClock,
     WasiBackground,
@@ -100,10 +142,11 @@ fn pipeline() -> Result<WasiPipeline, ConfigError> {
     PIPELINE.with(|cell| {
         cell.get_or_init(|| {
             let config = EdgeConfig::from_vars(|name| std::env::var(name).ok())?;
+            let kv = SpinKv::default();
             Ok(Pipeline::new(
                 config,
-                MemoryStore::new(SystemClock, CACHE_ENTRIES),
-                MemoryLimiter::new(SystemClock),
+                KvStore::new(kv.clone(), SystemClock),
+                KvLimiter::new(kv, SystemClock),
                 WasiUpstream,
                 SystemClock,
                 WasiBackground,
