@@ -6,7 +6,6 @@
 mod conformance;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::OnceLock;
 
 use conformance::{Edge, Stack};
@@ -21,28 +20,7 @@ impl Edge for WasiEdge {
 /// Builds the component once per test run and returns its path.
 fn component() -> &'static PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let root = surge_testkit::wrangler::repo_root();
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(&root)
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "surge-edge",
-                "--target",
-                "wasm32-wasip2",
-                "--features",
-                "wasi",
-            ])
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the wasi-http component failed");
-        let target =
-            std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-        target.join("wasm32-wasip2/release/surge_edge.wasm")
-    })
+    BUILT.get_or_init(|| surge_wasi_host::build_edge_component().expect("the component builds"))
 }
 
 fn stack() -> Stack<WasiEdge> {

@@ -98,10 +98,7 @@ impl AdminError {
 /// Parses a JSON request body; a syntax or type error names the field.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, AdminError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let field = crate::policy::field_path(e.path());
-        AdminError::new(field, e.into_inner().to_string())
-    })
+    crate::policy::deserialize_at(de).map_err(|(field, e)| AdminError::new(field, e.to_string()))
 }
 
 /// The JSON error body every admin endpoint answers with.

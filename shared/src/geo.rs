@@ -48,9 +48,9 @@ impl GeoTable {
     pub fn from_json_str(text: &str) -> Result<Self, PolicyError> {
         let de = &mut serde_json::Deserializer::from_str(text);
         let table: GeoTable =
-            serde_path_to_error::deserialize(de).map_err(|e| PolicyError::Syntax {
-                field: crate::policy::field_path(e.path()),
-                message: e.inner().to_string(),
+            crate::policy::deserialize_at(de).map_err(|(field, e)| PolicyError::Syntax {
+                field,
+                message: e.to_string(),
             })?;
         table.validate()?;
         Ok(table)

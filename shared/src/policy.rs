@@ -395,14 +395,36 @@ pub struct Policy {
     pub cascade: Cascade,
 }
 
-/// A serde path as shown in errors: `routes[2].ttl`, or `.` for the whole document.
-pub(crate) fn field_path(path: &serde_path_to_error::Path) -> String {
-    let text = path.to_string();
-    if text.is_empty() || text == "?" {
-        ".".to_string()
-    } else {
-        text
-    }
+/// Deserializes `de`; an error comes with the field at fault: its path (`routes[2].ttl`, or
+/// `.` for the whole document) with the `field-paths` feature (the origin, the tools and
+/// `cargo xtask deploy`, which checks the edge's configuration before it ships).
+#[cfg(feature = "field-paths")]
+pub(crate) fn deserialize_at<'de, D, T>(de: D) -> Result<T, (String, D::Error)>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let text = e.path().to_string();
+        let field = if text.is_empty() || text == "?" {
+            ".".to_string()
+        } else {
+            text
+        };
+        (field, e.into_inner())
+    })
+}
+
+/// Deserializes `de`; without the `field-paths` feature (the Worker, where tracking paths
+/// would double every deserializer's code) the error is the parser's own, which names
+/// unknown and missing fields and the line and column.
+#[cfg(not(feature = "field-paths"))]
+pub(crate) fn deserialize_at<'de, D, T>(de: D) -> Result<T, (String, D::Error)>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(de).map_err(|e| (".".to_string(), e))
 }
 
 /// The route used when no route matches: allow everything, store nothing.
@@ -441,11 +463,10 @@ impl Policy {
             field: ".".into(),
             message: e.message().to_string(),
         })?;
-        let policy: Policy =
-            serde_path_to_error::deserialize(de).map_err(|e| PolicyError::Syntax {
-                field: field_path(e.path()),
-                message: e.inner().message().to_string(),
-            })?;
+        let policy: Policy = deserialize_at(de).map_err(|(field, e)| PolicyError::Syntax {
+            field,
+            message: e.message().to_string(),
+        })?;
         policy.validate()?;
         Ok(policy)
     }
@@ -453,11 +474,10 @@ impl Policy {
     /// Parses and validates a JSON policy.
     pub fn from_json_str(text: &str) -> Result<Self, PolicyError> {
         let de = &mut serde_json::Deserializer::from_str(text);
-        let policy: Policy =
-            serde_path_to_error::deserialize(de).map_err(|e| PolicyError::Syntax {
-                field: field_path(e.path()),
-                message: e.inner().to_string(),
-            })?;
+        let policy: Policy = deserialize_at(de).map_err(|(field, e)| PolicyError::Syntax {
+            field,
+            message: e.to_string(),
+        })?;
         policy.validate()?;
         Ok(policy)
     }

@@ -316,6 +316,40 @@ impl HandlerState for Prepared {
     }
 }
 
+/// Requests to fresh instances of a [`Prepared`] component.
+#[derive(Clone)]
+pub struct Handler(ProxyHandler<Prepared>);
+
+impl Handler {
+    /// Serves `prepared`, one instance per request.
+    pub fn new(prepared: Prepared) -> Self {
+        Self(ProxyHandler::new(prepared))
+    }
+
+    /// Answers `request` from a new instance; the instance finishes its work after the
+    /// response (revalidations, stores) before it is dropped. Must run inside a Tokio runtime.
+    pub async fn handle<B>(&self, request: http::Request<B>) -> http::Response<Full<Bytes>>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        wasmtime_wasi_http::Error: From<B::Error>,
+    {
+        let request =
+            request.map(|body| body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync());
+        match self.0.handle((), request).await {
+            Ok(response) => {
+                let (parts, body) = response.into_parts();
+                match body.collect().await {
+                    Ok(collected) => {
+                        http::Response::from_parts(parts, Full::new(collected.to_bytes()))
+                    }
+                    Err(e) => error_reply(&format!("response body: {e:?}")),
+                }
+            }
+            Err(e) => error_reply(&format!("component failed: {e}")),
+        }
+    }
+}
+
 async fn serve(
     listener: std::net::TcpListener,
     prepared: Prepared,
@@ -329,7 +363,7 @@ async fn serve(
             return;
         }
     };
-    let handler = ProxyHandler::new(prepared);
+    let handler = Handler::new(prepared);
     ready.send(Ok(())).ok();
     tokio::select! {
         _ = stop => {}
@@ -337,7 +371,7 @@ async fn serve(
     }
 }
 
-async fn accept(listener: tokio::net::TcpListener, handler: ProxyHandler<Prepared>) {
+async fn accept(listener: tokio::net::TcpListener, handler: Handler) {
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             continue;
@@ -351,22 +385,7 @@ async fn accept(listener: tokio::net::TcpListener, handler: ProxyHandler<Prepare
                     if let Ok(value) = http::HeaderValue::from_str(&peer.to_string()) {
                         request.headers_mut().insert(CLIENT_ADDR_HEADER, value);
                     }
-                    let request = request
-                        .map(|body| body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync());
-                    let reply = match handler.handle((), request).await {
-                        Ok(response) => {
-                            let (parts, body) = response.into_parts();
-                            match body.collect().await {
-                                Ok(collected) => http::Response::from_parts(
-                                    parts,
-                                    Full::new(collected.to_bytes()),
-                                ),
-                                Err(e) => error_reply(&format!("response body: {e:?}")),
-                            }
-                        }
-                        Err(e) => error_reply(&format!("component failed: {e}")),
-                    };
-                    Ok::<_, std::convert::Infallible>(reply)
+                    Ok::<_, std::convert::Infallible>(handler.handle(request).await)
                 }
             });
             hyper::server::conn::http1::Builder::new()
@@ -375,6 +394,36 @@ async fn accept(listener: tokio::net::TcpListener, handler: ProxyHandler<Prepare
                 .ok();
         });
     }
+}
+
+/// Builds the edge's wasi-http component (release, `wasm32-wasip2`, feature `wasi`) with the
+/// workspace's cargo and returns its path.
+pub fn build_edge_component() -> Result<std::path::PathBuf, String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .ok_or("wasi-host has no parent directory")?
+        .to_path_buf();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(&root)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "surge-edge",
+            "--target",
+            "wasm32-wasip2",
+            "--features",
+            "wasi",
+        ])
+        .status()
+        .map_err(|e| format!("running cargo: {e}"))?;
+    if !status.success() {
+        return Err("building the wasi-http component failed".into());
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), std::path::PathBuf::from);
+    Ok(target.join("wasm32-wasip2/release/surge_edge.wasm"))
 }
 
 fn error_reply(message: &str) -> Reply {
