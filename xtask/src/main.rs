@@ -425,7 +425,37 @@ fn worker_build() -> Step {
             }
         }
     }
-    status(&mut command)
+    status(&mut command)?;
+    strip_names(
+        &bin.join("wasm-opt"),
+        &root.join("edge/build/index_bg.wasm"),
+    )
+}
+
+/// Rewrites the built Worker without its name and producers sections: worker-build keeps
+/// the function names (`--debuginfo`), which were a fifth of the upload. Stripping at link
+/// time instead (`strip` in the profile) would also drop the `target_features` section
+/// wasm-bindgen reads. The features enabled are worker-build's own list, so binaryen emits
+/// nothing workerd does not read.
+fn strip_names(wasm_opt: &Path, wasm: &Path) -> Step {
+    let stripped = wasm.with_extension("stripped.wasm");
+    let mut command = Command::new(wasm_opt);
+    command.arg(wasm).arg("-o").arg(&stripped);
+    for feature in [
+        "mutable-globals",
+        "sign-ext",
+        "nontrapping-float-to-int",
+        "bulk-memory",
+        "multivalue",
+        "reference-types",
+        "exception-handling",
+    ] {
+        command.arg(format!("--enable-{feature}"));
+    }
+    command.args(["--strip-debug", "--strip-producers"]);
+    status(&mut command)?;
+    std::fs::rename(&stripped, wasm)
+        .map_err(|e| Failure(format!("replacing {}: {e}", wasm.display())))
 }
 
 /// The infrastructure checks (`infrastructure/check.sh`) with the tools `setup` installed.
