@@ -484,8 +484,6 @@ pub fn session(voter: &str) -> String {
 pub fn methods_sizes_health_and_admin_are_guarded<E: Edge>(s: &mut Stack<E>) {
     let r = send("DELETE", &s.edge.url("/api/elections/1"), &[], "");
     assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD")));
-    let r = send("POST", &s.edge.url("/api/login"), &[], &"x".repeat(5000));
-    assert_eq!(r.status, 413);
     let r = get(&s.edge.url("/__surge/health"));
     assert_eq!(r.status, 200);
     assert!(r.body.contains("\"eu\""), "{}", r.body);
@@ -537,6 +535,11 @@ pub fn methods_sizes_health_and_admin_are_guarded<E: Edge>(s: &mut Stack<E>) {
         )
         .is_ok()
     );
+    // Last: under `wrangler dev` on a loaded machine, the request after an early 413 to a
+    // client still sending its body has been seen to stall for 30 s in the local proxy (the
+    // body-limit scenario covers 413s on raw connections).
+    let r = send("POST", &s.edge.url("/api/login"), &[], &"x".repeat(5000));
+    assert_eq!(r.status, 413);
 }
 
 /// Writes `head` (and `chunks`, paced) on a raw connection to the edge at `url` and returns
