@@ -53,12 +53,14 @@ pub struct Stack<E> {
 }
 
 /// Two origins that answer `ok`, and the geo table that points at them (DE → eu, us; US → us,
-/// eu; everyone else eu, us).
+/// eu; everyone else eu, us). The regions' 8 s timeout leaves room for a machine busy with
+/// the whole suite (a 3 s one once turned a slow answer into a 503); the timeout scenario's
+/// origin waits 12 s.
 pub fn origins() -> (TestOrigin, TestOrigin, String) {
     let eu = TestOrigin::start(|s| Reply::ok(format!("eu {}", s.path))).expect("eu origin");
     let us = TestOrigin::start(|s| Reply::ok(format!("us {}", s.path))).expect("us origin");
     let geo = format!(
-        r#"{{"regions":{{"eu":{{"origin":"{}","timeout":"3s"}},"us":{{"origin":"{}","timeout":"3s"}}}},"countries":{{"DE":["eu","us"],"US":["us","eu"]}},"default":["eu","us"]}}"#,
+        r#"{{"regions":{{"eu":{{"origin":"{}","timeout":"8s"}},"us":{{"origin":"{}","timeout":"8s"}}}},"countries":{{"DE":["eu","us"],"US":["us","eu"]}},"default":["eu","us"]}}"#,
         eu.url(),
         us.url()
     );
@@ -383,7 +385,7 @@ pub fn geo_routing_fails_over_to_the_next_region<E: Edge>(s: &mut Stack<E>) {
         Some("us"),
         "a 5xx fails over too"
     );
-    s.eu.set(|_| Reply::ok("slow").after(Duration::from_secs(5)));
+    s.eu.set(|_| Reply::ok("slow").after(Duration::from_secs(12)));
     let over = get(&s.edge.url("/api/elections/115"));
     assert_eq!(
         over.header("x-surge-region"),
