@@ -77,6 +77,8 @@ struct Ended {
 
 #[derive(Debug, Default)]
 struct Waiting {
+    /// Its place in [`State::order`].
+    seq: u64,
     spans: Vec<Ended>,
     dropped: u32,
 }
@@ -84,8 +86,10 @@ struct Waiting {
 #[derive(Debug, Default)]
 struct State {
     waiting: HashMap<TraceId, Waiting>,
-    /// Arrival order of `waiting`, to drop the oldest when full.
-    order: VecDeque<TraceId>,
+    /// Arrival order of `waiting`, to drop the oldest when full; a finished trace leaves it
+    /// in O(log n), off the request path's lock for long.
+    order: BTreeMap<u64, TraceId>,
+    next_seq: u64,
     recent: VecDeque<TraceTree>,
     slowest: Vec<TraceTree>,
 }
@@ -156,11 +160,20 @@ impl SpanTrees {
         if !is_root {
             if !state.waiting.contains_key(&trace_id) {
                 if state.order.len() >= self.capacity * 4
-                    && let Some(oldest) = state.order.pop_front()
+                    && let Some((_, oldest)) = state.order.pop_first()
                 {
                     state.waiting.remove(&oldest);
                 }
-                state.order.push_back(trace_id);
+                let seq = state.next_seq;
+                state.next_seq += 1;
+                state.order.insert(seq, trace_id);
+                state.waiting.insert(
+                    trace_id,
+                    Waiting {
+                        seq,
+                        ..Waiting::default()
+                    },
+                );
             }
             let waiting = state.waiting.entry(trace_id).or_default();
             if waiting.spans.len() < MAX_SPANS {
@@ -170,10 +183,13 @@ impl SpanTrees {
             }
             return;
         }
-        let waiting = state.waiting.remove(&trace_id).unwrap_or_default();
-        if !waiting.spans.is_empty() {
-            state.order.retain(|t| *t != trace_id);
-        }
+        let waiting = match state.waiting.remove(&trace_id) {
+            Some(waiting) => {
+                state.order.remove(&waiting.seq);
+                waiting
+            }
+            None => Waiting::default(),
+        };
         let tree = TraceTree {
             trace_id: trace_id.to_string(),
             request_id: ended.attributes.get("request_id").cloned(),
