@@ -582,6 +582,10 @@ fn test() -> Step {
     for target in TARGETS {
         status(cargo().args([
             "build",
+            // rust-lld crashes linking the wasm32-wasip2 component with the dev profile's
+            // line tables (see the workspace Cargo.toml).
+            "--config",
+            "profile.dev.debug=false",
             "-p",
             "surge-shared",
             "-p",
