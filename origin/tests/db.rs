@@ -239,7 +239,7 @@ async fn migrations_apply_once_and_queries_are_explained_never_run() {
     let db = pool(&pg.primary.url("postgres"));
     assert_eq!(
         migrate::run(&db, MIGRATIONS).await.expect("migrates"),
-        vec![1, 2, 3, 4]
+        vec![1, 2, 3, 4, 5]
     );
     assert!(
         migrate::run(&db, MIGRATIONS)

@@ -347,3 +347,65 @@ async fn without_a_cluster_the_scaling_endpoints_say_how_to_enable_them() {
         "bad input is named before anything else"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rate_history_adds_up_every_pod_survives_a_restart_and_stays_bounded() {
+    use surge_origin::db::migrate::{self, MIGRATIONS};
+    use surge_origin::db::pool::{DbPool, PoolSettings};
+    use surge_origin::scaling::history::{KEEP_MINUTES, RateHistory, series_of};
+    use surge_origin::scaling::store::{PgScalingStore, ScalingStore};
+
+    let pg = PgPair::start().expect("postgres");
+    let url = pg.primary.url("postgres");
+    let connect =
+        || PgScalingStore::new(DbPool::new(&url, &PoolSettings::default()).expect("pool"));
+    migrate::run(
+        &DbPool::new(&url, &PoolSettings::default()).expect("pool"),
+        MIGRATIONS,
+    )
+    .await
+    .expect("migrate");
+
+    // Two pods count their own requests: in minute t, pod A serves 100 + 10t and pod B 50.
+    // The deployment served 150 + 10t.
+    const BASE: u64 = 29_000_000; // a minute in 2025
+    let minute_ms = |t: u64| (BASE + t) * 60_000;
+    let run = |minutes: std::ops::Range<u64>| {
+        let (a, b) = (RateHistory::default(), RateHistory::default());
+        for t in minutes.clone() {
+            for i in 0..100 + 10 * t {
+                a.record(minute_ms(t) + i);
+            }
+            for i in 0..50 {
+                b.record(minute_ms(t) + 30_000 + i);
+            }
+        }
+        let now = minute_ms(minutes.end);
+        (a.take_unsent(now), b.take_unsent(now))
+    };
+    let store = connect();
+    let (a, b) = run(0..6);
+    assert_eq!(a.len(), 6, "{a:?}");
+    store.add_rates(a).await.expect("pod A");
+    store.add_rates(b).await.expect("pod B");
+    drop(store);
+
+    // Both pods restart: a new pool and store over the same database.
+    let store = connect();
+    let (a, b) = run(6..12);
+    store.add_rates(b).await.expect("pod B");
+    store.add_rates(a).await.expect("pod A");
+    let rows = store.rates(BASE).await.expect("rates");
+    let series = series_of(&rows, BASE + 12, KEEP_MINUTES);
+    let expected: Vec<f64> = (0..12).map(|t| 150.0 + 10.0 * t as f64).collect();
+    assert_eq!(series, expected);
+
+    // Bounded: a minute two weeks and five minutes later drops the first five.
+    store
+        .add_rates(vec![(BASE + KEEP_MINUTES + 5, 1)])
+        .await
+        .expect("later");
+    let rows = store.rates(0).await.expect("rates");
+    assert_eq!(rows.first(), Some(&(BASE + 5, 200)), "{:?}", &rows[..3]);
+    assert_eq!(rows.len(), 8);
+}

@@ -25,6 +25,11 @@ pub const MIGRATIONS: &[Migration] = &[
         include_str!("../../migrations/0003_voters_tallies.sql"),
     ),
     (4, "sla", include_str!("../../migrations/0004_sla.sql")),
+    (
+        5,
+        "scaling_rates",
+        include_str!("../../migrations/0005_scaling_rates.sql"),
+    ),
 ];
 
 /// Key of the advisory lock held while migrating.

@@ -27,7 +27,7 @@ use time::OffsetDateTime;
 use super::cluster::{ClusterError, KubeCluster, Workload};
 use super::config::{PredictiveConfig, ScalingConfig};
 use super::forecast::{Method, forecast, replica_floor};
-use super::history::RateHistory;
+use super::history::{KEEP_MINUTES, RateHistory, series_of};
 use super::plan::{self, Floor};
 use super::store::{Added, ScalingStore};
 use crate::db::StoreError;
@@ -41,16 +41,11 @@ const RECENT_EMERGENCIES: usize = 10;
 /// Audit entries shown in the status.
 const RECENT_AUDIT: usize = 20;
 
-/// The floor the forecast of this process's per-minute request counts implies for a
-/// workload running `current` pods (which share its traffic evenly) with HPA ceiling `max`.
-pub fn predicted_floor(
-    settings: &PredictiveConfig,
-    series: &[f64],
-    current: u32,
-    max: u32,
-) -> PredictiveFloor {
+/// The floor the forecast of the deployment's per-minute request counts implies for a
+/// workload with HPA ceiling `max`.
+pub fn predicted_floor(settings: &PredictiveConfig, series: &[f64], max: u32) -> PredictiveFloor {
     let ahead = forecast(series, DAY_MINUTES, settings.look_ahead_minutes);
-    let peak_rps = ahead.peak() / 60.0 * f64::from(current.max(1));
+    let peak_rps = ahead.peak() / 60.0;
     PredictiveFloor {
         workload: settings.workload.clone(),
         method: match ahead.method {
@@ -62,6 +57,17 @@ pub fn predicted_floor(
         peak_rps,
         floor: replica_floor(peak_rps, settings.per_pod_rps, 1, max),
     }
+}
+
+/// The last minute the forecast may read at `now_ms`: every pod hands in a closed minute on
+/// its next tick, so a minute is complete in the store one tick (and a margin for the
+/// write) after it ends. Earlier, the newest minute would hold only some pods' counts and
+/// read as a drop in traffic.
+pub fn complete_until(now_ms: u64, tick: Duration) -> u64 {
+    let settle = u64::try_from(tick.as_millis())
+        .unwrap_or(u64::MAX)
+        .saturating_add(2_000);
+    now_ms.saturating_sub(settle) / 60_000
 }
 
 /// What a scaling request can fail with.
@@ -300,25 +306,43 @@ impl Scaler {
         })
     }
 
+    /// Hands this pod's closed minutes to the store; kept for the next tick if it fails.
+    async fn flush_rates(&self) {
+        let minutes = self.rates.take_unsent(crate::clock::now_ms());
+        if minutes.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.add_rates(minutes.clone()).await {
+            tracing::warn!("request rate history: {e}");
+            self.rates.unsent(minutes);
+        }
+    }
+
     /// The forecast floor, when predictive scaling is on and there is enough history.
     async fn predict(&self) -> Option<PredictiveFloor> {
         let settings = self.config.predictive.as_ref()?;
-        let series = self.rates.series(crate::clock::now_ms());
+        let until = complete_until(crate::clock::now_ms(), self.config.tick);
+        let since = until.saturating_sub(KEEP_MINUTES);
+        let rows = match self.store.rates(since).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!("request rate history: {e}");
+                return None;
+            }
+        };
+        let series = series_of(&rows, until, KEEP_MINUTES);
         if series.len() < MIN_HISTORY_MINUTES {
             return None;
         }
         let workload = self.cluster.workload(&settings.workload).await.ok()?;
-        Some(predicted_floor(
-            settings,
-            &series,
-            workload.current,
-            workload.max,
-        ))
+        Some(predicted_floor(settings, &series, workload.max))
     }
 
     /// Applies events, expiries and the forecast; a no-op unless this process holds the lease.
     pub async fn tick(&self) -> Result<(), ScaleError> {
         let _one_at_a_time = self.lock.lock().await;
+        // Every pod hands in its counts; only the lease holder acts on them.
+        self.flush_rates().await;
         let at = now();
         if !self
             .store
@@ -483,21 +507,41 @@ mod tests {
 
     #[test]
     fn a_rising_rate_raises_the_floor_ahead_of_the_peak() {
-        // This pod's share climbs 600 requests a minute every minute (10 req/s more each
-        // minute); three pods share the load. In 15 minutes: (6000 + 15 × 600) / 60 × 3
-        // = 750 req/s, so ⌈750 / 100⌉ = 8 pods.
-        let series: Vec<f64> = (1..=10).map(|m| f64::from(m) * 600.0).collect();
-        let floor = predicted_floor(&settings(), &series, 3, 50);
+        // The deployment's rate climbs by 6,000 requests a minute, each step 0.95 of the one
+        // before (a damped climb, which damped Holt fits exactly). Its known continuation 15
+        // minutes on is the sum of the next 15 steps: 89,959 a minute, 1,499 req/s, so
+        // ⌈1,499 / 100⌉ = 15 pods. An undamped forecast would add 15 × the last step
+        // (1,772 req/s, 18 pods).
+        let (phi, step) = (0.95f64, 6_000.0);
+        let mut series = vec![6_000.0];
+        for t in 1..12 {
+            series.push(series[t - 1] + step * phi.powi(t as i32));
+        }
+        let truth = series[11] + (12..27).map(|t| step * phi.powi(t)).sum::<f64>();
+        let floor = predicted_floor(&settings(), &series, 50);
         assert_eq!(floor.method, "holt");
-        assert!((floor.peak_rps - 750.0).abs() < 1.0, "{floor:?}");
-        assert_eq!(floor.floor, 8);
+        assert!(
+            (floor.peak_rps - truth / 60.0).abs() < 0.01,
+            "{floor:?} vs {truth}"
+        );
+        assert_eq!(floor.floor, 15);
     }
 
     #[test]
     fn the_floor_stays_within_the_hpa_ceiling_and_at_least_one() {
-        let busy = vec![60_000.0; 30];
-        assert_eq!(predicted_floor(&settings(), &busy, 10, 20).floor, 20);
+        let busy = vec![600_000.0; 30];
+        assert_eq!(predicted_floor(&settings(), &busy, 20).floor, 20);
         let idle = vec![0.0; 30];
-        assert_eq!(predicted_floor(&settings(), &idle, 3, 20).floor, 1);
+        assert_eq!(predicted_floor(&settings(), &idle, 20).floor, 1);
+    }
+
+    #[test]
+    fn the_forecast_waits_a_tick_for_every_pod_to_hand_in_a_minute() {
+        let tick = Duration::from_secs(15);
+        // 10:00:10 — minute 9:59 may still lack some pods' counts: read up to 9:58.
+        let at = |m: u64, s: u64| m * 60_000 + s * 1_000;
+        assert_eq!(complete_until(at(600, 10), tick), 599);
+        // 10:00:20 — every pod has ticked since 10:00.
+        assert_eq!(complete_until(at(600, 20), tick), 600);
     }
 }

@@ -1,24 +1,58 @@
-//! The origin's own request rate, counted per minute, for the forecaster. Bounded: the last
-//! [`KEEP_MINUTES`] minutes; minutes without requests count as zero.
+//! The request rate per minute. Each pod counts its own requests and hands every closed minute
+//! to the scaling store ([`ScalingStore::add_rates`](super::store::ScalingStore::add_rates)),
+//! where all pods' counts add up to the deployment's rate: shared, bounded to
+//! [`KEEP_MINUTES`], and kept across restarts when the store is Postgres. The pod also keeps
+//! its own last [`LOCAL_MINUTES`] for `/performance/health`.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Minutes kept (two weeks: enough for daily seasonality with room to fit).
-pub const KEEP_MINUTES: usize = 14 * 24 * 60;
+/// Minutes the store keeps (two weeks: enough for daily seasonality with room to fit).
+pub const KEEP_MINUTES: u64 = 14 * 24 * 60;
+/// Minutes a pod keeps of its own counts.
+pub const LOCAL_MINUTES: usize = 120;
 
-/// Requests per minute.
+/// One minute's count: (minute since the epoch, requests).
+pub type MinuteCount = (u64, u64);
+
+/// Requests per minute of this process.
 #[derive(Debug, Default)]
 pub struct RateHistory {
     /// The minute being counted and its count, kept apart so a request costs two atomic
     /// operations; the lock is taken once a minute.
     minute: AtomicU64,
     count: AtomicU64,
-    minutes: Mutex<VecDeque<(u64, u64)>>,
+    closed: Mutex<Closed>,
+}
+
+#[derive(Debug, Default)]
+struct Closed {
+    /// The last [`LOCAL_MINUTES`] closed minutes with requests.
+    recent: VecDeque<MinuteCount>,
+    /// Closed minutes not yet in the store (bounded: a store that is down for two weeks
+    /// loses the oldest).
+    unsent: VecDeque<MinuteCount>,
+}
+
+impl Closed {
+    fn push(&mut self, minute: MinuteCount) {
+        self.recent.push_back(minute);
+        while self.recent.len() > LOCAL_MINUTES {
+            self.recent.pop_front();
+        }
+        self.unsent.push_back(minute);
+        while self.unsent.len() as u64 > KEEP_MINUTES {
+            self.unsent.pop_front();
+        }
+    }
 }
 
 impl RateHistory {
+    fn closed(&self) -> std::sync::MutexGuard<'_, Closed> {
+        self.closed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Counts one request at `now_ms` (ms since the epoch).
     pub fn record(&self, now_ms: u64) {
         let minute = now_ms / 60_000;
@@ -26,7 +60,7 @@ impl RateHistory {
             self.count.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let mut m = self.minutes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut closed = self.closed();
         let open = self.minute.load(Ordering::Relaxed);
         if open == minute {
             self.count.fetch_add(1, Ordering::Relaxed);
@@ -37,59 +71,115 @@ impl RateHistory {
         }
         let count = self.count.swap(1, Ordering::Relaxed);
         if open > 0 && count > 0 {
-            m.push_back((open, count));
-            while m.len() > KEEP_MINUTES {
-                m.pop_front();
-            }
+            closed.push((open, count));
         }
         self.minute.store(minute, Ordering::Relaxed);
     }
 
-    /// Requests per minute up to (not including) the minute of `now_ms`, oldest first, with
-    /// empty minutes as zero; at most [`KEEP_MINUTES`] values.
-    pub fn series(&self, now_ms: u64) -> Vec<f64> {
+    /// Closes the open minute when `now_ms` is past it (a quiet pod's last busy minute would
+    /// otherwise wait for its next request).
+    fn close(&self, closed: &mut Closed, now_ms: u64) {
         let current = now_ms / 60_000;
-        let mut m: Vec<(u64, u64)> = self
-            .minutes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .copied()
-            .collect();
         let open = self.minute.load(Ordering::Relaxed);
-        if open > 0 && open < current {
-            m.push((open, self.count.load(Ordering::Relaxed)));
+        if open == 0 || open >= current {
+            return;
         }
-        let Some(&(first, _)) = m.first() else {
-            return Vec::new();
-        };
-        let start = first.max(current.saturating_sub(KEEP_MINUTES as u64));
-        let mut out = vec![0.0; usize::try_from(current.saturating_sub(start)).unwrap_or(0)];
-        for &(minute, count) in m.iter() {
-            if minute >= start && minute < current {
-                out[usize::try_from(minute - start).unwrap_or(0)] = count as f64;
-            }
+        let count = self.count.swap(0, Ordering::Relaxed);
+        if count > 0 {
+            closed.push((open, count));
         }
-        out
+        self.minute.store(current, Ordering::Relaxed);
     }
+
+    /// The closed minutes the store has not had yet, oldest first; hand them back with
+    /// [`unsent`](Self::unsent) when the store fails.
+    pub fn take_unsent(&self, now_ms: u64) -> Vec<MinuteCount> {
+        let mut closed = self.closed();
+        self.close(&mut closed, now_ms);
+        closed.unsent.drain(..).collect()
+    }
+
+    /// Puts minutes the store did not take back in front of any closed since.
+    pub fn unsent(&self, minutes: Vec<MinuteCount>) {
+        let mut closed = self.closed();
+        for m in minutes.into_iter().rev() {
+            closed.unsent.push_front(m);
+        }
+        while closed.unsent.len() as u64 > KEEP_MINUTES {
+            closed.unsent.pop_front();
+        }
+    }
+
+    /// This process's requests per minute over its last [`LOCAL_MINUTES`], up to (not
+    /// including) the minute of `now_ms`.
+    pub fn series(&self, now_ms: u64) -> Vec<f64> {
+        let mut closed = self.closed();
+        self.close(&mut closed, now_ms);
+        let minutes: Vec<MinuteCount> = closed.recent.iter().copied().collect();
+        drop(closed);
+        series_of(&minutes, now_ms / 60_000, LOCAL_MINUTES as u64)
+    }
+}
+
+/// Per-minute counts (ascending minutes) as a series of the minutes before `until`, from the
+/// first counted minute but at most `keep` long, with minutes without requests as zero.
+pub fn series_of(minutes: &[MinuteCount], until: u64, keep: u64) -> Vec<f64> {
+    let Some(&(first, _)) = minutes.first() else {
+        return Vec::new();
+    };
+    let start = first.max(until.saturating_sub(keep));
+    let mut out = vec![0.0; usize::try_from(until.saturating_sub(start)).unwrap_or(0)];
+    for &(minute, count) in minutes {
+        if minute >= start && minute < until {
+            out[usize::try_from(minute - start).unwrap_or(0)] += count as f64;
+        }
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const MINUTE: u64 = 60_000;
+
     #[test]
     fn minutes_are_counted_and_gaps_are_zero() {
         let h = RateHistory::default();
-        let minute = 60_000;
         for _ in 0..3 {
-            h.record(10 * minute + 5);
+            h.record(10 * MINUTE + 5);
         }
-        h.record(12 * minute);
-        h.record(12 * minute + 59_999);
-        assert_eq!(h.series(13 * minute), vec![3.0, 0.0, 2.0]);
+        h.record(12 * MINUTE);
+        h.record(12 * MINUTE + 59_999);
         // The current minute is still filling: not part of the series.
-        h.record(13 * minute + 1);
-        assert_eq!(h.series(13 * minute + 2), vec![3.0, 0.0, 2.0]);
+        h.record(13 * MINUTE + 1);
+        assert_eq!(h.series(13 * MINUTE + 2), vec![3.0, 0.0, 2.0]);
+        // A quiet pod's last minute closes when time passes it.
+        assert_eq!(h.series(15 * MINUTE), vec![3.0, 0.0, 2.0, 1.0, 0.0]);
+    }
+
+    #[test]
+    fn closed_minutes_go_to_the_store_once_and_come_back_on_failure() {
+        let h = RateHistory::default();
+        h.record(10 * MINUTE);
+        h.record(10 * MINUTE + 1);
+        h.record(11 * MINUTE);
+        assert_eq!(h.take_unsent(11 * MINUTE + 5), vec![(10, 2)]);
+        assert_eq!(h.take_unsent(11 * MINUTE + 6), vec![]);
+        // The store failed: minute 10 comes back ahead of minute 11, closed since.
+        h.unsent(vec![(10, 2)]);
+        assert_eq!(h.take_unsent(12 * MINUTE), vec![(10, 2), (11, 1)]);
+        // Requests after the close count in their own minute.
+        h.record(12 * MINUTE + 1);
+        assert_eq!(h.take_unsent(13 * MINUTE), vec![(12, 1)]);
+    }
+
+    #[test]
+    fn a_series_is_bounded_and_sums_counts_of_one_minute() {
+        let rows = [(5, 1), (7, 2), (7, 3), (9, 4)];
+        assert_eq!(series_of(&rows, 10, 100), vec![1.0, 0.0, 5.0, 0.0, 4.0]);
+        assert_eq!(series_of(&rows, 10, 3), vec![5.0, 0.0, 4.0]);
+        assert_eq!(series_of(&rows, 9, 100), vec![1.0, 0.0, 5.0, 0.0]);
+        assert!(series_of(&[], 10, 3).is_empty());
     }
 }

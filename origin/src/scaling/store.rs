@@ -1,6 +1,8 @@
 //! Where scaling state lives, behind one narrow trait: scheduled events, emergency scale-ups,
-//! the audit log and the controller lease. Postgres (on the primary) when configured, so a
-//! restart — or another origin pod — keeps the schedule; in process otherwise.
+//! the audit log, the controller lease and the deployment's request rate per minute (every
+//! pod's counts added up, for the forecast). Postgres (on the primary) when configured, so a
+//! restart — or another origin pod — keeps the schedule and the rate history; in process
+//! otherwise.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -12,6 +14,7 @@ use surge_shared::admin::{
 };
 use time::OffsetDateTime;
 
+use super::history::{KEEP_MINUTES, MinuteCount};
 use crate::db::StoreFuture;
 use crate::db::pool::DbPool;
 
@@ -64,6 +67,11 @@ pub trait ScalingStore: Send + Sync + 'static {
     /// Takes or renews the controller lease for `holder` until `now + lease`; false while
     /// another holder's lease runs.
     fn lead(&self, holder: &str, now: OffsetDateTime, lease: Duration) -> StoreFuture<'_, bool>;
+    /// Adds one pod's closed minutes to the deployment's counts, then forgets minutes more
+    /// than [`KEEP_MINUTES`] before the newest.
+    fn add_rates(&self, minutes: Vec<MinuteCount>) -> StoreFuture<'_, ()>;
+    /// The deployment's counts from minute `since` on, ascending.
+    fn rates(&self, since: u64) -> StoreFuture<'_, Vec<MinuteCount>>;
 }
 
 fn unix_ms(t: OffsetDateTime) -> i64 {
@@ -102,6 +110,7 @@ struct Memory {
     events: BTreeMap<String, ScheduledEvent>,
     emergencies: Vec<EmergencyScale>,
     audit: Vec<AuditEntry>,
+    rates: BTreeMap<u64, u64>,
 }
 
 impl MemoryScalingStore {
@@ -250,6 +259,26 @@ impl ScalingStore for MemoryScalingStore {
         // One process, one controller.
         Box::pin(async { Ok(true) })
     }
+
+    fn add_rates(&self, minutes: Vec<MinuteCount>) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.with(|m| {
+                for (minute, count) in minutes {
+                    *m.rates.entry(minute).or_default() += count;
+                }
+                if let Some((&newest, _)) = m.rates.last_key_value() {
+                    m.rates = m.rates.split_off(&newest.saturating_sub(KEEP_MINUTES));
+                }
+            });
+            Ok(())
+        })
+    }
+
+    fn rates(&self, since: u64) -> StoreFuture<'_, Vec<MinuteCount>> {
+        Box::pin(async move {
+            Ok(self.with(|m| m.rates.range(since..).map(|(&k, &v)| (k, v)).collect()))
+        })
+    }
 }
 
 /// The Postgres store; every statement runs on the primary.
@@ -302,6 +331,14 @@ fn emergency_of(row: &tokio_postgres::Row) -> EmergencyScale {
 
 const EVENT_COLUMNS: &str = "name, starts_at, ends_at, targets, warm_cache, state";
 const EMERGENCY_COLUMNS: &str = "id, targets, reason, started_at, expires_at, reverted";
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn to_u64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
 
 fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -506,6 +543,50 @@ impl ScalingStore for PgScalingStore {
                 )
                 .await?;
             Ok(n == 1)
+        })
+    }
+
+    fn add_rates(&self, minutes: Vec<MinuteCount>) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let Some(newest) = minutes.iter().map(|&(m, _)| m).max() else {
+                return Ok(());
+            };
+            let (keys, counts): (Vec<i64>, Vec<i64>) =
+                minutes.iter().map(|&(m, c)| (to_i64(m), to_i64(c))).unzip();
+            let mut conn = self.primary.get().await?;
+            let tx = conn.transaction().await?;
+            // One statement per flush: the counts of every minute in the batch are added to
+            // what other pods stored, in one round trip.
+            tx.execute(
+                "INSERT INTO scaling_rates (minute, requests) \
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[]) \
+                 ON CONFLICT (minute) DO UPDATE SET requests = scaling_rates.requests + EXCLUDED.requests",
+                &[&keys, &counts],
+            )
+            .await?;
+            tx.execute(
+                "DELETE FROM scaling_rates WHERE minute < $1",
+                &[&to_i64(newest.saturating_sub(KEEP_MINUTES))],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn rates(&self, since: u64) -> StoreFuture<'_, Vec<MinuteCount>> {
+        Box::pin(async move {
+            let conn = self.primary.get().await?;
+            let rows = conn
+                .query(
+                    "SELECT minute, requests FROM scaling_rates WHERE minute >= $1 ORDER BY minute",
+                    &[&to_i64(since)],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| (to_u64(r.get(0)), to_u64(r.get(1))))
+                .collect())
         })
     }
 }

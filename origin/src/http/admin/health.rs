@@ -134,7 +134,8 @@ pub(super) async fn stats(State(state): State<Arc<AppState>>) -> Json<Value> {
     }))
 }
 
-/// Requests per minute lately and the forecast for the next hour (daily seasonality).
+/// This pod's requests per minute over its last two hours and the forecast for the next hour
+/// from them (the deployment-wide history the predictive floor reads is in the scaling store).
 fn traffic(state: &AppState) -> Value {
     let series = state.rates.series(now_ms());
     let next_hour = forecast(&series, 24 * 60, 60);
