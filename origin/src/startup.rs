@@ -267,9 +267,9 @@ async fn start_scaler(
             if let Err(e) = scaler.tick().await {
                 tracing::warn!("scaling tick: {e}");
             }
-            let every = scaler.every();
+            let wake = scaler.next_wake().await;
             drop(scaler);
-            tokio::time::sleep(every).await;
+            tokio::time::sleep(wake).await;
         }
     });
     Ok(scaler)

@@ -42,10 +42,14 @@ const RECENT_EMERGENCIES: usize = 10;
 const RECENT_AUDIT: usize = 20;
 
 /// The floor the forecast of the deployment's per-minute request counts implies for a
-/// workload with HPA ceiling `max`.
+/// workload with HPA ceiling `max`. Never below what the last complete minute needed:
+/// exponential smoothing fitted on a flat history moves only a fraction of a sudden step at
+/// first (in the reaction test it took two minutes more), and a floor under the load just
+/// seen protects nothing.
 pub fn predicted_floor(settings: &PredictiveConfig, series: &[f64], max: u32) -> PredictiveFloor {
     let ahead = forecast(series, DAY_MINUTES, settings.look_ahead_minutes);
-    let peak_rps = ahead.peak() / 60.0;
+    let last = series.last().copied().unwrap_or(0.0);
+    let peak_rps = ahead.peak().max(last) / 60.0;
     PredictiveFloor {
         workload: settings.workload.clone(),
         method: match ahead.method {
@@ -429,6 +433,31 @@ impl Scaler {
         }
     }
 
+    /// How long to sleep before the next tick: the tick period, or less when an event starts
+    /// or ends, or an emergency expires, sooner — so a scheduled floor is in place at its
+    /// start to the millisecond rather than up to a tick late.
+    pub async fn next_wake(&self) -> Duration {
+        let at = now();
+        let mut wake = at + self.config.tick;
+        if let Ok(events) = self.store.events().await {
+            for e in &events {
+                for boundary in [e.request.start, e.request.end] {
+                    if boundary > at && boundary < wake {
+                        wake = boundary;
+                    }
+                }
+            }
+        }
+        if let Ok(emergencies) = self.store.emergencies(0).await {
+            for e in &emergencies {
+                if e.expires > at && e.expires < wake {
+                    wake = e.expires;
+                }
+            }
+        }
+        Duration::try_from(wake - at).unwrap_or(self.config.tick)
+    }
+
     async fn audit_floor(&self, before: &Workload, floor: &Floor) {
         let base = before.base_min();
         if floor.replicas > base {
@@ -533,6 +562,22 @@ mod tests {
         assert_eq!(predicted_floor(&settings(), &busy, 20).floor, 20);
         let idle = vec![0.0; 30];
         assert_eq!(predicted_floor(&settings(), &idle, 20).floor, 1);
+    }
+
+    #[test]
+    fn a_sudden_step_raises_the_floor_at_the_first_complete_minute() {
+        // Half an hour flat at 5 req/s, then one minute at 50: the smoothed forecast has
+        // barely moved, the floor still covers the minute just seen.
+        let mut series = vec![300.0; 30];
+        series.push(3_000.0);
+        let floor = predicted_floor(&settings(), &series, 50);
+        assert!(floor.peak_rps >= 50.0, "{floor:?}");
+        assert_eq!(floor.floor, 1);
+        let per_pod_5 = PredictiveConfig {
+            per_pod_rps: 5.0,
+            ..settings()
+        };
+        assert_eq!(predicted_floor(&per_pod_5, &series, 50).floor, 10);
     }
 
     #[test]
