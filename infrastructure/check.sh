@@ -6,7 +6,9 @@
 #  2. core Kubernetes objects pass `kubernetes-validate --strict`;
 #  3. custom resources (KEDA, VPA, Istio, CloudNativePG, prometheus-operator, SpinKube,
 #     redis-operator) pass their CRD schemas (validate/crds.mjs);
-#  4. `checkov --framework kubernetes` passes with the skip list below;
+#  4. every workload on the `data` node pool selects it and is never evicted by the cluster
+#     autoscaler (validate/data-pool.mjs); `checkov --framework kubernetes` passes with the
+#     skip list below;
 #  5. the PrometheusRule's groups pass `promtool check rules` and the alert unit tests
 #     `promtool test rules`;
 #  6. Alertmanager's configuration passes `amtool check-config`, and pages and tickets reach
@@ -45,6 +47,9 @@ echo "ok"
 
 step "custom resources against their CRD schemas"
 node validate/crds.mjs "$out"/rendered/*.yaml || fail "custom resources"
+
+step "the data pool is never scaled down"
+node validate/data-pool.mjs "$out"/rendered/*.yaml || fail "data pool"
 
 step "checkov"
 # Skipped, with reasons:

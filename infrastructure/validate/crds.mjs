@@ -1,5 +1,6 @@
-// Validates custom resources (KEDA, VPA, Istio, CloudNativePG, prometheus-operator) against
-// the schemas of their CRDs as packaged by kubernetes-models (npm), and the kinds no package
+// Validates custom resources (KEDA, VPA, Istio, Gateway API, CloudNativePG,
+// prometheus-operator) against the schemas of their CRDs as packaged by kubernetes-models
+// (npm), and the kinds no package
 // covers (SpinKube's SpinApp, redis-operator's CRs) against the schemas in
 // infrastructure/schemas/. Core Kubernetes kinds are skipped here (kubernetes-validate checks
 // them); any other kind is an error, so nothing goes unchecked.
@@ -22,7 +23,8 @@ const CORE = new Set([
 const PACKAGES = {
   "keda.sh/v1alpha1": "@kubernetes-models/keda/keda.sh/v1alpha1",
   "autoscaling.k8s.io/v1": "@kubernetes-models/autoscaler/autoscaling.k8s.io/v1",
-  "networking.istio.io/v1beta1": "@kubernetes-models/istio/networking.istio.io/v1beta1",
+  "networking.istio.io/v1": "@kubernetes-models/istio/networking.istio.io/v1",
+  "gateway.networking.k8s.io/v1": "@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1",
   "postgresql.cnpg.io/v1": "@kubernetes-models/cloudnative-pg/postgresql.cnpg.io/v1",
   "monitoring.coreos.com/v1": "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1",
 };

@@ -55,6 +55,8 @@ pub struct Config {
     pub database: Option<DatabaseConfig>,
     /// Redis for L2 and the backplane (`REDIS_URL`); L1 only without it.
     pub redis: Option<RedisTarget>,
+    /// A `noeviction` Redis for tag and write versions (`REDIS_STATE_URL`); `redis`'s otherwise.
+    pub redis_state: Option<RedisTarget>,
     /// A certificate authority for `rediss://` (`REDIS_CA_FILE`).
     pub redis_ca: Option<std::sync::Arc<[u8]>>,
     /// L1 bounds.
@@ -89,6 +91,7 @@ impl std::fmt::Debug for Config {
             .field("edge_keys", &self.edge_keys)
             .field("database", &self.database)
             .field("redis", &self.redis)
+            .field("redis_state", &self.redis_state)
             .field("redis_ca", &self.redis_ca.as_ref().map(|_| "REDIS_CA_FILE"))
             .field("l1", &self.l1)
             .field("cloudflare", &self.cloudflare)
@@ -125,6 +128,8 @@ impl Config {
     /// Reads every subsystem's settings through `s` and checks how they fit together.
     fn read(s: &Settings<'_>) -> Result<Self, ConfigError> {
         let database = crate::db::config::read(s)?;
+        let redis = crate::cache::config::redis(s)?;
+        let redis_state = crate::cache::config::redis_state(s, redis.as_ref())?;
         let config = Self {
             listen: listen(s, "SURGE_LISTEN", DEFAULT_LISTEN)?,
             admin_listen: listen(s, "SURGE_ADMIN_LISTEN", DEFAULT_ADMIN_LISTEN)?,
@@ -167,7 +172,8 @@ impl Config {
             },
             domain: crate::domain::config::read(s, database.is_some())?,
             database,
-            redis: crate::cache::config::redis(s)?,
+            redis,
+            redis_state,
             redis_ca: crate::cache::config::redis_ca(s)?,
             l1: crate::cache::config::l1(s)?,
             cloudflare: crate::cdn::config::read(s)?,
@@ -282,6 +288,7 @@ mod tests {
             ],
             &[
                 ("REDIS_URL", "redis://127.0.0.1:6379"),
+                ("REDIS_STATE_URL", "redis://127.0.0.1:6380"),
                 ("CLOUDFLARE_API_TOKEN", "token-0123456789abcdef0123"),
                 ("CLOUDFLARE_ZONE_ID", "0123456789abcdef0123456789abcdef"),
                 ("SURGE_KUBE", "in-cluster"),
@@ -442,6 +449,17 @@ mod tests {
             ),
             (&[("SURGE_EDGE_KEYS", "k1:short")], "SURGE_EDGE_KEYS"),
             (&[("REDIS_URL", "http://x")], "REDIS_URL"),
+            (
+                &[("REDIS_STATE_URL", "redis://127.0.0.1:6380")],
+                "REDIS_STATE_URL",
+            ),
+            (
+                &[
+                    ("REDIS_URL", "redis://127.0.0.1:6379"),
+                    ("REDIS_STATE_URL", "http://x"),
+                ],
+                "REDIS_STATE_URL",
+            ),
             (&[("CLOUDFLARE_API_TOKEN", token)], "CLOUDFLARE_ZONE_ID"),
             (
                 &[

@@ -53,6 +53,7 @@ pub async fn start(config: Config, traces: SpanTrees) -> Result<Arc<AppState>, S
     let cache = HybridCache::new(CacheConfig {
         instance: format!("{}-{}-{}", config.region, std::process::id(), now_ms()),
         redis: config.redis.clone(),
+        redis_state: config.redis_state.clone(),
         redis_ca: config.redis_ca.clone(),
         cascade: config.policy.cascade.clone(),
         l1: config.l1,

@@ -22,7 +22,7 @@ locals {
     automatic_https_rewrites = "on"
     http3                    = "on"
     early_hints              = "on"
-    tls_client_auth          = "on" # authenticated origin pulls; the ingress checks the client certificate
+    tls_client_auth          = "on" # authenticated origin pulls; the gateway checks the client certificate
     security_level           = "medium"
     browser_check            = "on"
   }
@@ -57,7 +57,7 @@ resource "cloudflare_dns_record" "origin" {
   content  = var.origin_addresses[each.key]
   proxied  = true
   ttl      = 1
-  comment  = "Origin region ${each.key} (ingress load balancer)."
+  comment  = "Origin region ${each.key} (gateway load balancer)."
 }
 
 # --- Rulesets (generated from shared/policy) ----------------------------------------------

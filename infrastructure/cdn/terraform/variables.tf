@@ -14,7 +14,7 @@ variable "zone_name" {
 }
 
 variable "origins" {
-  description = "Origin region name => the ingress host name of that region's cluster (origin.<region>.vote.example)."
+  description = "Origin region name => the gateway host name of that region's cluster (origin.<region>.vote.example)."
   type        = map(string)
   default = {
     "eu-west" = "origin-eu-west.vote.example"
@@ -23,7 +23,7 @@ variable "origins" {
 }
 
 variable "origin_addresses" {
-  description = "Origin region name => the public address of its ingress load balancer."
+  description = "Origin region name => the public address of its gateway load balancer."
   type        = map(string)
 }
 

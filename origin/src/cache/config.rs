@@ -14,6 +14,27 @@ pub fn redis(s: &Settings<'_>) -> Result<Option<RedisTarget>, ConfigError> {
         .transpose()
 }
 
+/// The Redis for state that must never be evicted (`REDIS_STATE_URL`): tag versions and the
+/// write-version counter. `None`: they live beside the entries in `REDIS_URL`'s Redis.
+pub fn redis_state(
+    s: &Settings<'_>,
+    cache: Option<&RedisTarget>,
+) -> Result<Option<RedisTarget>, ConfigError> {
+    let Some(text) = s.secret("REDIS_STATE_URL")? else {
+        return Ok(None);
+    };
+    if cache.is_none() {
+        return Err(fail(
+            "REDIS_STATE_URL",
+            "is set without REDIS_URL: the state Redis holds the versions of an L2 cache; set \
+             REDIS_URL too, or unset REDIS_STATE_URL",
+        ));
+    }
+    RedisTarget::parse(&text)
+        .map(Some)
+        .map_err(|e| fail("REDIS_STATE_URL", e))
+}
+
 /// A certificate authority (PEM, `REDIS_CA_FILE`) trusted besides the platform's roots for
 /// `rediss://` URLs.
 pub fn redis_ca(s: &Settings<'_>) -> Result<Option<Arc<[u8]>>, ConfigError> {

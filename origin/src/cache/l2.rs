@@ -3,6 +3,12 @@
 //! through the circuit breaker; a failed operation is reported as `None` and counted, never a
 //! panic.
 //!
+//! The versions (`{surge}:tagv`, `{surge}:fence`) are state, not cache: evicting them would
+//! make a purged entry look current again and reset the fencing tokens. With a state Redis
+//! (`REDIS_STATE_URL`, `maxmemory-policy noeviction`) they live there, and the cache Redis
+//! may evict entries and locks freely (`allkeys-lru`); without one, they share the cache
+//! Redis, which then must not evict them.
+//!
 //! Key layout (every multi-key structure lives in one hash slot, so it works on a cluster):
 //! - `surge:v1:e:<key>` — an entry: hash `{d: encoded entry, v: write version}`;
 //! - `{surge}:tagv` — hash of tag → version (tag invalidation is one `HINCRBY` per tag);
@@ -218,6 +224,8 @@ pub enum Release {
 #[derive(Clone)]
 pub struct L2 {
     conn: Conn,
+    /// Where the versions live when they have a Redis of their own.
+    state: Option<Arc<L2>>,
     target: RedisTarget,
     ca: Option<Arc<[u8]>>,
     breaker: Arc<Breaker>,
@@ -266,12 +274,32 @@ impl L2 {
         };
         Ok(Self {
             conn,
+            state: None,
             target,
             ca,
             breaker: Arc::new(Breaker::new(3, Duration::from_secs(1))),
             timeout,
             stats,
         })
+    }
+
+    /// Keeps the tag versions and the write-version counter in `state` (a `noeviction`
+    /// Redis) instead of this one.
+    pub fn with_state(mut self, state: L2) -> Self {
+        self.state = Some(Arc::new(state));
+        self
+    }
+
+    /// The Redis holding the versions: the state Redis, or this one.
+    fn versions(&self) -> &L2 {
+        self.state.as_deref().unwrap_or(self)
+    }
+
+    /// Whether this Redis and the state Redis (if any) are both in use: their breakers are
+    /// closed.
+    pub fn healthy(&self) -> bool {
+        let closed = |l2: &L2| matches!(l2.breaker.state(), super::circuit::BreakerState::Closed);
+        closed(self) && self.state.as_deref().is_none_or(closed)
     }
 
     /// The target.
@@ -398,7 +426,7 @@ impl L2 {
     pub async fn next_version(&self) -> Option<u64> {
         let mut cmd = redis::cmd("INCR");
         cmd.arg(FENCE);
-        self.query(cmd).await
+        self.versions().query(cmd).await
     }
 
     /// Current versions of `tags` (0 for never invalidated).
@@ -408,21 +436,22 @@ impl L2 {
         }
         let mut cmd = redis::cmd("HMGET");
         cmd.arg(TAG_VERSIONS).arg(tags);
-        let values: Vec<Option<u64>> = self.query(cmd).await?;
+        let values: Vec<Option<u64>> = self.versions().query(cmd).await?;
         Some(values.into_iter().map(Option::unwrap_or_default).collect())
     }
 
     /// Invalidates `tags`: one `HINCRBY` each, in one round trip; returns the new versions.
     pub async fn bump_tags(&self, tags: &[String]) -> Option<Vec<u64>> {
-        self.run(|mut c| async move {
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            for tag in tags {
-                pipe.cmd("HINCRBY").arg(TAG_VERSIONS).arg(tag).arg(1);
-            }
-            pipe.query_async::<Vec<u64>>(&mut c).await
-        })
-        .await
+        self.versions()
+            .run(|mut c| async move {
+                let mut pipe = redis::pipe();
+                pipe.atomic();
+                for tag in tags {
+                    pipe.cmd("HINCRBY").arg(TAG_VERSIONS).arg(tag).arg(1);
+                }
+                pipe.query_async::<Vec<u64>>(&mut c).await
+            })
+            .await
     }
 
     /// Tries to take the lock of `key` with `token` for `ttl` (callers hold it through

@@ -87,6 +87,9 @@ pub struct CacheConfig {
     pub l1: L1Limits,
     /// Redis, if any (L1-only without).
     pub redis: Option<RedisTarget>,
+    /// A `noeviction` Redis for the tag versions and the write-version counter, apart from
+    /// the evictable entries; `None`: they live in `redis`.
+    pub redis_state: Option<RedisTarget>,
     /// A certificate authority (PEM) trusted besides the platform's roots for `rediss://`.
     pub redis_ca: Option<Arc<[u8]>>,
     /// Timeout of one Redis operation.
@@ -103,6 +106,7 @@ impl Default for CacheConfig {
             instance: format!("origin-{}-{}", std::process::id(), now_ms()),
             l1: L1Limits::default(),
             redis: None,
+            redis_state: None,
             redis_ca: None,
             redis_timeout: Duration::from_millis(500),
             defaults: EntryOptions::default(),
@@ -179,13 +183,19 @@ impl Inner {
             message: "no Redis configured".into(),
             unreachable: false,
         })?;
-        L2::connect(
-            target,
-            self.config.redis_ca.clone(),
-            self.config.redis_timeout,
-            self.stats.clone(),
-        )
-        .await
+        let connect = |target| {
+            L2::connect(
+                target,
+                self.config.redis_ca.clone(),
+                self.config.redis_timeout,
+                self.stats.clone(),
+            )
+        };
+        let l2 = connect(target).await?;
+        match self.config.redis_state.clone() {
+            None => Ok(l2),
+            Some(state) => Ok(l2.with_state(connect(state).await?)),
+        }
     }
 
     /// Puts `l2` to use and starts the backplane subscriber. Attached `late`, L1 and the
@@ -252,11 +262,7 @@ impl HybridCache {
     /// (`None` without Redis configured).
     pub fn l2_available(&self) -> Option<bool> {
         self.inner.config.redis.as_ref()?;
-        Some(
-            self.inner
-                .l2()
-                .is_some_and(|l2| matches!(l2.breaker().state(), circuit::BreakerState::Closed)),
-        )
+        Some(self.inner.l2().is_some_and(L2::healthy))
     }
 
     /// The L2 tier, when configured (for diagnostics and tests).

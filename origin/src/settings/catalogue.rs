@@ -164,6 +164,11 @@ pub const SETTINGS: &[Setting] = &[
         meaning: "redis://host:port, or redis+cluster://h1:p1,h2:p2; several URLs (comma-separated) are a cluster's seed nodes; rediss://user:password@host:port speaks TLS as an ACL user (a secret: REDIS_URL_FILE works too)",
     },
     Setting {
+        var: "REDIS_STATE_URL",
+        default: "unset: REDIS_URL's Redis",
+        meaning: "a Redis with maxmemory-policy noeviction for what must never be evicted: the tag versions and the write-version counter (and the write-behind stream); same forms as REDIS_URL, needs REDIS_URL (a secret: REDIS_STATE_URL_FILE works too)",
+    },
+    Setting {
         var: "REDIS_CA_FILE",
         default: "unset: the platform's roots",
         meaning: "a CA (PEM) trusted for rediss:// besides the platform's roots",
