@@ -1,7 +1,9 @@
 //! Surge's benchmarks: inputs shaped like election-night traffic, shared by the criterion
-//! suites in `benches/`, and the `surge-load` load generator (`load`).
+//! suites in `benches/`, the `surge-load` load generator (`load`), and the surge replay
+//! through the HPA algorithm (`simulate`).
 
 pub mod load;
+pub mod simulate;
 
 /// The runtime the async benches share: two workers, like the machine they are measured on.
 pub fn runtime() -> tokio::runtime::Runtime {

@@ -15,6 +15,8 @@ use surge_bench::load::report::Report;
 use surge_bench::load::runner::{RunSettings, run};
 use surge_bench::load::scenario::Scenario;
 use surge_bench::load::threshold::{Threshold, broken};
+use surge_bench::simulate::surge::Surge;
+use surge_bench::simulate::{Strategy, chart, simulate, table as surge_table};
 
 #[derive(Parser)]
 #[command(
@@ -120,6 +122,26 @@ enum Command {
     CapacityModel {
         #[command(flatten)]
         inputs: ModelInputs,
+    },
+    /// Replay a traffic curve (bench/surges/*.toml) through the HPA v2 algorithm under the
+    /// scaling strategies; print minutes over capacity, peak pods and pod-hours.
+    Simulate {
+        /// Surge file (TOML), e.g. bench/surges/election-day.toml.
+        #[arg(long)]
+        scenario: PathBuf,
+        /// Strategies to compare (repeat the flag; all three by default).
+        #[arg(long, value_enum)]
+        strategy: Vec<Strategy>,
+        /// Time from pod creation to ready (overrides the file's `pods.start`).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        pod_start: Option<Duration>,
+        /// Requests/s one pod serves within the SLA (overrides `pods.rps`; measure it with
+        /// `surge-load capacity`).
+        #[arg(long)]
+        pod_rps: Option<f64>,
+        /// Write the HTML chart here.
+        #[arg(long)]
+        html: Option<PathBuf>,
     },
 }
 
@@ -232,6 +254,38 @@ async fn main_result(cli: Cli) -> Result<bool, String> {
         Command::CapacityModel { inputs } => {
             inputs.validate()?;
             print!("{}", inputs.solve().table());
+            Ok(true)
+        }
+        Command::Simulate {
+            scenario,
+            strategy,
+            pod_start,
+            pod_rps,
+            html,
+        } => {
+            let text = std::fs::read_to_string(&scenario)
+                .map_err(|e| format!("cannot read {}: {e}", scenario.display()))?;
+            let mut surge =
+                Surge::from_toml(&text).map_err(|e| format!("{}: {e}", scenario.display()))?;
+            if let Some(start) = pod_start {
+                surge.pods.start = start;
+            }
+            if let Some(rps) = pod_rps {
+                if !(rps.is_finite() && rps > 0.0) {
+                    return Err(format!("--pod-rps {rps}: give a positive rate"));
+                }
+                surge.pods.rps = rps;
+            }
+            let strategies = if strategy.is_empty() {
+                Strategy::ALL.to_vec()
+            } else {
+                strategy
+            };
+            let outcomes: Vec<_> = strategies.iter().map(|&s| simulate(&surge, s)).collect();
+            print!("{}", surge_table(&surge, &outcomes));
+            if let Some(path) = html {
+                write(&path, &chart::html(&surge, &outcomes))?;
+            }
             Ok(true)
         }
     }
