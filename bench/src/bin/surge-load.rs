@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use surge_bench::load::capacity::{CapacitySettings, capacity};
 use surge_bench::load::compare::{compare, table};
 use surge_bench::load::credentials::Credentials;
+use surge_bench::load::k6;
 use surge_bench::load::model::ModelInputs;
 use surge_bench::load::report::Report;
 use surge_bench::load::runner::{RunSettings, run};
@@ -122,6 +123,16 @@ enum Command {
     CapacityModel {
         #[command(flatten)]
         inputs: ModelInputs,
+    },
+    /// Write the scenario as a k6 script (same steps, weights, think time, stages, thresholds
+    /// and credentials file) for distributed runs: `k6 run`, or the k6-operator TestRun in
+    /// infrastructure/load/.
+    ExportK6 {
+        #[command(flatten)]
+        target: Target,
+        /// Where to write the script.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Replay a traffic curve (bench/surges/*.toml) through the HPA v2 algorithm under the
     /// scaling strategies; print minutes over capacity, peak pods and pod-hours.
@@ -254,6 +265,33 @@ async fn main_result(cli: Cli) -> Result<bool, String> {
         Command::CapacityModel { inputs } => {
             inputs.validate()?;
             print!("{}", inputs.solve().table());
+            Ok(true)
+        }
+        Command::ExportK6 { target, out } => {
+            let scenario = load_scenario(&target)?;
+            let thresholds = parse_thresholds(&target.thresholds)?;
+            let credentials = match &target.credentials {
+                None => None,
+                Some(path) => {
+                    // Checked here, and absolute: k6 resolves `open()` from the script.
+                    Credentials::read(path)?;
+                    let full = std::fs::canonicalize(path)
+                        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                    Some(full.display().to_string())
+                }
+            };
+            let js = k6::script(
+                &scenario,
+                &thresholds,
+                &k6::Export {
+                    target: target.target.clone(),
+                    credentials,
+                    timeout: target.timeout,
+                    client_ips: target.client_ips,
+                },
+            );
+            write(&out, &js)?;
+            println!("wrote {} (run: k6 run {})", out.display(), out.display());
             Ok(true)
         }
         Command::Simulate {

@@ -8,6 +8,7 @@
 pub mod capacity;
 pub mod compare;
 pub mod credentials;
+pub mod k6;
 pub mod model;
 pub mod report;
 pub mod runner;
