@@ -2,7 +2,8 @@
 # Validates infrastructure/ offline. Run by `cargo xtask infra` (and `cargo xtask test`), which
 # puts the pinned tools `cargo xtask setup` installed on PATH:
 #
-#  1. every kustomize overlay (and the Redis operator variant) renders (`kubectl kustomize`);
+#  1. every kustomize overlay (and the Redis operator variant, and the k6-operator TestRun in
+#     load/) renders (`kubectl kustomize`);
 #  2. core Kubernetes objects pass `kubernetes-validate --strict`;
 #  3. custom resources (KEDA, VPA, Istio, CloudNativePG, prometheus-operator, SpinKube,
 #     redis-operator) pass their CRD schemas (validate/crds.mjs);
@@ -37,6 +38,7 @@ for overlay in scaling/kubernetes/overlays/*/; do
   echo "$name: $(grep -c '^kind:' "$out/rendered/$name.yaml") objects"
 done
 kubectl kustomize scaling/redis/operator >"$out/rendered/redis-operator.yaml" || fail "redis operator manifests do not render"
+kubectl kustomize load >"$out/rendered/load.yaml" || fail "the k6-operator TestRun does not render"
 
 step "kubernetes-validate --strict (core kinds)"
 # Custom kinds have no schema in kubernetes-validate (a warning); step 3 checks them.

@@ -1,7 +1,7 @@
 // Validates custom resources (KEDA, VPA, Istio, Gateway API, CloudNativePG,
 // prometheus-operator) against the schemas of their CRDs as packaged by kubernetes-models
 // (npm), and the kinds no package
-// covers (SpinKube's SpinApp, redis-operator's CRs) against the schemas in
+// covers (SpinKube's SpinApp, redis-operator's CRs, k6-operator's TestRun) against the schemas in
 // infrastructure/schemas/. Core Kubernetes kinds are skipped here (kubernetes-validate checks
 // them); any other kind is an error, so nothing goes unchecked.
 //

@@ -381,6 +381,31 @@ mod tests {
     }
 
     #[test]
+    fn the_k6_operator_script_is_a_fresh_export() {
+        // infrastructure/load/election-day.js is regenerated with
+        // `surge-load export-k6 --scenario bench/scenarios/election-day.toml --target
+        // https://vote.example --threshold 'p99<1000ms' --threshold 'p50<100ms'
+        // --threshold 'errors<0.1%' --out infrastructure/load/election-day.js`.
+        let s = scenario(include_str!("../../scenarios/election-day.toml"));
+        let thresholds =
+            ["p99<1000ms", "p50<100ms", "errors<0.1%"].map(|t| Threshold::parse(t).expect(t));
+        let fresh = script(
+            &s,
+            &thresholds,
+            &Export {
+                target: "https://vote.example".into(),
+                credentials: None,
+                timeout: Duration::from_secs(30),
+                client_ips: None,
+            },
+        );
+        assert!(
+            fresh == include_str!("../../../infrastructure/load/election-day.js"),
+            "infrastructure/load/election-day.js is out of date: regenerate it (command above)"
+        );
+    }
+
+    #[test]
     fn an_open_model_becomes_an_arrival_rate() {
         let s = scenario(include_str!("../../scenarios/election-day-open.toml"));
         let Load::Open { stages, .. } = &s.load else {
