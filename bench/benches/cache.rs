@@ -10,9 +10,11 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use multi_tier_cache::{Bytes, CacheManager, CacheStrategy, L1Cache, L2Cache, MokaCacheConfig};
-use surge_origin::cache::l1::L1Limits;
-use surge_origin::cache::l2::RedisTarget;
+use surge_origin::cache::entry::Entry;
+use surge_origin::cache::l1::{L1, L1Limits};
+use surge_origin::cache::l2::{Read, RedisTarget};
 use surge_origin::cache::options::EntryOptions;
+use surge_origin::cache::stats::Stats;
 use surge_origin::cache::{CacheConfig, HybridCache};
 use surge_shared::{Layer, Layers};
 use surge_testkit::redis::RedisServer;
@@ -151,10 +153,78 @@ fn two_tier_hits(c: &mut Criterion) {
             black_box(cache.get::<String>(&keys[i]).await)
         })
     });
+    // The same keys read from L2 alone (the layers skip L1): the baseline the two-tier path
+    // is held to.
+    let l2_only = EntryOptions {
+        layers: Layers::NONE.with(Layer::L2),
+        ..options.clone()
+    };
+    group.bench_function("surge_get_or_set_l2_only", |b| {
+        b.to_async(&rt).iter(|| async {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % CYCLED_KEYS;
+            black_box(
+                cache
+                    .get_or_set(&keys[i], &l2_only, || async {
+                        Ok::<String, String>(value())
+                    })
+                    .await,
+            )
+        })
+    });
     group.bench_function("multi_tier_cache_get", |b| {
         b.to_async(&rt).iter(|| async {
             let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % CYCLED_KEYS;
             black_box(manager.get(&peer_keys[i]).await)
+        })
+    });
+    group.finish();
+
+    // The parts of that path, on the same keys and Redis: the L1 miss, the Redis read, the
+    // decode, and the promotion into a full 16-entry L1.
+    let l2 = cache.l2().expect("L2 connected");
+    let entries: Vec<std::sync::Arc<Entry>> = rt.block_on(async {
+        let mut out = Vec::new();
+        for key in &keys {
+            let Read::Found(bytes) = l2.get(key).await else {
+                panic!("{key} in L2")
+            };
+            out.push(std::sync::Arc::new(Entry::decode(&bytes).expect("decodes")));
+        }
+        out
+    });
+    let l1 = L1::new(
+        L1Limits {
+            max_items: 16,
+            ..L1Limits::default()
+        },
+        std::sync::Arc::new(Stats::default()),
+    );
+    let mut group = c.benchmark_group("l1_l2_parts_1KiB");
+    group.bench_function("l1_miss", |b| {
+        b.to_async(&rt).iter(|| async {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % CYCLED_KEYS;
+            black_box(l1.get(&keys[i]).await)
+        })
+    });
+    group.bench_function("l2_read", |b| {
+        b.to_async(&rt).iter(|| async {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % CYCLED_KEYS;
+            black_box(l2.get(&keys[i]).await)
+        })
+    });
+    group.bench_function("l2_read_and_decode", |b| {
+        b.to_async(&rt).iter(|| async {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % CYCLED_KEYS;
+            match l2.get(&keys[i]).await {
+                Read::Found(bytes) => black_box(Entry::decode(&bytes).is_ok()),
+                _ => false,
+            }
+        })
+    });
+    group.bench_function("l1_promote_full", |b| {
+        b.to_async(&rt).iter(|| async {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % CYCLED_KEYS;
+            l1.insert(&keys[i], entries[i].clone()).await;
         })
     });
     group.finish();
