@@ -171,6 +171,49 @@ fn two_tier_hits(c: &mut Criterion) {
             )
         })
     });
+    // The two lookups alternating in one timed loop, so the loopback's drift hits both
+    // alike: criterion times the two-tier lookup; the L2-only lookups between them are timed
+    // too, and the ratio of the two totals is printed.
+    let l2_only_total = std::sync::Mutex::new((Duration::ZERO, Duration::ZERO));
+    group.bench_function("surge_get_alternating_with_l2_only", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let (cache, keys, l2_only, next, totals) =
+                (&cache, &keys, &l2_only, &next, &l2_only_total);
+            async move {
+                let (mut two_tier, mut l2) = (Duration::ZERO, Duration::ZERO);
+                for _ in 0..iters {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % CYCLED_KEYS;
+                    let started = std::time::Instant::now();
+                    black_box(cache.get::<String>(&keys[i]).await.ok());
+                    two_tier += started.elapsed();
+                    let j = (i + CYCLED_KEYS / 2) % CYCLED_KEYS;
+                    let started = std::time::Instant::now();
+                    black_box(
+                        cache
+                            .get_or_set(&keys[j], l2_only, || async {
+                                Ok::<String, String>(value())
+                            })
+                            .await
+                            .ok(),
+                    );
+                    l2 += started.elapsed();
+                }
+                let mut t = totals.lock().expect("totals");
+                t.0 += two_tier;
+                t.1 += l2;
+                two_tier
+            }
+        })
+    });
+    let (two_tier, l2) = *l2_only_total.lock().expect("totals");
+    if !l2.is_zero() {
+        println!(
+            "alternating: two-tier / L2-only = {:.3} ({:?} against {:?} in all)",
+            two_tier.as_secs_f64() / l2.as_secs_f64(),
+            two_tier,
+            l2
+        );
+    }
     group.bench_function("multi_tier_cache_get", |b| {
         b.to_async(&rt).iter(|| async {
             let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % CYCLED_KEYS;
