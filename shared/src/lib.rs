@@ -77,7 +77,7 @@ pub use cascade::Cascade;
 pub use geo::GeoTable;
 pub use key::{CacheKey, CanonicalUrl, KeyConfig, KeyError};
 pub use pattern::KeyPattern;
-pub use policy::{CacheClass, Policy, PolicyError, Route};
+pub use policy::{CacheClass, Classified, Policy, PolicyError, Route};
 pub use rate::{Decision, GcraState, Quota};
 pub use status::{CacheStatus, Layer, Layers, Tier};
 pub use tag::{Tag, TagSet};

@@ -344,6 +344,15 @@ pub struct RouteMatch<'a> {
     pub params: Params,
 }
 
+/// A classification that borrows nothing, so it can travel with a request (in its
+/// extensions) and be resolved again against the same policy without matching the path a
+/// second time: the route's place in the policy (or the fallback) and the parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classified {
+    at: Option<usize>,
+    params: Params,
+}
+
 /// Why a policy was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
@@ -525,18 +534,41 @@ impl Policy {
 
     /// The first route whose pattern matches `path`, or the built-in no-store fallback.
     pub fn classify(&self, path: &str) -> RouteMatch<'_> {
+        self.resolve(self.classified(path))
+    }
+
+    /// [`classify`](Self::classify), as a value that borrows nothing; [`resolve`](Self::resolve)
+    /// it against this policy (and only this one).
+    pub fn classified(&self, path: &str) -> Classified {
         self.routes
             .iter()
-            .find_map(|route| {
-                route
-                    .pattern
-                    .matches(path)
-                    .map(|params| RouteMatch { route, params })
+            .enumerate()
+            .find_map(|(at, route)| {
+                route.pattern.matches(path).map(|params| Classified {
+                    at: Some(at),
+                    params,
+                })
             })
-            .unwrap_or_else(|| RouteMatch {
-                route: fallback_route(),
+            .unwrap_or(Classified {
+                at: None,
                 params: Params::new(),
             })
+    }
+
+    /// The route of a classification this policy made.
+    pub fn route_of(&self, classified: &Classified) -> &Route {
+        classified
+            .at
+            .and_then(|at| self.routes.get(at))
+            .unwrap_or_else(|| fallback_route())
+    }
+
+    /// A classification this policy made, as the match it stands for.
+    pub fn resolve(&self, classified: Classified) -> RouteMatch<'_> {
+        RouteMatch {
+            route: self.route_of(&classified),
+            params: classified.params,
+        }
     }
 
     /// The quota a route uses, if any.
@@ -586,6 +618,20 @@ mod tests {
         let vote = policy.classify("/api/elections/7/votes").route;
         assert!(vote.allows(Method::Post) && !vote.allows(Method::Get));
         assert!(policy.quota(vote).is_some());
+    }
+
+    #[test]
+    fn a_classification_resolves_to_the_same_match_without_matching_again() {
+        let policy = Policy::election_default();
+        for path in ["/api/elections/7/results", "/elections/3", "/nowhere", "/"] {
+            let classified = policy.classified(path);
+            assert_eq!(policy.route_of(&classified), policy.classify(path).route);
+            assert_eq!(policy.resolve(classified), policy.classify(path), "{path}");
+        }
+        assert_eq!(
+            policy.route_of(&policy.classified("/nowhere")).name,
+            "unmatched"
+        );
     }
 
     #[test]

@@ -1,10 +1,15 @@
 //! What a request carries, read and checked once: the election id in the path, the voter a
-//! session cookie proves, and the client's address.
+//! session cookie proves, the client's address, and a cacheable GET with the route the
+//! metrics middleware classified it under.
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::ConnectInfo;
-use axum::http::{Extensions, HeaderMap, header};
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{Extensions, HeaderMap, Uri, header};
+use surge_shared::Classified;
 use time::OffsetDateTime;
 
 use surge_shared::session::cookie_name;
@@ -55,4 +60,37 @@ pub fn client_ip(state: &AppState, headers: &HeaderMap, extensions: &Extensions)
                 .map(|c| c.0.ip())
         })
         .unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED))
+}
+
+/// A GET on a route that may be cached, as [`super::respond::cached`] needs it: the URI, the
+/// headers — taken from the request, not copied: nothing reads them after the handler's
+/// extraction — and the route the metrics middleware classified the path under, so the path
+/// is matched once per request.
+#[derive(Debug)]
+pub struct Routed {
+    /// The request's URI.
+    pub uri: Uri,
+    /// Its headers.
+    pub headers: HeaderMap,
+    /// Its route.
+    pub classified: Classified,
+}
+
+impl FromRequestParts<Arc<AppState>> for Routed {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let classified = parts
+            .extensions
+            .remove::<Classified>()
+            .unwrap_or_else(|| state.config.policy.classified(parts.uri.path()));
+        Ok(Self {
+            uri: parts.uri.clone(),
+            headers: std::mem::take(&mut parts.headers),
+            classified,
+        })
+    }
 }

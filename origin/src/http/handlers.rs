@@ -8,13 +8,13 @@ use axum::body::Bytes;
 use std::net::IpAddr;
 
 use axum::extract::{Path, State};
-use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use surge_shared::Tag;
 use time::OffsetDateTime;
 
-use super::extract::{client_ip, election_id, voter};
+use super::extract::{Routed, client_ip, election_id, voter};
 use super::pages;
 use super::respond::{Page, cached, cached_election, no_store, see_other, unavailable};
 use super::state::AppState;
@@ -31,13 +31,9 @@ use surge_shared::admin::ErrorBody;
 /// `GET /api/elections`
 #[utoipa::path(get, path = "/api/elections", tag = "elections",
     responses((status = 200, description = "Every election", body = Vec<Election>), (status = 304, description = "not modified (If-None-Match)"), (status = 503, description = "the database is unavailable; retry after Retry-After", body = ErrorBody)))]
-pub async fn elections(
-    State(state): State<Arc<AppState>>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
+pub async fn elections(State(state): State<Arc<AppState>>, request: Routed) -> Response {
     let store = state.store.clone();
-    cached(&state, &uri, &headers, move || {
+    cached(&state, request, move || {
         let store = store.clone();
         async move { Ok(Page::json(&store.elections().await?)) }
     })
@@ -48,8 +44,7 @@ pub async fn elections(
 async fn by_id<T, F, Fut>(
     state: Arc<AppState>,
     raw: &str,
-    uri: Uri,
-    headers: HeaderMap,
+    request: Routed,
     fetch: F,
 ) -> Result<Response, ApiError>
 where
@@ -63,7 +58,7 @@ where
         async move { Ok(fetched.await?.map(|value| Page::json(&value))) }
     };
     let missing = |id| Page::not_found(&format!("election {id}"));
-    Ok(cached_election(&state, id, &uri, &headers, view, missing).await)
+    Ok(cached_election(&state, id, request, view, missing).await)
 }
 
 /// `GET /api/elections/{id}`
@@ -72,10 +67,9 @@ where
 pub async fn election(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
+    request: Routed,
 ) -> Result<Response, ApiError> {
-    by_id(state, &id, uri, headers, |store, id| async move {
+    by_id(state, &id, request, |store, id| async move {
         store.election(id).await
     })
     .await
@@ -87,10 +81,9 @@ pub async fn election(
 pub async fn ballot(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
+    request: Routed,
 ) -> Result<Response, ApiError> {
-    by_id(state, &id, uri, headers, |store, id| async move {
+    by_id(state, &id, request, |store, id| async move {
         store.ballot(id).await
     })
     .await
@@ -102,10 +95,9 @@ pub async fn ballot(
 pub async fn results(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
+    request: Routed,
 ) -> Result<Response, ApiError> {
-    by_id(state, &id, uri, headers, |store, id| async move {
+    by_id(state, &id, request, |store, id| async move {
         store.results(id).await
     })
     .await

@@ -186,9 +186,13 @@ async fn from_edge(State(state): State<Arc<AppState>>, request: Request, next: N
 
 /// Times a public request, enforces its policy route's body limit, and records it under the
 /// route's name.
-async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let matched = state.config.policy.classify(request.uri().path());
-    let (route, limit) = (matched.route.name.clone(), matched.route.max_body_bytes);
+async fn observe(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
+    let policy = &state.config.policy;
+    let classified = policy.classified(request.uri().path());
+    let matched = policy.route_of(&classified);
+    let (route, limit) = (matched.name.clone(), matched.max_body_bytes);
+    // The handler takes the classification from here instead of matching again.
+    request.extensions_mut().insert(classified);
     record(&state, route, limit, request, next).await
 }
 

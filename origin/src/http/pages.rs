@@ -8,10 +8,10 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::extract::{election_id, voter};
+use super::extract::{Routed, election_id, voter};
 use super::respond::see_other;
 use super::respond::{Page, cached, cached_election};
 use super::state::AppState;
@@ -129,8 +129,8 @@ pub fn login_page_with_error(error: &ApiError) -> Response {
 /// `GET /login`: the login form (the same for everyone; cached like the other pages).
 #[utoipa::path(get, path = "/login", tag = "pages",
     responses((status = 200, description = "The login form", content_type = "text/html", body = String), (status = 304, description = "not modified (If-None-Match)")))]
-pub async fn login(State(state): State<Arc<AppState>>, uri: Uri, headers: HeaderMap) -> Response {
-    cached(&state, &uri, &headers, || async {
+pub async fn login(State(state): State<Arc<AppState>>, request: Routed) -> Response {
+    cached(&state, request, || async {
         Ok(Page::html(200, render_login(None)))
     })
     .await
@@ -291,13 +291,7 @@ pub async fn receipt(
 
 /// Serves one election's HTML page rendered by `render`, through the cache; the HTML 404
 /// when it is missing.
-async fn page<F, Fut>(
-    state: Arc<AppState>,
-    raw: &str,
-    uri: Uri,
-    headers: HeaderMap,
-    render: F,
-) -> Response
+async fn page<F, Fut>(state: Arc<AppState>, raw: &str, request: Routed, render: F) -> Response
 where
     F: Fn(Arc<dyn ElectionStore>, i64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Option<String>, StoreError>> + Send + 'static,
@@ -307,7 +301,7 @@ where
         let rendered = render(store, id);
         async move { Ok(rendered.await?.map(|html| Page::html(200, html))) }
     };
-    cached_election(&state, id, &uri, &headers, view, not_found).await
+    cached_election(&state, id, request, view, not_found).await
 }
 
 /// `GET /elections/{id}`
@@ -317,10 +311,9 @@ where
 pub async fn election(
     State(state): State<Arc<AppState>>,
     Path(raw): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
+    request: Routed,
 ) -> Response {
-    page(state, &raw, uri, headers, |store, id| async move {
+    page(state, &raw, request, |store, id| async move {
         Ok(store.ballot(id).await?.map(|b| render_election(&b)))
     })
     .await
@@ -333,10 +326,9 @@ pub async fn election(
 pub async fn results(
     State(state): State<Arc<AppState>>,
     Path(raw): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
+    request: Routed,
 ) -> Response {
-    page(state, &raw, uri, headers, |store, id| async move {
+    page(state, &raw, request, |store, id| async move {
         let Some(election) = store.election(id).await? else {
             return Ok(None);
         };

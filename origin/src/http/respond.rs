@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use surge_shared::status::{CACHE_STATUS_HEADER, REGION_HEADER, TIER_HEADER};
@@ -16,6 +16,7 @@ use crate::cache::options::EntryOptions;
 use crate::cache::{CacheError, Lookup};
 use crate::domain::store::{ElectionStore, StoreError};
 use crate::http::error::ApiError;
+use crate::http::extract::Routed;
 
 /// How long the CDN may keep a 404 (new ids appear without a purge).
 const NOT_FOUND_S_MAXAGE: u64 = 5;
@@ -78,21 +79,20 @@ pub fn unavailable(e: &StoreError) -> ApiError {
     }
 }
 
-/// Answers a GET for `uri` with what `make` renders, through the cache when the route is
-/// cacheable.
-pub async fn cached<F, Fut>(
-    state: &Arc<AppState>,
-    uri: &Uri,
-    headers: &HeaderMap,
-    make: F,
-) -> Response
+/// Answers a GET with what `make` renders, through the cache when the route is cacheable.
+pub async fn cached<F, Fut>(state: &Arc<AppState>, request: Routed, make: F) -> Response
 where
     F: Fn() -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Page, StoreError>> + Send + 'static,
 {
     let started = Instant::now();
     let policy = &state.config.policy;
-    let matched = policy.classify(uri.path());
+    let Routed {
+        uri,
+        headers,
+        classified,
+    } = request;
+    let matched = policy.resolve(classified);
     let route = matched.route;
     let tags = match route.tags(&matched.params) {
         Ok(tags) => tags,
@@ -102,7 +102,7 @@ where
     let cacheable = route.class.is_shared_cacheable()
         && (layers.contains(Layer::L1) || layers.contains(Layer::L2));
     let lookup = if cacheable {
-        let key = match state.keys.key_for(&policy.key, route, uri, headers) {
+        let key = match state.keys.key_for(&policy.key, route, &uri, &headers) {
             Ok(key) => key,
             Err(e) => return ApiError::bad("url", e.to_string()).into_response(),
         };
@@ -167,8 +167,7 @@ where
 pub async fn cached_election<V, Fut>(
     state: &Arc<AppState>,
     id: i64,
-    uri: &Uri,
-    headers: &HeaderMap,
+    request: Routed,
     view: V,
     missing: fn(i64) -> Page,
 ) -> Response
@@ -178,7 +177,7 @@ where
 {
     let store = state.store.clone();
     let view = Arc::new(view);
-    cached(state, uri, headers, move || {
+    cached(state, request, move || {
         let (store, view) = (store.clone(), view.clone());
         async move {
             if id <= 0 {
