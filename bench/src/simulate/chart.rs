@@ -24,7 +24,7 @@ fn line(points: impl Iterator<Item = (u64, f64)>, end: f64, top: f64, colour: &s
     let mut d = String::new();
     for (t, v) in points {
         let x = LEFT + (t as f64 / end) * (WIDTH - LEFT - 10.0);
-        let y = HEIGHT - BOTTOM - (v / top) * (HEIGHT - BOTTOM - 10.0);
+        let y = HEIGHT - BOTTOM - (v.min(top) / top) * (HEIGHT - BOTTOM - 10.0);
         let _ = write!(d, "{x:.1},{y:.1} ");
     }
     format!("<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\" points=\"{d}\"/>")
@@ -63,7 +63,8 @@ fn axes(end: f64, top: f64, unit: &str) -> String {
     }
     let _ = write!(
         svg,
-        "<text x=\"12\" y=\"20\" font-size=\"11\">{}</text>",
+        "<text x=\"{}\" y=\"10\" font-size=\"11\">{}</text>",
+        LEFT + 6.0,
         escape(unit)
     );
     svg
@@ -76,17 +77,19 @@ fn plot(
     value: impl Fn(&Sample) -> f64,
     load: bool,
 ) -> String {
-    let mut top = outcomes
-        .iter()
-        .flat_map(|o| o.samples.iter().map(&value))
-        .fold(1.0, f64::max);
-    if load {
-        top = outcomes
+    let top = if load {
+        // Capacity far above the load says nothing more: the plot goes to twice the peak
+        // offered rate, and higher capacity runs along its top.
+        2.0 * outcomes
             .iter()
             .flat_map(|o| o.samples.iter().map(|s| s.load))
-            .fold(top, f64::max);
-    }
-    let top = top * 1.05;
+            .fold(1.0, f64::max)
+    } else {
+        1.05 * outcomes
+            .iter()
+            .flat_map(|o| o.samples.iter().map(&value))
+            .fold(1.0, f64::max)
+    };
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" \
          font-family=\"sans-serif\">{}",
