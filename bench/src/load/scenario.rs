@@ -270,21 +270,27 @@ fn options() -> Vec<i32> {
     vec![1, 2, 3]
 }
 
+/// Deserialises a TOML document, naming the field at fault (`steps[2].weight`, `.` for the
+/// document itself) when it does not fit `T`.
+pub fn from_toml_text<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ScenarioError> {
+    let de = toml::Deserializer::parse(text).map_err(|e| error(".", e.to_string()))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        error(
+            if path.is_empty() || path == "?" {
+                ".".into()
+            } else {
+                path
+            },
+            e.into_inner().to_string(),
+        )
+    })
+}
+
 impl Scenario {
     /// Parses and validates TOML.
     pub fn from_toml(text: &str) -> Result<Self, ScenarioError> {
-        let de = toml::Deserializer::parse(text).map_err(|e| error(".", e.to_string()))?;
-        let spec: ScenarioSpec = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            error(
-                if path.is_empty() || path == "?" {
-                    ".".into()
-                } else {
-                    path
-                },
-                e.into_inner().to_string(),
-            )
-        })?;
+        let spec: ScenarioSpec = from_toml_text(text)?;
         let scenario = Scenario {
             name: spec.name,
             description: spec.description,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::hpa::{HpaSpec, Policy, PolicyKind, Rules, Select};
-use crate::load::scenario::ScenarioError;
+use crate::load::scenario::{ScenarioError, from_toml_text};
 
 fn error(field: impl Into<String>, message: impl Into<String>) -> ScenarioError {
     ScenarioError {
@@ -335,18 +335,7 @@ fn rules(spec: RulesSpec, field: &str) -> Result<Rules, ScenarioError> {
 impl Surge {
     /// Parses and validates a surge file.
     pub fn from_toml(text: &str) -> Result<Self, ScenarioError> {
-        let de = toml::Deserializer::parse(text).map_err(|e| error(".", e.to_string()))?;
-        let spec: SurgeText = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            error(
-                if path.is_empty() || path == "?" {
-                    ".".into()
-                } else {
-                    path
-                },
-                e.into_inner().to_string(),
-            )
-        })?;
+        let spec: SurgeText = from_toml_text(text)?;
         if spec.traffic.len() < 2 {
             return Err(error("traffic", "give at least two points"));
         }
