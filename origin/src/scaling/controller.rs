@@ -117,6 +117,14 @@ pub struct Scaler {
     warm: SelfTarget,
     rates: Arc<RateHistory>,
     lock: tokio::sync::Mutex<()>,
+    forecast: std::sync::Mutex<Option<Forecasted>>,
+}
+
+/// The last forecast and what it was made from.
+struct Forecasted {
+    until: u64,
+    max: u32,
+    floor: Option<PredictiveFloor>,
 }
 
 fn now() -> OffsetDateTime {
@@ -155,6 +163,7 @@ impl Scaler {
             warm,
             rates,
             lock: tokio::sync::Mutex::new(()),
+            forecast: std::sync::Mutex::new(None),
         }
     }
 
@@ -326,6 +335,16 @@ impl Scaler {
     async fn predict(&self) -> Option<PredictiveFloor> {
         let settings = self.config.predictive.as_ref()?;
         let until = complete_until(crate::clock::now_ms(), self.config.tick);
+        let max = self.cluster.workload(&settings.workload).await.ok()?.max;
+        // The forecast only changes when another minute is complete (or the ceiling moves).
+        let memo = |m: &Option<Forecasted>| {
+            m.as_ref()
+                .filter(|f| f.until == until && f.max == max)
+                .map(|f| f.floor.clone())
+        };
+        if let Some(floor) = memo(&self.forecast.lock().unwrap_or_else(|p| p.into_inner())) {
+            return floor;
+        }
         let since = until.saturating_sub(KEEP_MINUTES);
         let rows = match self.store.rates(since).await {
             Ok(rows) => rows,
@@ -335,11 +354,14 @@ impl Scaler {
             }
         };
         let series = series_of(&rows, until, KEEP_MINUTES);
-        if series.len() < MIN_HISTORY_MINUTES {
-            return None;
-        }
-        let workload = self.cluster.workload(&settings.workload).await.ok()?;
-        Some(predicted_floor(settings, &series, workload.max))
+        let floor =
+            (series.len() >= MIN_HISTORY_MINUTES).then(|| predicted_floor(settings, &series, max));
+        *self.forecast.lock().unwrap_or_else(|p| p.into_inner()) = Some(Forecasted {
+            until,
+            max,
+            floor: floor.clone(),
+        });
+        floor
     }
 
     /// Applies events, expiries and the forecast; a no-op unless this process holds the lease.
