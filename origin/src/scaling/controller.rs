@@ -459,25 +459,9 @@ impl Scaler {
     /// or ends, or an emergency expires, sooner — so a scheduled floor is in place at its
     /// start to the millisecond rather than up to a tick late.
     pub async fn next_wake(&self) -> Duration {
-        let at = now();
-        let mut wake = at + self.config.tick;
-        if let Ok(events) = self.store.events().await {
-            for e in &events {
-                for boundary in [e.request.start, e.request.end] {
-                    if boundary > at && boundary < wake {
-                        wake = boundary;
-                    }
-                }
-            }
-        }
-        if let Ok(emergencies) = self.store.emergencies(0).await {
-            for e in &emergencies {
-                if e.expires > at && e.expires < wake {
-                    wake = e.expires;
-                }
-            }
-        }
-        Duration::try_from(wake - at).unwrap_or(self.config.tick)
+        let events = self.store.events().await.unwrap_or_default();
+        let emergencies = self.store.emergencies(0).await.unwrap_or_default();
+        plan::next_change(now(), self.config.tick, &events, &emergencies)
     }
 
     async fn audit_floor(&self, before: &Workload, floor: &Floor) {

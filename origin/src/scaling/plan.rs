@@ -65,6 +65,26 @@ pub fn floors(
         .collect()
 }
 
+/// How long after `now` the floors may next change: at the next event start or end, or
+/// emergency expiry, when that comes before `tick` has passed; `tick` otherwise.
+pub fn next_change(
+    now: OffsetDateTime,
+    tick: std::time::Duration,
+    events: &[ScheduledEvent],
+    emergencies: &[EmergencyScale],
+) -> std::time::Duration {
+    let boundaries = events
+        .iter()
+        .flat_map(|e| [e.request.start, e.request.end])
+        .chain(emergencies.iter().map(|e| e.expires));
+    boundaries
+        .filter(|b| *b > now)
+        .filter_map(|b| std::time::Duration::try_from(b - now).ok())
+        .filter(|d| *d < tick)
+        .min()
+        .unwrap_or(tick)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,5 +196,36 @@ mod tests {
             &[("voting-service", 20)],
         )];
         assert!(floors(now, &events, &[], None).is_empty());
+    }
+
+    #[test]
+    fn the_next_change_is_the_nearest_boundary_within_a_tick() {
+        let now = datetime!(2026-11-03 19:59:57 UTC);
+        let tick = std::time::Duration::from_secs(15);
+        let events = [event(
+            "polls-close",
+            datetime!(2026-11-03 20:00 UTC),
+            datetime!(2026-11-03 22:00 UTC),
+            &[("voting-service", 40)],
+        )];
+        // The event starts in 3 s: wake then, not a tick later.
+        assert_eq!(
+            next_change(now, tick, &events, &[]),
+            std::time::Duration::from_secs(3)
+        );
+        // An emergency expiring sooner comes first.
+        let soon = [emergency(
+            1,
+            datetime!(2026-11-03 19:59:58 UTC),
+            EmergencyState::Active,
+            &[("api-gateway", 8)],
+        )];
+        assert_eq!(
+            next_change(now, tick, &events, &soon),
+            std::time::Duration::from_secs(1)
+        );
+        // Boundaries past, or beyond the tick, leave the tick.
+        let later = datetime!(2026-11-03 20:01 UTC);
+        assert_eq!(next_change(later, tick, &events, &soon), tick);
     }
 }
