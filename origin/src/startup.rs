@@ -92,9 +92,23 @@ pub async fn start(config: Config, traces: SpanTrees) -> Result<Arc<AppState>, S
         })?,
     };
     let rates = Arc::new(crate::scaling::history::RateHistory::default());
+    // Every pod hands its request counts to the scaling store, so the forecast sees the whole
+    // deployment's rate wherever the controller runs.
+    let scaling_store: Arc<dyn crate::scaling::store::ScalingStore> = match &db {
+        Some(db) => Arc::new(crate::scaling::store::PgScalingStore::new(
+            db.router.primary().clone(),
+        )),
+        None => Arc::new(crate::scaling::store::MemoryScalingStore::default()),
+    };
+    if db.is_some() || config.scaling.is_some() {
+        tokio::spawn(crate::scaling::history::hand_in(
+            rates.clone(),
+            scaling_store.clone(),
+        ));
+    }
     let scaler = match &config.scaling {
         None => None,
-        Some(settings) => Some(start_scaler(&config, settings, db.as_ref(), rates.clone()).await?),
+        Some(settings) => Some(start_scaler(&config, settings, scaling_store).await?),
     };
     let vote_purges = Coalescer::spawn(purger.clone(), config.domain.purge_coalesce);
     let sessions = SessionKeys::new(config.domain.cookie_keys.clone(), config.domain.session_ttl)
@@ -232,12 +246,10 @@ async fn connect(
 async fn start_scaler(
     config: &Config,
     settings: &crate::scaling::config::ScalingConfig,
-    db: Option<&Database>,
-    rates: Arc<crate::scaling::history::RateHistory>,
+    store: Arc<dyn crate::scaling::store::ScalingStore>,
 ) -> Result<Arc<crate::scaling::controller::Scaler>, StartError> {
     use crate::scaling::cluster::KubeCluster;
     use crate::scaling::controller::Scaler;
-    use crate::scaling::store::{MemoryScalingStore, PgScalingStore, ScalingStore};
     let cluster = KubeCluster::connect(
         settings.access == crate::scaling::config::KubeAccess::InCluster,
         &settings.namespace,
@@ -247,10 +259,6 @@ async fn start_scaler(
         what: "SURGE_KUBE",
         message: e.to_string(),
     })?;
-    let store: Arc<dyn ScalingStore> = match db {
-        Some(db) => Arc::new(PgScalingStore::new(db.router.primary().clone())),
-        None => Arc::new(MemoryScalingStore::default()),
-    };
     let holder = format!("{}-{}-{}", config.region, std::process::id(), now_ms());
     let scaler = Arc::new(Scaler::new(
         cluster,
@@ -258,7 +266,6 @@ async fn start_scaler(
         settings.clone(),
         holder,
         config.warm_target(),
-        rates,
     ));
     let weak = Arc::downgrade(&scaler);
     tokio::spawn(async move {

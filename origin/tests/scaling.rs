@@ -409,3 +409,39 @@ async fn the_rate_history_adds_up_every_pod_survives_a_restart_and_stays_bounded
     assert_eq!(rows.first(), Some(&(BASE + 5, 200)), "{:?}", &rows[..3]);
     assert_eq!(rows.len(), 8);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_origin_without_the_controller_still_hands_in_its_request_rate() {
+    // In the manifests the controller runs in its own pod, which serves no traffic: the
+    // forecast sees the deployment's rate only if every serving pod hands its counts in.
+    let pg = PgPair::start().expect("postgres");
+    let origin = OriginProcess::start(&[
+        ("DATABASE_URL", pg.primary.url("postgres")),
+        ("SURGE_SEED_DEMO", "true".to_string()),
+    ]);
+    let client = support::http();
+    for _ in 0..30 {
+        let answer = client
+            .get(origin.public_url("/api/elections"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(answer.status(), StatusCode::OK);
+    }
+    // The minute closes, then the next hand-in (every 15 s) stores it.
+    eventually_within(
+        "the counts to reach scaling_rates",
+        Duration::from_secs(100),
+        async || {
+            pg.primary
+                .psql(
+                    "postgres",
+                    "SELECT coalesce(sum(requests), 0) FROM scaling_rates",
+                )
+                .ok()
+                .and_then(|out| out.trim().parse::<u64>().ok())
+                .is_some_and(|n| n >= 30)
+        },
+    )
+    .await;
+}

@@ -18,7 +18,7 @@ use std::fmt::Write as _;
 
 use surge_origin::scaling::config::PredictiveConfig;
 use surge_origin::scaling::controller::{complete_until, predicted_floor};
-use surge_origin::scaling::history::KEEP_MINUTES;
+use surge_origin::scaling::history::{HAND_IN, KEEP_MINUTES};
 
 use hpa::{Hpa, Observation};
 use surge::Surge;
@@ -116,10 +116,11 @@ impl Counts {
         self.minutes[m] += requests;
     }
 
-    /// The series the controller reads at `t`: complete minutes only, at most two weeks.
-    fn series(&self, t: u64, tick: std::time::Duration) -> &[f64] {
+    /// The series the controller reads at `t`: minutes every pod has handed in, at most two
+    /// weeks.
+    fn series(&self, t: u64) -> &[f64] {
         let now_ms = (self.history as u64 * 60 + t) * 1000;
-        let until = (complete_until(now_ms, tick) as usize).min(self.minutes.len());
+        let until = (complete_until(now_ms, HAND_IN) as usize).min(self.minutes.len());
         let start = until.saturating_sub(KEEP_MINUTES as usize);
         &self.minutes[start..until]
     }
@@ -174,7 +175,7 @@ pub fn simulate(surge: &Surge, strategy: Strategy) -> Outcome {
                     .max()
                     .unwrap_or(0),
                 Strategy::Predictive => {
-                    let series = counts.series(t, surge.predictive.tick);
+                    let series = counts.series(t);
                     // The forecast changes only when a minute completes.
                     match forecast_at {
                         Some((n, f)) if n == series.len() => f,

@@ -27,7 +27,7 @@ use time::OffsetDateTime;
 use super::cluster::{ClusterError, KubeCluster, Workload};
 use super::config::{PredictiveConfig, ScalingConfig};
 use super::forecast::{Method, forecast, replica_floor};
-use super::history::{KEEP_MINUTES, RateHistory, series_of};
+use super::history::{HAND_IN, KEEP_MINUTES, series_of};
 use super::plan::{self, Floor};
 use super::store::{Added, ScalingStore};
 use crate::db::StoreError;
@@ -63,12 +63,12 @@ pub fn predicted_floor(settings: &PredictiveConfig, series: &[f64], max: u32) ->
     }
 }
 
-/// The last minute the forecast may read at `now_ms`: every pod hands in a closed minute on
-/// its next tick, so a minute is complete in the store one tick (and a margin for the
-/// write) after it ends. Earlier, the newest minute would hold only some pods' counts and
+/// The last minute the forecast may read at `now_ms`: every pod hands in a closed minute
+/// within `hand_in` ([`HAND_IN`]), so a minute is complete in the store that long (and a
+/// margin for the write) after it ends. Earlier, the newest minute would hold only some pods' counts and
 /// read as a drop in traffic.
-pub fn complete_until(now_ms: u64, tick: Duration) -> u64 {
-    let settle = u64::try_from(tick.as_millis())
+pub fn complete_until(now_ms: u64, hand_in: Duration) -> u64 {
+    let settle = u64::try_from(hand_in.as_millis())
         .unwrap_or(u64::MAX)
         .saturating_add(2_000);
     now_ms.saturating_sub(settle) / 60_000
@@ -115,7 +115,6 @@ pub struct Scaler {
     config: ScalingConfig,
     holder: String,
     warm: SelfTarget,
-    rates: Arc<RateHistory>,
     lock: tokio::sync::Mutex<()>,
     forecast: std::sync::Mutex<Option<Forecasted>>,
 }
@@ -146,14 +145,14 @@ fn describe(targets: &std::collections::BTreeMap<String, u32>) -> String {
 
 impl Scaler {
     /// A controller for `config`'s workloads; `holder` names this process in the lease,
-    /// `warm` is where cache warming fetches from, `rates` feeds the forecast.
+    /// `warm` is where cache warming fetches from; the forecast reads the rates every pod
+    /// hands in to `store` ([`history::hand_in`](super::history::hand_in)).
     pub fn new(
         cluster: KubeCluster,
         store: Arc<dyn ScalingStore>,
         config: ScalingConfig,
         holder: String,
         warm: SelfTarget,
-        rates: Arc<RateHistory>,
     ) -> Self {
         Self {
             cluster,
@@ -161,7 +160,6 @@ impl Scaler {
             config,
             holder,
             warm,
-            rates,
             lock: tokio::sync::Mutex::new(()),
             forecast: std::sync::Mutex::new(None),
         }
@@ -319,22 +317,10 @@ impl Scaler {
         })
     }
 
-    /// Hands this pod's closed minutes to the store; kept for the next tick if it fails.
-    async fn flush_rates(&self) {
-        let minutes = self.rates.take_unsent(crate::clock::now_ms());
-        if minutes.is_empty() {
-            return;
-        }
-        if let Err(e) = self.store.add_rates(minutes.clone()).await {
-            tracing::warn!("request rate history: {e}");
-            self.rates.unsent(minutes);
-        }
-    }
-
     /// The forecast floor, when predictive scaling is on and there is enough history.
     async fn predict(&self) -> Option<PredictiveFloor> {
         let settings = self.config.predictive.as_ref()?;
-        let until = complete_until(crate::clock::now_ms(), self.config.tick);
+        let until = complete_until(crate::clock::now_ms(), HAND_IN);
         let max = self.cluster.workload(&settings.workload).await.ok()?.max;
         // The forecast only changes when another minute is complete (or the ceiling moves).
         let memo = |m: &Option<Forecasted>| {
@@ -367,8 +353,6 @@ impl Scaler {
     /// Applies events, expiries and the forecast; a no-op unless this process holds the lease.
     pub async fn tick(&self) -> Result<(), ScaleError> {
         let _one_at_a_time = self.lock.lock().await;
-        // Every pod hands in its counts; only the lease holder acts on them.
-        self.flush_rates().await;
         let at = now();
         if !self
             .store

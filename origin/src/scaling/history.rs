@@ -1,17 +1,24 @@
 //! The request rate per minute. Each pod counts its own requests and hands every closed minute
-//! to the scaling store ([`ScalingStore::add_rates`](super::store::ScalingStore::add_rates)),
+//! to the scaling store ([`hand_in`], every [`HAND_IN`], whether or not it runs the scaling
+//! controller: in the manifests the controller runs in its own pod, which serves no traffic),
 //! where all pods' counts add up to the deployment's rate: shared, bounded to
 //! [`KEEP_MINUTES`], and kept across restarts when the store is Postgres. The pod also keeps
 //! its own last [`LOCAL_MINUTES`] for `/performance/health`.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::store::ScalingStore;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Minutes the store keeps (two weeks: enough for daily seasonality with room to fit).
 pub const KEEP_MINUTES: u64 = 14 * 24 * 60;
 /// Minutes a pod keeps of its own counts.
 pub const LOCAL_MINUTES: usize = 120;
+
+/// How often a pod hands its closed minutes to the store.
+pub const HAND_IN: Duration = Duration::from_secs(15);
 
 /// One minute's count: (minute since the epoch, requests).
 pub type MinuteCount = (u64, u64);
@@ -118,6 +125,24 @@ impl RateHistory {
         let minutes: Vec<MinuteCount> = closed.recent.iter().copied().collect();
         drop(closed);
         series_of(&minutes, now_ms / 60_000, LOCAL_MINUTES as u64)
+    }
+}
+
+/// Hands `rates`' closed minutes to `store` every [`HAND_IN`] until the process ends; minutes
+/// the store refuses are kept for the next round.
+pub async fn hand_in(rates: Arc<RateHistory>, store: Arc<dyn ScalingStore>) {
+    let mut every = tokio::time::interval(HAND_IN);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let minutes = rates.take_unsent(crate::clock::now_ms());
+        if minutes.is_empty() {
+            continue;
+        }
+        if let Err(e) = store.add_rates(minutes.clone()).await {
+            tracing::warn!("request rate history: {e}");
+            rates.unsent(minutes);
+        }
     }
 }
 
