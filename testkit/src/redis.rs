@@ -83,16 +83,32 @@ impl RedisNode {
             .arg("--dir")
             .arg(&self.dir)
             .args(&self.extra);
-        self.child = Some(ChildGuard::spawn(&mut command, &self.log())?);
+        let mut child = ChildGuard::spawn(&mut command, &self.log())?;
         let port = self.port;
         let mut ping: Vec<&str> = self.cli_args.iter().map(String::as_str).collect();
         ping.push("ping");
-        wait_until(
+        let mut exited = false;
+        let ready = wait_until(
             &format!("redis on port {port}"),
             READY_TIMEOUT,
-            || Ok(cli(port, &ping)?.trim() == "PONG"),
+            || {
+                if cli(port, &ping).is_ok_and(|answer| answer.trim() == "PONG") {
+                    return Ok(true);
+                }
+                // A server that could not bind its ports exits at once: no use waiting.
+                exited = !child.is_running();
+                Ok(exited)
+            },
             || tail(&self.log(), 10),
-        )
+        );
+        if exited {
+            return Err(HarnessError::Command {
+                command: format!("redis-server --port {port}"),
+                output: format!("exited while starting: {}", tail(&self.log(), 10)),
+            });
+        }
+        self.child = Some(child);
+        ready
     }
 
     /// Kills the process at once (SIGKILL).
@@ -225,22 +241,8 @@ impl RedisCluster {
             .tempdir()?;
         let mut nodes = Vec::new();
         for i in 0..6 {
-            let port = free_port()?;
-            let bus = free_port()?;
             let node_dir = dir.path().join(format!("node{i}"));
-            let extra = vec![
-                "--cluster-enabled".into(),
-                "yes".into(),
-                "--cluster-port".into(),
-                bus.to_string(),
-                "--cluster-config-file".into(),
-                node_dir.join("nodes.conf").to_string_lossy().into_owned(),
-                "--cluster-node-timeout".into(),
-                CLUSTER_NODE_TIMEOUT_MS.to_string(),
-            ];
-            let mut node = RedisNode::new(port, node_dir, extra);
-            node.start()?;
-            nodes.push(node);
+            nodes.push(Self::start_node(&node_dir)?);
         }
         let addrs: Vec<String> = nodes
             .iter()
@@ -254,6 +256,36 @@ impl RedisCluster {
         let cluster = Self { nodes, dir };
         cluster.wait_healthy()?;
         Ok(cluster)
+    }
+
+    /// Starts one cluster node on a free client port and bus port. Another process may take
+    /// a port between the check and the bind; the node then exits, and is started again on
+    /// other ports.
+    fn start_node(node_dir: &Path) -> Result<RedisNode> {
+        let mut attempt = 0;
+        loop {
+            let port = free_port()?;
+            let bus = free_port()?;
+            let extra = vec![
+                "--cluster-enabled".into(),
+                "yes".into(),
+                "--cluster-port".into(),
+                bus.to_string(),
+                "--cluster-config-file".into(),
+                node_dir.join("nodes.conf").to_string_lossy().into_owned(),
+                "--cluster-node-timeout".into(),
+                CLUSTER_NODE_TIMEOUT_MS.to_string(),
+            ];
+            let mut node = RedisNode::new(port, node_dir.to_path_buf(), extra);
+            match node.start() {
+                Ok(()) => return Ok(node),
+                Err(e @ HarnessError::Command { .. }) if attempt < 3 => {
+                    attempt += 1;
+                    eprintln!("redis cluster node: {e}; trying other ports");
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Seed URLs of every node.

@@ -149,3 +149,23 @@ fn redis_cluster_serves_every_slot_range_and_fails_over() {
         matches!(cluster.role(victim), Ok(Role::Replica))
     });
 }
+
+#[test]
+fn free_ports_lie_outside_the_ephemeral_range_and_never_repeat() {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .expect("the kernel's ephemeral range");
+    let mut bounds = range
+        .split_whitespace()
+        .map(|p| p.parse::<u16>().expect("a port"));
+    let (lo, hi) = (bounds.next().expect("low"), bounds.next().expect("high"));
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..200 {
+        let port = surge_testkit::net::free_port().expect("a free port");
+        assert!(
+            !(lo..=hi).contains(&port),
+            "{port} is in the ephemeral range {lo}..={hi}"
+        );
+        assert!(seen.insert(port), "{port} was handed out twice");
+        std::net::TcpListener::bind(("127.0.0.1", port)).expect("the port is free");
+    }
+}
