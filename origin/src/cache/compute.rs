@@ -15,7 +15,7 @@ use super::backplane::Event;
 use super::entry::{Entry, Meta};
 use super::fail_safe::Prior;
 use super::lock::{self, Lock};
-use super::lookup::{Found, decode_value};
+use super::lookup::{Found, decode_value, typed};
 use super::options::EntryOptions;
 use super::refresh::{past_eager_threshold, should_refresh_early};
 use super::stats::Stats;
@@ -122,6 +122,7 @@ impl Inner {
         if options.layers.contains(Layer::L2)
             && let Some(entry) = self.l2_lookup(key).await
         {
+            let entry = typed::<T>(entry.clone()).map_or(entry, |(held, _)| held);
             if options.layers.contains(Layer::L1)
                 && entry.meta.state(now_ms()) != EntryState::Expired
             {
@@ -245,7 +246,7 @@ impl Inner {
             tokio::time::sleep(Duration::from_millis(20)).await;
             if let Some(entry) = self.l2_lookup(key).await
                 && entry.meta.state(now_ms()) == EntryState::Fresh
-                && let Some(value) = decode_value::<T>(&entry)
+                && let Some((entry, value)) = typed::<T>(entry)
             {
                 if options.layers.contains(Layer::L1) {
                     self.l1.insert(key, entry).await;

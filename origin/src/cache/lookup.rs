@@ -107,6 +107,23 @@ pub(super) fn usable(entry: &Entry, now: u64, tier: Tier) -> Option<Found> {
     Some(Found { status, tier })
 }
 
+/// `entry` holding its value decoded as a `T`, so that L1 hits on it (once promoted from L2)
+/// do not decode it again; `None` when it does not decode as one.
+pub(super) fn typed<T: DeserializeOwned + Clone + Send + Sync + 'static>(
+    entry: Arc<Entry>,
+) -> Option<(Arc<Entry>, T)> {
+    let value = decode_value::<T>(&entry)?;
+    if entry.typed.is_some() {
+        return Some((entry, value));
+    }
+    let held = Entry {
+        meta: entry.meta.clone(),
+        value: entry.value.clone(),
+        typed: Some(Arc::new(value.clone())),
+    };
+    Some((Arc::new(held), value))
+}
+
 /// The value of `entry` as a `T`: the decoded copy L1 keeps when it is one, else decoded now.
 pub(super) fn decode_value<T: DeserializeOwned + Clone + Send + Sync + 'static>(
     entry: &Entry,
@@ -115,4 +132,54 @@ pub(super) fn decode_value<T: DeserializeOwned + Clone + Send + Sync + 'static>(
         return Some(typed.clone());
     }
     serde_json::from_slice(&entry.value).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use surge_shared::freshness::{Freshness, Windows};
+
+    use super::super::entry::Meta;
+    use super::*;
+
+    fn from_l2(value: &str) -> Arc<Entry> {
+        let held = Entry {
+            meta: Meta {
+                freshness: Freshness::new(
+                    1_000,
+                    &Windows {
+                        ttl: std::time::Duration::from_secs(60),
+                        stale_while_revalidate: std::time::Duration::ZERO,
+                        stale_if_error: std::time::Duration::ZERO,
+                    },
+                ),
+                tags: Vec::new(),
+                version: 1,
+                factory_ms: 0,
+            },
+            value: Arc::from(serde_json::to_vec(value).expect("encodes").as_slice()),
+            typed: None,
+        };
+        Arc::new(Entry::decode(&held.encode()).expect("decodes"))
+    }
+
+    #[test]
+    fn an_entry_read_from_l2_is_promoted_holding_its_decoded_value() {
+        let read = from_l2("ballot");
+        assert!(read.typed.is_none(), "bytes from L2 carry no decoded value");
+        let (held, value) = typed::<String>(read.clone()).expect("decodes as a String");
+        assert_eq!(value, "ballot");
+        let kept = held.typed.as_ref().and_then(|t| t.downcast_ref::<String>());
+        assert_eq!(kept.map(String::as_str), Some("ballot"));
+        assert_eq!(held.meta, read.meta);
+        let (again, _) = typed::<String>(held.clone()).expect("still decodes");
+        assert!(
+            Arc::ptr_eq(&again, &held),
+            "an entry already typed is kept as it is"
+        );
+    }
+
+    #[test]
+    fn an_entry_of_another_type_is_not_promoted() {
+        assert!(typed::<u64>(from_l2("ballot")).is_none());
+    }
 }

@@ -39,7 +39,7 @@ use surge_shared::{CacheStatus, Cascade, KeyPattern, TagSet, Tier};
 use self::backplane::Event;
 use self::l1::{L1, L1Limits};
 use self::l2::{L2, RedisTarget};
-use self::lookup::{decode_value, usable};
+use self::lookup::{decode_value, typed, usable};
 use self::options::EntryOptions;
 use self::stats::{Stats, StatsSnapshot};
 use self::tags::TagVersions;
@@ -287,8 +287,11 @@ impl HybridCache {
         if let Some(entry) = self.inner.l2_lookup(key).await
             && let Some(found) = usable(&entry, now, Tier::L2)
         {
-            self.inner.l1.insert(key, entry.clone()).await;
-            return Ok(decode_value(&entry).map(|v| found.with(v)));
+            let Some((entry, value)) = typed::<T>(entry) else {
+                return Ok(None);
+            };
+            self.inner.l1.insert(key, entry).await;
+            return Ok(Some(found.with(value)));
         }
         Ok(None)
     }
