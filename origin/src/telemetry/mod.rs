@@ -8,6 +8,7 @@
 pub mod context;
 pub mod exposition;
 pub mod heap;
+pub mod json_fields;
 pub mod otel;
 pub mod process;
 pub mod profile;

@@ -22,6 +22,7 @@ use tracing_subscriber::filter::{FilterExt, filter_fn};
 use tracing_subscriber::layer::{Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 
+use super::json_fields;
 use super::spans::SpanTrees;
 
 /// Trees kept for `/performance/apm/traces`.
@@ -198,6 +199,7 @@ pub fn init(region: &str) -> Result<Telemetry, String> {
                 logs.json()
                     .with_current_span(false)
                     .with_span_list(true)
+                    .fmt_fields(json_fields::AppendJson)
                     .with_filter(filter),
             )
             .try_init()

@@ -2,12 +2,15 @@
 //! OpenTelemetry span processor beside the OTLP exporter, so the page shows the spans a
 //! collector receives. Spans wait, grouped by trace, until the span that began the trace in
 //! this process (a request, or a background job) ends; then the tree is assembled and kept.
-//! Memory is bounded: traces waiting, spans per trace, and trees kept.
+//! Memory is bounded: traces waiting, spans per trace, and trees kept. An ended span is only
+//! moved into place on the request path; trees are assembled and their attributes written out
+//! when the page is read.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use opentelemetry::KeyValue;
 use opentelemetry::trace::{SpanId, Status, TraceId};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
@@ -63,16 +66,55 @@ pub struct TraceReport {
     pub slowest: Vec<TraceTree>,
 }
 
-/// An ended span, flattened.
+/// An ended span, as the SDK handed it over.
 #[derive(Debug, Clone)]
 struct Ended {
     span_id: SpanId,
     parent: SpanId,
-    name: String,
+    name: std::borrow::Cow<'static, str>,
     start: SystemTime,
     end: SystemTime,
     error: bool,
-    attributes: BTreeMap<String, String>,
+    attributes: Vec<KeyValue>,
+}
+
+/// A finished trace, kept as its spans until it is shown.
+#[derive(Debug)]
+struct Finished {
+    trace_id: TraceId,
+    remote_parent: Option<SpanId>,
+    took_us: u64,
+    dropped: u32,
+    root: Ended,
+    spans: Vec<Ended>,
+}
+
+impl Finished {
+    fn tree(&self) -> TraceTree {
+        let attribute = |name: &str| {
+            self.root
+                .attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == name)
+                .map(|kv| kv.value.to_string())
+        };
+        TraceTree {
+            trace_id: self.trace_id.to_string(),
+            request_id: attribute("request_id"),
+            parent_span_id: self.remote_parent.map(|id| id.to_string()),
+            at_ms: u64::try_from(
+                self.root
+                    .end
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_millis(),
+            )
+            .unwrap_or(u64::MAX),
+            took_us: self.took_us,
+            dropped_spans: self.dropped,
+            root: assemble(&self.root, &self.spans),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -90,8 +132,8 @@ struct State {
     /// in O(log n), off the request path's lock for long.
     order: BTreeMap<u64, TraceId>,
     next_seq: u64,
-    recent: VecDeque<TraceTree>,
-    slowest: Vec<TraceTree>,
+    recent: VecDeque<Arc<Finished>>,
+    slowest: Vec<Arc<Finished>>,
 }
 
 /// The processor and the trees it keeps; clones share them (one goes to the tracer
@@ -128,9 +170,14 @@ impl SpanTrees {
                 slowest: Vec::new(),
             };
         };
+        let (recent, slowest): (Vec<_>, Vec<_>) = (
+            state.recent.iter().take(limit).cloned().collect(),
+            state.slowest.iter().take(limit).cloned().collect(),
+        );
+        drop(state);
         TraceReport {
-            recent: state.recent.iter().take(limit).cloned().collect(),
-            slowest: state.slowest.iter().take(limit).cloned().collect(),
+            recent: recent.iter().map(|t| t.tree()).collect(),
+            slowest: slowest.iter().map(|t| t.tree()).collect(),
         }
     }
 
@@ -138,21 +185,15 @@ impl SpanTrees {
     fn take(&self, span: SpanData) {
         let trace_id = span.span_context.trace_id();
         let is_root = span.parent_span_id == SpanId::INVALID || span.parent_span_is_remote;
-        let remote_parent = span
-            .parent_span_is_remote
-            .then(|| span.parent_span_id.to_string());
+        let remote_parent = span.parent_span_is_remote.then_some(span.parent_span_id);
         let ended = Ended {
             span_id: span.span_context.span_id(),
             parent: span.parent_span_id,
-            name: span.name.into_owned(),
+            name: span.name,
             start: span.start_time,
             end: span.end_time,
             error: matches!(span.status, Status::Error { .. }),
-            attributes: span
-                .attributes
-                .into_iter()
-                .map(|kv| (kv.key.to_string(), kv.value.to_string()))
-                .collect(),
+            attributes: span.attributes,
         };
         let Ok(mut state) = self.state.lock() else {
             return;
@@ -190,26 +231,18 @@ impl SpanTrees {
             }
             None => Waiting::default(),
         };
-        let tree = TraceTree {
-            trace_id: trace_id.to_string(),
-            request_id: ended.attributes.get("request_id").cloned(),
-            parent_span_id: remote_parent,
-            at_ms: u64::try_from(
-                ended
-                    .end
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_millis(),
-            )
-            .unwrap_or(u64::MAX),
+        let tree = Arc::new(Finished {
+            trace_id,
+            remote_parent,
             took_us: since(ended.end, ended.start),
-            dropped_spans: waiting.dropped,
-            root: assemble(ended, waiting.spans),
-        };
+            dropped: waiting.dropped,
+            root: ended,
+            spans: waiting.spans,
+        });
         self.keep(&mut state, tree);
     }
 
-    fn keep(&self, state: &mut State, tree: TraceTree) {
+    fn keep(&self, state: &mut State, tree: Arc<Finished>) {
         let keep_slow = self.capacity / 8;
         if state.slowest.len() < keep_slow
             || state
@@ -229,25 +262,29 @@ impl SpanTrees {
 }
 
 /// The tree under `root` from `spans` (spans whose parent is not there are left out).
-fn assemble(root: Ended, mut spans: Vec<Ended>) -> SpanNode {
-    spans.sort_by_key(|s| s.start);
-    let mut children: HashMap<SpanId, Vec<Ended>> = HashMap::new();
-    for span in spans {
+fn assemble(root: &Ended, spans: &[Ended]) -> SpanNode {
+    let mut ordered: Vec<&Ended> = spans.iter().collect();
+    ordered.sort_by_key(|s| s.start);
+    let mut children: HashMap<SpanId, Vec<&Ended>> = HashMap::new();
+    for span in ordered {
         children.entry(span.parent).or_default().push(span);
     }
-    let origin = root.start;
-    node(root, origin, &mut children)
+    node(root, root.start, &mut children)
 }
 
-fn node(span: Ended, origin: SystemTime, children: &mut HashMap<SpanId, Vec<Ended>>) -> SpanNode {
+fn node(span: &Ended, origin: SystemTime, children: &mut HashMap<SpanId, Vec<&Ended>>) -> SpanNode {
     let mine = children.remove(&span.span_id).unwrap_or_default();
     SpanNode {
-        name: span.name,
+        name: span.name.to_string(),
         span_id: span.span_id.to_string(),
         start_us: since(span.start, origin),
         took_us: since(span.end, span.start),
         error: span.error,
-        attributes: span.attributes,
+        attributes: span
+            .attributes
+            .iter()
+            .map(|kv| (kv.key.to_string(), kv.value.to_string()))
+            .collect(),
         children: mine
             .into_iter()
             .map(|child| node(child, origin, children))
