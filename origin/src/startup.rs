@@ -143,6 +143,12 @@ pub async fn start(config: Config, traces: SpanTrees) -> Result<Arc<AppState>, S
             .build(),
         started: Instant::now(),
         lifecycle: Default::default(),
+        region_header: axum::http::HeaderValue::from_str(&config.region).map_err(|_| {
+            StartError {
+                what: "SURGE_REGION",
+                message: "must be letters, digits, '-' or '_' (e.g. eu-west)".into(),
+            }
+        })?,
         config,
     }))
 }

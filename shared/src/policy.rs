@@ -353,6 +353,13 @@ pub struct Classified {
     params: Params,
 }
 
+impl Classified {
+    /// The parameters the path matched with.
+    pub fn params(&self) -> &[(String, String)] {
+        &self.params
+    }
+}
+
 /// Why a policy was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
@@ -626,6 +633,7 @@ mod tests {
         for path in ["/api/elections/7/results", "/elections/3", "/nowhere", "/"] {
             let classified = policy.classified(path);
             assert_eq!(policy.route_of(&classified), policy.classify(path).route);
+            assert_eq!(classified.params(), policy.classify(path).params, "{path}");
             assert_eq!(policy.resolve(classified), policy.classify(path), "{path}");
         }
         assert_eq!(

@@ -12,6 +12,7 @@ pub mod extract;
 pub mod handlers;
 pub mod keys;
 pub mod pages;
+pub mod rendered;
 pub mod respond;
 pub mod state;
 

@@ -1,15 +1,15 @@
-//! Serving a cacheable route: classify the path with the shared policy, key the request with
-//! the shared scheme, answer through the hybrid cache, and send the policy's `Cache-Control`
-//! and `Cache-Tag` so the edge caches and purges it the same way.
+//! Serving a cacheable route: take the route the path was classified under, key the request
+//! with the shared scheme, answer through the hybrid cache, and send the policy's
+//! `Cache-Control` and `Cache-Tag` so the edge caches and purges it the same way.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use surge_shared::status::{CACHE_STATUS_HEADER, REGION_HEADER, TIER_HEADER};
-use surge_shared::{CacheStatus, Layer, Tier};
+use surge_shared::{CacheStatus, Layer, Route, TagSet, Tier};
 
 use super::state::AppState;
 use crate::cache::options::EntryOptions;
@@ -17,14 +17,20 @@ use crate::cache::{CacheError, Lookup};
 use crate::domain::store::{ElectionStore, StoreError};
 use crate::http::error::ApiError;
 use crate::http::extract::Routed;
+use crate::http::rendered::{RenderError, Rendered};
+
+const CACHE_STATUS: HeaderName = HeaderName::from_static(CACHE_STATUS_HEADER);
+const TIER: HeaderName = HeaderName::from_static(TIER_HEADER);
+const REGION: HeaderName = HeaderName::from_static(REGION_HEADER);
+const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 
 /// How long the CDN may keep a 404 (new ids appear without a purge).
 const NOT_FOUND_S_MAXAGE: u64 = 5;
 /// What a client is told to wait when the data tier is down.
 pub const RETRY_AFTER_SECS: u64 = 5;
 
-/// A rendered response body, as cached.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What a view renders: status, type and body, before the route's headers are added.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
     /// HTTP status.
     pub status: u16,
@@ -80,6 +86,8 @@ pub fn unavailable(e: &StoreError) -> ApiError {
 }
 
 /// Answers a GET with what `make` renders, through the cache when the route is cacheable.
+/// What the cache holds is the [`Rendered`] page: a hit copies handles to its header block and
+/// body into the response and adds the few headers that differ per request.
 pub async fn cached<F, Fut>(state: &Arc<AppState>, request: Routed, make: F) -> Response
 where
     F: Fn() -> Fut + Send + Sync + 'static,
@@ -92,9 +100,8 @@ where
         headers,
         classified,
     } = request;
-    let matched = policy.resolve(classified);
-    let route = matched.route;
-    let tags = match route.tags(&matched.params) {
+    let route = policy.route_of(&classified);
+    let tags = match route.tags(classified.params()) {
         Ok(tags) => tags,
         Err(e) => return ApiError::bad("path", e.to_string()).into_response(),
     };
@@ -107,11 +114,20 @@ where
             Err(e) => return ApiError::bad("url", e.to_string()).into_response(),
         };
         let options = EntryOptions::for_route(route, tags.iter().cloned().collect());
-        let make = move || {
-            let fut = make();
-            async move { fut.await.map_err(|e| e.to_string()) }
+        // Rendering (and the headers that go with it) happens on a miss only.
+        let render = {
+            let state = state.clone();
+            move || {
+                let (state, page) = (state.clone(), make());
+                let (classified, tags) = (classified.clone(), tags.clone());
+                async move {
+                    let page = page.await.map_err(|e| e.to_string())?;
+                    let route = state.config.policy.route_of(&classified);
+                    render(route, &tags, true, page).map_err(|e| e.to_string())
+                }
+            }
         };
-        match state.cache.get_or_set(key.as_str(), &options, make).await {
+        match state.cache.get_or_set(key.as_str(), &options, render).await {
             Ok(lookup) => lookup,
             Err(CacheError::Factory(why)) => {
                 tracing::warn!(route = %route.name, error = %why, "no value and nothing stale to serve");
@@ -120,45 +136,61 @@ where
             Err(e) => return ApiError::Internal(e.to_string()).into_response(),
         }
     } else {
-        match make().await {
+        let rendered = match make().await {
+            Ok(page) => render(route, &tags, false, page),
+            Err(e) => return unavailable(&e).into_response(),
+        };
+        match rendered {
             Ok(value) => Lookup {
                 value,
                 status: CacheStatus::Bypass,
                 tier: Tier::Origin,
                 fail_safe: false,
             },
-            Err(e) => return unavailable(&e).into_response(),
+            Err(e) => return ApiError::Internal(e.to_string()).into_response(),
         }
     };
-    let page = lookup.value;
+    let mut response = lookup.value.respond(&headers);
+    let h = response.headers_mut();
+    h.insert(
+        CACHE_STATUS,
+        HeaderValue::from_static(lookup.status.as_str()),
+    );
+    h.insert(TIER, HeaderValue::from_static(lookup.tier.as_str()));
+    if let Ok(timing) =
+        HeaderValue::try_from(server_timing(lookup.tier, lookup.status, started.elapsed()))
+    {
+        h.insert(SERVER_TIMING, timing);
+    }
+    h.insert(REGION, state.region_header.clone());
+    response
+}
+
+/// `page` with the headers `route` gives it: its `Cache-Control` for a 200, a short shared
+/// lifetime for a cacheable 404, `no-store` otherwise; `Cache-Tag` when `cacheable`.
+fn render(
+    route: &Route,
+    tags: &TagSet,
+    cacheable: bool,
+    page: Page,
+) -> Result<Rendered, RenderError> {
     let cache_control = match page.status {
         200 => route.cache_control(),
-        404 if cacheable => {
-            format!("public, max-age=0, s-maxage={NOT_FOUND_S_MAXAGE}")
-        }
+        404 if cacheable => format!("public, max-age=0, s-maxage={NOT_FOUND_S_MAXAGE}"),
         _ => "no-store".into(),
     };
-    let status = StatusCode::from_u16(page.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = (status, page.body).into_response();
-    let h = response.headers_mut();
-    let mut set = |name: &'static str, value: &str| {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            h.insert(name, v);
-        }
+    let cache_tag = if cacheable {
+        tags.to_cache_tag_header().ok()
+    } else {
+        None
     };
-    set("content-type", &page.content_type);
-    set("cache-control", &cache_control);
-    if cacheable && let Ok(tag_header) = tags.to_cache_tag_header() {
-        set("cache-tag", &tag_header);
-    }
-    set(CACHE_STATUS_HEADER, lookup.status.as_str());
-    set(TIER_HEADER, lookup.tier.as_str());
-    set(
-        "server-timing",
-        &server_timing(lookup.tier, lookup.status, started.elapsed()),
-    );
-    set(REGION_HEADER, &state.config.region);
-    response
+    Rendered::new(
+        page.status,
+        &page.content_type,
+        &cache_control,
+        cache_tag.as_deref(),
+        page.body,
+    )
 }
 
 /// Serves one election's view through the cache: `view` renders it from the store, `None`

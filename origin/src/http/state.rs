@@ -34,6 +34,8 @@ pub struct Database {
 pub struct AppState {
     /// The validated configuration.
     pub config: Config,
+    /// `x-surge-region`'s value, made once.
+    pub region_header: axum::http::HeaderValue,
     /// L1 + L2.
     pub cache: HybridCache,
     /// The workload's data.
