@@ -1,32 +1,38 @@
 #!/usr/bin/env bash
-# Side-by-side anchors: the origin answering a cached page from L1, against nginx
-# proxy_cache and Varnish answering the same page from their caches, under the same wrk
+# Side-by-side anchors: the origin answering cached pages from L1, against nginx
+# proxy_cache and Varnish answering the same pages from their caches, under the same wrk
 # settings, alternating rounds on one machine. Everything listens on 127.0.0.1.
 set -euo pipefail
 
 usage() {
   cat <<'HELP'
-Usage: bench/compare-anchors.sh [--duration 10s] [--connections 64] [--threads 2] [--rounds 3] [--out FILE]
+Usage: bench/compare-anchors.sh [--duration 10s] [--connections 64] [--threads 1] [--rounds 3]
+                                [--pages "/api/elections/1/ballot /elections/1 /elections/20"]
+                                [--out FILE]
 
-Measures requests/s and p99 of a ~1 KiB cached page (/elections/1) served by
+Measures requests/s and p99 of each cached page — by default the JSON ballot, the HTML
+election page and the long ballot's ~16 KiB page of the embedded demo — served by
   origin   surge-origin, L1 hit
   nginx    nginx proxy_cache hit in front of the origin
   varnish  Varnish hit in front of the origin
-with the same wrk settings, alternating the three for --rounds rounds, and prints the
-median of each with the origin's ratios. --out appends the table (Markdown) to FILE.
+with the same wrk settings, alternating the three servers page by page for --rounds rounds,
+and prints the median of each with the origin's ratios. --out appends the table (Markdown)
+to FILE.
 
 Needs nginx, varnish and wrk (apt-get install nginx varnish wrk) and a release build of
 surge-origin (built here unless SURGE_ORIGIN_BIN names one).
 HELP
 }
 
-duration=10s connections=64 threads=2 rounds=3 out=""
+duration=10s connections=64 threads=1 rounds=3 out=""
+pages="/api/elections/1/ballot /elections/1 /elections/20"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --duration) duration="${2:?--duration needs a value like 10s}"; shift 2 ;;
     --connections) connections="${2:?--connections needs a number}"; shift 2 ;;
     --threads) threads="${2:?--threads needs a number}"; shift 2 ;;
     --rounds) rounds="${2:?--rounds needs a number}"; shift 2 ;;
+    --pages) pages="${2:?--pages needs paths like /elections/1}"; shift 2 ;;
     --out) out="${2:?--out needs a file}"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "compare-anchors: unknown argument '$1' (see --help)" >&2; exit 2 ;;
@@ -34,6 +40,9 @@ while [[ $# -gt 0 ]]; do
 done
 for n in "$connections" "$threads" "$rounds"; do
   [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "compare-anchors: '$n' is not a positive number" >&2; exit 2; }
+done
+for page in $pages; do
+  [[ "$page" =~ ^/[A-Za-z0-9/_.-]*$ ]] || { echo "compare-anchors: '$page' is not a path like /elections/1" >&2; exit 2; }
 done
 for tool in nginx varnishd wrk curl; do
   command -v "$tool" >/dev/null || PATH="$PATH:/usr/sbin"
@@ -115,42 +124,54 @@ VCL
 varnishd -a "127.0.0.1:$varnish_port" -f "$work/anchor.vcl" -s malloc,64m \
   -n "$work/varnish" -P "$work/varnish.pid" -j none >"$work/varnish.log" 2>&1
 
-path=/elections/1
-wait_for "http://127.0.0.1:$nginx_port$path"
-wait_for "http://127.0.0.1:$varnish_port$path"
-size=$(curl -fsS "http://127.0.0.1:$origin_port$path" | wc -c)
-# Warm every cache, then check each answers from it.
-for port in "$origin_port" "$nginx_port" "$varnish_port"; do curl -fsS -o /dev/null "http://127.0.0.1:$port$path"; done
-[[ "$(curl -fsS -D - -o /dev/null "http://127.0.0.1:$origin_port$path" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-surge-tier"{print $2}')" == "l1" ]] \
-  || { echo "compare-anchors: the origin did not answer from L1" >&2; exit 1; }
+first=${pages%% *}
+wait_for "http://127.0.0.1:$nginx_port$first"
+wait_for "http://127.0.0.1:$varnish_port$first"
+declare -A size
+for page in $pages; do
+  size[$page]=$(curl -fsS "http://127.0.0.1:$origin_port$page" | wc -c)
+  # Warm every cache, then check each answers from it.
+  for port in "$origin_port" "$nginx_port" "$varnish_port"; do curl -fsS -o /dev/null "http://127.0.0.1:$port$page"; done
+  [[ "$(curl -fsS -D - -o /dev/null "http://127.0.0.1:$origin_port$page" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-surge-tier"{print $2}')" == "l1" ]] \
+    || { echo "compare-anchors: the origin did not answer $page from L1" >&2; exit 1; }
+done
 
 declare -A rps p99
 measure() {
-  local name=$1 port=$2 report
-  report=$(wrk -t"$threads" -c"$connections" -d"$duration" --latency "http://127.0.0.1:$port$path")
-  rps[$name]+="$(awk '/^Requests\/sec:/{print $2}' <<<"$report") "
-  p99[$name]+="$(awk '$1=="99%"{v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' <<<"$report") "
+  local name=$1 port=$2 page=$3 report
+  report=$(wrk -t"$threads" -c"$connections" -d"$duration" --latency "http://127.0.0.1:$port$page")
+  rps[$name$page]+="$(awk '/^Requests\/sec:/{print $2}' <<<"$report") "
+  p99[$name$page]+="$(awk '$1=="99%"{v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' <<<"$report") "
 }
 median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
 
 for round in $(seq 1 "$rounds"); do
-  echo "round $round/$rounds" >&2
-  measure origin "$origin_port"
-  measure nginx "$nginx_port"
-  measure varnish "$varnish_port"
+  for page in $pages; do
+    echo "round $round/$rounds: $page" >&2
+    measure origin "$origin_port" "$page"
+    measure nginx "$nginx_port" "$page"
+    measure varnish "$varnish_port" "$page"
+  done
 done
 
-o=$(median "${rps[origin]}") n=$(median "${rps[nginx]}") v=$(median "${rps[varnish]}")
-table=$(cat <<TABLE
-| server (cache hit, $size-byte page) | requests/s (median of $rounds) | p99 ms (median) |
-| --- | ---: | ---: |
-| surge-origin L1 | $o | $(median "${p99[origin]}") |
-| nginx proxy_cache | $n | $(median "${p99[nginx]}") |
-| Varnish | $v | $(median "${p99[varnish]}") |
+table="| page (cache hit) | server | requests/s (median of $rounds) | p99 ms (median) | origin / server requests/s |
+| --- | --- | ---: | ---: | ---: |"
+for page in $pages; do
+  o=$(median "${rps[origin$page]}")
+  for name in origin nginx varnish; do
+    r=$(median "${rps[$name$page]}")
+    case $name in
+      origin) label="surge-origin L1"; versus="" ;;
+      nginx) label="nginx proxy_cache"; versus=$(ratio "$o" "$r") ;;
+      varnish) label="Varnish"; versus=$(ratio "$o" "$r") ;;
+    esac
+    table+="
+| \`$page\` (${size[$page]} B) | $label | $r | $(median "${p99[$name$page]}") | $versus |"
+  done
+done
+table+="
 
-origin / nginx = $(awk -v a="$o" -v b="$n" 'BEGIN{printf "%.2f", a/b}'), origin / Varnish = $(awk -v a="$o" -v b="$v" 'BEGIN{printf "%.2f", a/b}')
-(wrk -t$threads -c$connections -d$duration --latency, $(nproc) cores, $(date -u +%Y-%m-%d))
-TABLE
-)
+(wrk -t$threads -c$connections -d$duration --latency, $(nproc) cores, $(date -u +%Y-%m-%d))"
 echo "$table"
 if [[ -n "$out" ]]; then printf '\n%s\n' "$table" >>"$out"; fi

@@ -71,6 +71,9 @@ pub struct Config {
     /// out of rotation first (`SURGE_DRAIN`, default 5s; below the pod's
     /// `terminationGracePeriodSeconds`).
     pub drain: std::time::Duration,
+    /// What the public listener speaks (`SURGE_PUBLIC_HTTP`: `http1`, the default, or
+    /// `auto` for HTTP/1.1 and h2c).
+    pub public_http: crate::http::serve::Protocol,
     /// Paths fetched through the public routes before the process reports ready
     /// (`SURGE_START_WARM`, comma-separated; none by default).
     pub start_warm: Vec<String>,
@@ -98,6 +101,7 @@ impl std::fmt::Debug for Config {
             .field("scaling", &self.scaling)
             .field("domain", &self.domain)
             .field("drain", &self.drain)
+            .field("public_http", &self.public_http)
             .field("start_warm", &self.start_warm)
             .finish_non_exhaustive()
     }
@@ -185,6 +189,7 @@ impl Config {
                 std::time::Duration::from_secs(300),
             )?,
             start_warm: start_warm(s)?,
+            public_http: s.parsed("SURGE_PUBLIC_HTTP", Default::default(), str::parse)?,
         };
         let overlap = |a: SocketAddr, b: SocketAddr| {
             a.port() == b.port()

@@ -266,7 +266,7 @@ async fn serve(config: Config, telemetry: &otel::Telemetry) -> ExitCode {
     if config.domain.cookie_keys.is_empty() {
         tracing::warn!("SURGE_COOKIE_KEYS is not set; logins are signed with a per-process key");
     }
-    let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let app = http::router(state.clone());
     let admin_app =
         http::admin_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     // Ctrl-C locally, SIGTERM from Kubernetes: not ready at once, keep serving for the drain
@@ -295,11 +295,12 @@ async fn serve(config: Config, telemetry: &otel::Telemetry) -> ExitCode {
     let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopped.wait_for(|s| *s).await;
     };
-    let public = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(until_stopped(stopped.clone()))
-            .into_future(),
-    );
+    let public = tokio::spawn(http::serve::serve(
+        listener,
+        app,
+        config.public_http,
+        until_stopped(stopped.clone()),
+    ));
     if let Some(listener) = metrics_listener {
         let app = http::metrics_router(state.clone());
         let stopping = until_stopped(stopped.clone());
@@ -331,8 +332,8 @@ async fn serve(config: Config, telemetry: &otel::Telemetry) -> ExitCode {
     }
     state.lifecycle.set_ready();
     let served = match tokio::try_join!(public, admin) {
-        Ok((Ok(()), Ok(()))) => true,
-        Ok((Err(e), _) | (_, Err(e))) => {
+        Ok(((), Ok(()))) => true,
+        Ok(((), Err(e))) => {
             eprintln!("surge-origin: server error: {e}");
             false
         }

@@ -12,18 +12,17 @@ use super::stats::Stats;
 use super::{Inner, Lookup};
 
 impl Inner {
-    #[tracing::instrument(name = "cache.l1", skip_all, fields(cache.key = key, cache.hit))]
+    /// No span of its own: a lookup in process memory takes less than a span costs to make,
+    /// and the request span already says which tier answered.
     pub(super) async fn l1_lookup(&self, key: &str) -> Option<Arc<Entry>> {
-        let found = match self.l1.get(key).await {
+        match self.l1.get(key).await {
             Some(entry) if self.tags_valid(&entry).await => Some(entry),
             Some(_) => {
                 self.l1.remove(key).await;
                 None
             }
             None => None,
-        };
-        tracing::Span::current().record("cache.hit", found.is_some());
-        found
+        }
     }
 
     #[tracing::instrument(name = "cache.l2", skip_all, fields(cache.key = key, cache.hit))]

@@ -34,13 +34,15 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use surge_shared::{CacheStatus, Cascade, KeyPattern, TagSet, Tier};
+use surge_shared::freshness::EntryState;
+use surge_shared::{CacheStatus, Cascade, KeyPattern, Layer, TagSet, Tier};
 
 use self::backplane::Event;
 use self::l1::{L1, L1Limits};
 use self::l2::{L2, RedisTarget};
 use self::lookup::{decode_value, typed, usable};
 use self::options::EntryOptions;
+use self::refresh::{past_eager_threshold, should_refresh_early};
 use self::stats::{Stats, StatsSnapshot};
 use self::tags::TagVersions;
 use crate::clock::now_ms;
@@ -294,6 +296,34 @@ impl HybridCache {
             return Ok(Some(found.with(value)));
         }
         Ok(None)
+    }
+
+    /// The value of `key` when L1 holds it fresh and `options` ask for no early refresh of it
+    /// now: an answer that needs nothing else (no refresh, no L2, no factory). `None`
+    /// otherwise, and [`HybridCache::get_or_set`] takes it from there.
+    pub async fn fresh_in_l1<T>(&self, key: &str, options: &EntryOptions) -> Option<Lookup<T>>
+    where
+        T: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        if !options.layers.contains(Layer::L1) || validate_key(key).is_err() {
+            return None;
+        }
+        let entry = self.inner.l1_lookup(key).await?;
+        let now = now_ms();
+        if entry.meta.state(now) != EntryState::Fresh
+            || should_refresh_early(&entry.meta, now, options.early_refresh_beta)
+            || past_eager_threshold(&entry.meta, now, options.eager_refresh_threshold)
+        {
+            return None;
+        }
+        let value = decode_value::<T>(&entry)?;
+        Stats::bump(&self.inner.stats.l1_hits);
+        Some(Lookup {
+            value,
+            status: CacheStatus::Hit,
+            tier: Tier::L1,
+            fail_safe: false,
+        })
     }
 
     /// Stores `value` under `key` in the layers of `options`, and evicts older copies from

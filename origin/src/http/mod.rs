@@ -14,12 +14,14 @@ pub mod keys;
 pub mod pages;
 pub mod rendered;
 pub mod respond;
+pub mod serve;
 pub mod state;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -63,9 +65,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .merge(routes())
-        .layer(middleware::from_fn_with_state(state.clone(), from_edge))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .layer(middleware::map_response(security_headers))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -98,7 +98,6 @@ pub fn admin_router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .nest("/performance", admin)
         .layer(middleware::from_fn_with_state(state.clone(), observe_admin))
-        .layer(middleware::map_response(security_headers))
         .layer(DefaultBodyLimit::max(MAX_ADMIN_BODY))
         .with_state(state)
 }
@@ -107,26 +106,26 @@ pub fn admin_router(state: Arc<AppState>) -> Router {
 /// no content sniffing, no referrer leaving the site, and for pages a policy that allows no
 /// script at all, styles only inline (the pages carry their own), forms only to this site,
 /// and no framing.
-const SECURITY_HEADERS: [(&str, &str); 4] = [
+const SECURITY_HEADERS: [(HeaderName, HeaderValue); 4] = [
     (
-        "strict-transport-security",
-        "max-age=31536000; includeSubDomains",
+        HeaderName::from_static("strict-transport-security"),
+        HeaderValue::from_static("max-age=31536000; includeSubDomains"),
     ),
-    ("x-content-type-options", "nosniff"),
-    ("referrer-policy", "same-origin"),
     (
-        "content-security-policy",
-        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+        HeaderName::from_static("x-content-type-options"),
+        HeaderValue::from_static("nosniff"),
+    ),
+    (
+        HeaderName::from_static("referrer-policy"),
+        HeaderValue::from_static("same-origin"),
+    ),
+    (
+        HeaderName::from_static("content-security-policy"),
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+        ),
     ),
 ];
-
-async fn security_headers(mut response: Response) -> Response {
-    let headers = response.headers_mut();
-    for (name, value) in SECURITY_HEADERS {
-        headers.insert(name, axum::http::HeaderValue::from_static(value));
-    }
-    response
-}
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Json<Value> {
     Json(json!({ "status": "ok", "region": state.config.region }))
@@ -157,44 +156,53 @@ fn is_probe(path: &str) -> bool {
     matches!(path, "/healthz" | "/livez" | "/readyz")
 }
 
-/// Refuses, with 403, a public request the edge did not sign when the origin holds edge keys
+/// The 403 for a public request the edge did not sign when the origin holds edge keys
 /// (`SURGE_EDGE_KEYS`): a direct hit on an origin host would skip the edge's caching, limits
 /// and WAF. The probes pass unsigned (the kubelet calls them directly).
-async fn from_edge(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+fn not_from_edge(state: &AppState, request: &Request, probe: bool) -> Option<Response> {
     let keys = &state.config.edge_keys;
-    let path = request.uri().path();
-    if keys.is_empty() || is_probe(path) {
-        return next.run(request).await;
+    if keys.is_empty() || probe {
+        return None;
     }
     let target = request
         .uri()
         .path_and_query()
-        .map_or(path, |target| target.as_str());
+        .map_or(request.uri().path(), |target| target.as_str());
     let signature = request
         .headers()
         .get(edge_auth::HEADER)
         .and_then(|v| v.to_str().ok());
     let method = request.method().as_str();
-    match edge_auth::verify(keys, signature, now_ms() / 1000, method, target) {
-        Ok(()) => next.run(request).await,
-        Err(e) => error::ApiError::Forbidden {
+    let refused = edge_auth::verify(keys, signature, now_ms() / 1000, method, target).err()?;
+    Some(
+        error::ApiError::Forbidden {
             code: "not_from_edge",
-            message: format!("{e}; this origin answers only requests that come through the edge"),
+            message: format!(
+                "{refused}; this origin answers only requests that come through the edge"
+            ),
         }
         .into_response(),
-    }
+    )
 }
 
-/// Times a public request, enforces its policy route's body limit, and records it under the
-/// route's name.
+/// The one middleware of the public listener: classifies the path once (the handler takes the
+/// classification from the request's extensions), refuses what the edge did not sign, enforces
+/// the route's body limit, times the request into the metrics, the SLA and its span, and adds
+/// the security headers.
 async fn observe(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
     let policy = &state.config.policy;
     let classified = policy.classified(request.uri().path());
     let matched = policy.route_of(&classified);
-    let (route, limit) = (matched.name.clone(), matched.max_body_bytes);
-    // The handler takes the classification from here instead of matching again.
+    let probe = is_probe(request.uri().path());
+    let refused = not_from_edge(&state, &request, probe);
     request.extensions_mut().insert(classified);
-    record(&state, route, limit, request, next).await
+    let call = Call {
+        route: &matched.name,
+        limit: matched.max_body_bytes,
+        public: !probe,
+        l1_first: true,
+    };
+    record(&state, call, request, next, refused).await
 }
 
 /// Times an admin request, enforces the admin body limit, and records it as route `admin`.
@@ -203,34 +211,51 @@ async fn observe_admin(
     request: Request,
     next: Next,
 ) -> Response {
-    let limit = u64::try_from(MAX_ADMIN_BODY).unwrap_or(u64::MAX);
-    record(&state, "admin".to_string(), limit, request, next).await
+    let call = Call {
+        route: "admin",
+        limit: u64::try_from(MAX_ADMIN_BODY).unwrap_or(u64::MAX),
+        public: false,
+        l1_first: false,
+    };
+    record(&state, call, request, next, None).await
 }
 
-/// Runs `request` with its body cut at `limit` (413 at once when `Content-Length` says more)
-/// and records it in the metrics and its span.
+/// What [`record`] needs to know of a request besides the request.
+struct Call<'a> {
+    /// The policy route's name (or `admin`).
+    route: &'a str,
+    /// Its body limit.
+    limit: u64,
+    /// Whether it counts towards the SLA: public traffic, as the alert rules count it — not the
+    /// admin API, not probes.
+    public: bool,
+    /// Whether a fresh L1 entry answers before routing ([`respond::l1_hit`]).
+    l1_first: bool,
+}
+
+/// Runs `request` (or answers with `refused`) with its body cut at the limit (413 at once when
+/// `Content-Length` says more), and records it in the metrics and its span.
 async fn record(
     state: &AppState,
-    route: String,
-    limit: u64,
+    call: Call<'_>,
     request: Request,
     next: Next,
+    refused: Option<Response>,
 ) -> Response {
     let start = Instant::now();
-    let method = request.method().to_string();
-    let path = request.uri().path().to_string();
+    let method = request.method().clone();
     // The request's span, named by route (bounded: the policy's names) as OpenTelemetry's
     // HTTP conventions ask; every log line written while serving carries its fields.
     let span = tracing::info_span!(
         "request",
-        otel.name = %format_args!("{method} {route}"),
+        otel.name = %format_args!("{method} {}", call.route),
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
         trace_id = tracing::field::Empty,
         request_id = tracing::field::Empty,
-        http.request.method = %method,
-        http.route = %route,
-        url.path = %path,
+        http.request.method = method.as_str(),
+        http.route = call.route,
+        url.path = request.uri().path(),
         http.response.status_code = tracing::field::Empty,
         surge.cache = tracing::field::Empty,
         surge.tier = tracing::field::Empty,
@@ -241,24 +266,42 @@ async fn record(
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let mut response = if declared.is_some_and(|n| n > limit) {
-        axum::response::IntoResponse::into_response(error::ApiError::PayloadTooLarge(limit))
+    let mut response = if let Some(refused) = refused {
+        refused
+    } else if declared.is_some_and(|n| n > call.limit) {
+        axum::response::IntoResponse::into_response(error::ApiError::PayloadTooLarge(call.limit))
     } else {
         let request = request.map(|body| {
             axum::body::Body::new(http_body_util::Limited::new(
                 body,
-                usize::try_from(limit).unwrap_or(usize::MAX),
+                usize::try_from(call.limit).unwrap_or(usize::MAX),
             ))
         });
-        next.run(request).instrument(span.clone()).await
+        let l1_first = call.l1_first;
+        async move {
+            if !l1_first {
+                return next.run(request).await;
+            }
+            let (parts, body) = request.into_parts();
+            if let Some(hit) = respond::l1_hit(state, &parts).await {
+                return hit;
+            }
+            next.run(Request::from_parts(parts, body)).await
+        }
+        .instrument(span.clone())
+        .await
     };
+    let headers = response.headers_mut();
     for (name, value) in [
         (context::TRACEPARENT, context.traceparent()),
         (context::REQUEST_ID, context.request_id),
     ] {
-        if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
-            response.headers_mut().insert(name, value);
+        if let Ok(value) = HeaderValue::try_from(value) {
+            headers.insert(name, value);
         }
+    }
+    for (name, value) in &SECURITY_HEADERS {
+        headers.insert(name, value.clone());
     }
     let took = start.elapsed();
     let status = response.status().as_u16();
@@ -274,9 +317,10 @@ async fn record(
             span.record(field, value);
         }
     }
-    state.metrics.observe(&route, &method, status, took);
-    // The SLA covers public traffic, as the alert rules do: not the admin API, not probes.
-    if route != "admin" && !is_probe(&path) {
+    state
+        .metrics
+        .observe(call.route, method.as_str(), status, took);
+    if call.public {
         state.sla.record(now_ms(), status, took);
     }
     state.rates.record(now_ms());

@@ -5,11 +5,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use surge_shared::status::{CACHE_STATUS_HEADER, REGION_HEADER, TIER_HEADER};
-use surge_shared::{CacheStatus, Layer, Route, TagSet, Tier};
+use surge_shared::{CacheStatus, Classified, Layer, Route, TagSet, Tier};
 
 use super::state::AppState;
 use crate::cache::options::EntryOptions;
@@ -150,7 +151,45 @@ where
             Err(e) => return ApiError::Internal(e.to_string()).into_response(),
         }
     };
-    let mut response = lookup.value.respond(&headers);
+    answer(state, &lookup, &headers, started)
+}
+
+/// The answer to a cacheable GET from a fresh L1 entry, before routing: the entry the route's
+/// handler would find through [`cached`] (only `cached` stores under a route's key), so the
+/// same answer, without the router, the extractors and the handler. `None` sends the request
+/// on to its handler.
+pub async fn l1_hit(state: &AppState, request: &Parts) -> Option<Response> {
+    let started = Instant::now();
+    if request.method != Method::GET {
+        return None;
+    }
+    let policy = &state.config.policy;
+    let route = policy.route_of(request.extensions.get::<Classified>()?);
+    if !route.class.is_shared_cacheable() {
+        return None;
+    }
+    let key = state
+        .keys
+        .key_for(&policy.key, route, &request.uri, &request.headers)
+        .ok()?;
+    // Tags only matter when storing; a lookup needs the route's windows and layers.
+    let options = EntryOptions::for_route(route, Vec::new());
+    let lookup = state
+        .cache
+        .fresh_in_l1::<Rendered>(key.as_str(), &options)
+        .await?;
+    Some(answer(state, &lookup, &request.headers, started))
+}
+
+/// The response for `lookup`: the page's block and body, then how it was found, the time spent
+/// and the region.
+fn answer(
+    state: &AppState,
+    lookup: &Lookup<Rendered>,
+    request: &HeaderMap,
+    started: Instant,
+) -> Response {
+    let mut response = lookup.value.respond(request);
     let h = response.headers_mut();
     h.insert(
         CACHE_STATUS,

@@ -74,6 +74,11 @@ pub const SETTINGS: &[Setting] = &[
         meaning: "a listener serving only GET /metrics (OpenMetrics) without the admin token, for Prometheus",
     },
     Setting {
+        var: "SURGE_PUBLIC_HTTP",
+        default: "http1",
+        meaning: "what the public listener speaks: http1 (HTTP/1.1 only, no protocol sniffing) or auto (HTTP/1.1 and cleartext HTTP/2, told apart by the first bytes)",
+    },
+    Setting {
         var: "SURGE_DRAIN",
         default: "5s",
         meaning: "on SIGTERM (or Ctrl-C): /readyz answers 503 at once and the origin keeps serving this long (0–5m), then finishes in-flight requests, sends pending purges and exits 0",

@@ -15,6 +15,8 @@ pub mod profile;
 pub mod sla;
 pub mod spans;
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -30,12 +32,13 @@ pub const LATENCY_BUCKETS: [f64; 14] = [
 /// Labels of the request histogram.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    /// The policy route name (`ballot`, `vote`, `admin`, `unmatched`, …).
-    pub route: String,
+    /// The policy route name (`ballot`, `vote`, `admin`, `unmatched`, …), shared by every
+    /// request on the route.
+    pub route: Arc<String>,
     /// HTTP method.
-    pub method: String,
-    /// `2xx`, `3xx`, `4xx` or `5xx`.
-    pub status: String,
+    pub method: &'static str,
+    /// `1xx` … `5xx`, or `other`.
+    pub status: &'static str,
 }
 
 fn latency_histogram() -> Histogram {
@@ -48,12 +51,15 @@ fn latency_histogram() -> Histogram {
 pub struct Metrics {
     /// Latency (seconds) by route, method and status class.
     pub requests: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    /// The route names seen, so a request's labels are made without allocating.
+    routes: RwLock<HashMap<String, Arc<String>>>,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         Self {
             requests: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            routes: RwLock::default(),
         }
     }
 }
@@ -63,13 +69,39 @@ impl Metrics {
     /// policy's name, the method one of the standard ones or `other`, the status a class.
     pub fn observe(&self, route: &str, method: &str, status: u16, took: Duration) {
         let labels = RequestLabels {
-            route: route.to_string(),
-            method: method_label(method).to_string(),
-            status: format!("{}xx", status / 100),
+            route: self.route(route),
+            method: method_label(method),
+            status: status_class(status),
         };
         self.requests
             .get_or_create(&labels)
             .observe(took.as_secs_f64());
+    }
+
+    /// The shared name of `route` (routes are the policy's, so this stays small).
+    fn route(&self, route: &str) -> Arc<String> {
+        let known = self.routes.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(name) = known.get(route) {
+            return name.clone();
+        }
+        drop(known);
+        let mut known = self.routes.write().unwrap_or_else(|p| p.into_inner());
+        known
+            .entry(route.to_string())
+            .or_insert_with(|| Arc::new(route.to_string()))
+            .clone()
+    }
+}
+
+/// `status`'s class as a label.
+fn status_class(status: u16) -> &'static str {
+    match status / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        5 => "5xx",
+        _ => "other",
     }
 }
 

@@ -22,7 +22,7 @@ const MAX_SPANS: usize = 256;
 /// One span of a tree.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SpanNode {
-    /// Its name (`GET ballot`, `cache.l1`, `db.query`, …).
+    /// Its name (`GET ballot`, `cache.l2`, `db.query`, …).
     pub name: String,
     /// Its id (16 hex digits).
     pub span_id: String,

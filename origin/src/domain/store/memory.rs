@@ -1,4 +1,5 @@
-//! The embedded store: everything in this process's memory, seeded with the demo election.
+//! The embedded store: everything in this process's memory, seeded with the demo elections
+//! (the general election, and a council election with a long ballot).
 //! For running Surge with nothing installed; votes do not survive a restart.
 
 use std::collections::{BTreeMap, HashMap};
@@ -6,7 +7,7 @@ use std::sync::Mutex;
 
 use time::OffsetDateTime;
 
-use super::{ElectionStore, StoreFuture, demo_ballot};
+use super::{ElectionStore, StoreFuture, demo_ballot, demo_long_ballot};
 use crate::domain::model::{
     Ballot, Cast, Credential, Election, NewVote, Receipt, Registration, Results, Tally,
 };
@@ -24,11 +25,12 @@ fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl MemoryStore {
-    /// A store holding the demo election.
+    /// A store holding the demo elections.
     pub fn demo() -> Self {
-        let ballot = demo_ballot(OffsetDateTime::now_utc());
+        let now = OffsetDateTime::now_utc();
+        let (ballot, long) = (demo_ballot(now), demo_long_ballot(now));
         Self {
-            ballots: BTreeMap::from([(ballot.election.id, ballot)]),
+            ballots: BTreeMap::from([(ballot.election.id, ballot), (long.election.id, long)]),
             votes: Mutex::new(BTreeMap::new()),
             tallies: Mutex::new(HashMap::new()),
             voters: Mutex::new(HashMap::new()),

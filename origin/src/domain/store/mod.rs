@@ -63,3 +63,28 @@ pub fn demo_ballot(now: time::OffsetDateTime) -> Ballot {
         .collect(),
     }
 }
+
+/// Id of the embedded store's long ballot.
+pub const LONG_BALLOT_ID: i64 = 20;
+/// Candidates on it: enough for its page to be about 16 KiB, the large page of the benches.
+const LONG_BALLOT_CANDIDATES: usize = 100;
+
+/// The embedded store's second election: a council election with a long candidate list, so
+/// the demo has a large page (`/elections/20`, ~16 KiB) besides the short ones.
+pub fn demo_long_ballot(now: time::OffsetDateTime) -> Ballot {
+    use super::model::BallotOption;
+    let mut ballot = demo_ballot(now);
+    ballot.election.id = LONG_BALLOT_ID;
+    ballot.election.slug = "council-2026".into();
+    ballot.election.title = "City Council Election 2026".into();
+    ballot.options = (1..=LONG_BALLOT_CANDIDATES)
+        .map(|n| BallotOption {
+            id: i32::try_from(n).unwrap_or(i32::MAX),
+            label: format!(
+                "Candidate {n:03} for Ward {:02}, independent list",
+                n % 12 + 1
+            ),
+        })
+        .collect();
+    ballot
+}
