@@ -218,3 +218,75 @@ async fn spans_reach_an_otlp_collector_and_the_trace_page_as_one_tree() {
     assert_eq!(line["spans"][0]["trace_id"], REFUSED_TRACE, "{line}");
     assert!(!log.contains('\u{1b}'), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_the_sampler_drops_get_trace_headers_but_no_spans() {
+    const SAMPLED_TRACE: &str = "7bf92f3577b34da6a3ce929d0e0e4736";
+    let collector = OtlpReceiver::start().expect("otlp receiver");
+    let origin = OriginProcess::start(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100".into()),
+        ("OTEL_TRACES_SAMPLER", "parentbased_always_off".into()),
+    ]);
+    let client = http();
+    // Started here: dropped, yet answered with a trace to continue and a request id.
+    let dropped = client
+        .get(origin.url("/api/elections/1/ballot"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(dropped.status(), 200);
+    let header = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let dropped_parent = header(&dropped, "traceparent");
+    assert!(dropped_parent.ends_with("-00"), "{dropped_parent}");
+    let dropped_trace = dropped_parent
+        .split('-')
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(header(&dropped, "x-request-id"), dropped_trace);
+    // The caller sampled it: traced.
+    let sampled = client
+        .get(origin.url("/api/elections/1/ballot"))
+        .header("traceparent", traceparent(SAMPLED_TRACE))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(sampled.status(), 200);
+    assert!(header(&sampled, "traceparent").ends_with("-01"));
+
+    eventually("the sampled trace to reach the collector", async || {
+        collector
+            .spans()
+            .iter()
+            .any(|s| s.trace_id == SAMPLED_TRACE)
+    })
+    .await;
+    let spans = collector.spans();
+    assert!(
+        !spans.iter().any(|s| s.trace_id == dropped_trace),
+        "a dropped request made spans: {spans:#?}"
+    );
+    let (status, page) = admin(
+        &origin,
+        reqwest::Method::GET,
+        "/performance/apm/traces?limit=50",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let shown: Vec<&str> = page["recent"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["trace_id"].as_str())
+        .collect();
+    assert!(shown.contains(&SAMPLED_TRACE), "{page}");
+    assert!(!shown.contains(&dropped_trace.as_str()), "{page}");
+}

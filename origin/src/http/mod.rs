@@ -30,6 +30,7 @@ use serde_json::{Value, json};
 
 use crate::clock::now_ms;
 use crate::telemetry::context::{self, TraceContext};
+use crate::telemetry::sampling;
 pub use state::AppState;
 use surge_shared::edge_auth;
 use tracing::Instrument;
@@ -246,21 +247,35 @@ async fn record(
     let method = request.method().clone();
     // The request's span, named by route (bounded: the policy's names) as OpenTelemetry's
     // HTTP conventions ask; every log line written while serving carries its fields.
-    let span = tracing::info_span!(
-        "request",
-        otel.name = %format_args!("{method} {}", call.route),
-        otel.kind = "server",
-        otel.status_code = tracing::field::Empty,
-        trace_id = tracing::field::Empty,
-        request_id = tracing::field::Empty,
-        http.request.method = method.as_str(),
-        http.route = call.route,
-        url.path = request.uri().path(),
-        http.response.status_code = tracing::field::Empty,
-        surge.cache = tracing::field::Empty,
-        surge.tier = tracing::field::Empty,
-    );
-    let context = TraceContext::attach(&span, request.headers());
+    // A request the sampler drops has no span: on a cache hit the span is most of the work.
+    let given = request
+        .headers()
+        .get(context::TRACEPARENT)
+        .and_then(|v| v.to_str().ok());
+    let traced = sampling::configured().records(given, fastrand::f64);
+    let span = if !traced {
+        tracing::Span::none()
+    } else {
+        tracing::info_span!(
+            "request",
+            otel.name = %format_args!("{method} {}", call.route),
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            request_id = tracing::field::Empty,
+            http.request.method = method.as_str(),
+            http.route = call.route,
+            url.path = request.uri().path(),
+            http.response.status_code = tracing::field::Empty,
+            surge.cache = tracing::field::Empty,
+            surge.tier = tracing::field::Empty,
+        )
+    };
+    let context = if traced {
+        TraceContext::attach(&span, request.headers())
+    } else {
+        TraceContext::unsampled(request.headers())
+    };
     let declared = request
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)

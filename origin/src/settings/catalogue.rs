@@ -36,7 +36,17 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         var: "OTEL_EXPORTER_OTLP_ENDPOINT",
         default: "unset: spans stay in /performance/apm/traces",
-        meaning: "an OTLP/HTTP collector (http://collector:4318); spans go to <endpoint>/v1/traces as protobuf. The SDK also reads OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER(_ARG), OTEL_BSP_*, OTEL_EXPORTER_OTLP_(TRACES_)HEADERS and _TIMEOUT",
+        meaning: "an OTLP/HTTP collector (http://collector:4318); spans go to <endpoint>/v1/traces as protobuf. The SDK also reads OTEL_RESOURCE_ATTRIBUTES, OTEL_BSP_*, OTEL_EXPORTER_OTLP_(TRACES_)HEADERS and _TIMEOUT",
+    },
+    Setting {
+        var: "OTEL_TRACES_SAMPLER",
+        default: "parentbased_always_on",
+        meaning: "which requests are traced: always_on, always_off, traceidratio, or their parentbased_ forms (a caller's sampled flag decides); a request not sampled gets no span at all (no cost, and its log lines carry no trace id) but still a traceparent and x-request-id",
+    },
+    Setting {
+        var: "OTEL_TRACES_SAMPLER_ARG",
+        default: "1",
+        meaning: "the ratio (0–1) of traces started here that traceidratio samples, e.g. 0.01",
     },
     Setting {
         var: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",

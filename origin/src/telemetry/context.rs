@@ -50,6 +50,18 @@ impl TraceContext {
         Self { hop, request_id }
     }
 
+    /// The context of a request the sampler dropped: it has no span, so this hop's span id is
+    /// drawn here; the caller's trace goes on (or a new one starts), flagged not sampled.
+    pub fn unsampled(headers: &HeaderMap) -> Self {
+        let given = headers.get(TRACEPARENT).and_then(|v| v.to_str().ok());
+        let hop = TraceParent {
+            sampled: false,
+            ..TraceParent::continue_or_start(given, || fastrand::u64(..))
+        };
+        let request_id = hop.request_id(headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()));
+        Self { hop, request_id }
+    }
+
     /// The `traceparent` naming this request's span, for the response and onward calls.
     pub fn traceparent(&self) -> String {
         self.hop.header()
@@ -116,6 +128,22 @@ mod tests {
                 "a span of its own: {next}"
             );
         }
+    }
+
+    #[test]
+    fn an_unsampled_request_goes_on_with_the_callers_trace_flagged_not_sampled() {
+        let c = TraceContext::unsampled(&headers(&[(TRACEPARENT, PARENT), (REQUEST_ID, "req-9")]));
+        assert_eq!(c.hop.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert!(!c.hop.sampled);
+        assert_eq!(c.request_id, "req-9");
+        let next = c.traceparent();
+        assert!(
+            next.ends_with("-00") && !next.contains("00f067aa0ba902b7"),
+            "{next}"
+        );
+        let fresh = TraceContext::unsampled(&headers(&[]));
+        assert!(is_hex(&fresh.hop.trace_id_hex(), 32) && !fresh.hop.sampled);
+        assert_eq!(fresh.request_id, fresh.hop.trace_id_hex());
     }
 
     #[test]

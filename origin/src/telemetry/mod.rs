@@ -12,6 +12,7 @@ pub mod json_fields;
 pub mod otel;
 pub mod process;
 pub mod profile;
+pub mod sampling;
 pub mod sla;
 pub mod spans;
 

@@ -4,8 +4,9 @@
 //! always to the span trees of `/performance/apm/traces` ([`SpanTrees`]), and over OTLP
 //! (HTTP, protobuf) when the standard `OTEL_EXPORTER_OTLP_ENDPOINT` or
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set. The SDK reads the other standard variables
-//! itself: `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER(_ARG)`,
-//! `OTEL_BSP_*`, `OTEL_EXPORTER_OTLP_(TRACES_)HEADERS` and `_TIMEOUT`.
+//! itself: `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_BSP_*`,
+//! `OTEL_EXPORTER_OTLP_(TRACES_)HEADERS` and `_TIMEOUT`. `OTEL_TRACES_SAMPLER(_ARG)` is read
+//! here ([`super::sampling`]): a request is sampled before its span is made.
 //! `OTEL_TRACES_EXPORTER=none` or `OTEL_SDK_DISABLED=true` turns export off.
 
 use std::io::IsTerminal;
@@ -23,6 +24,7 @@ use tracing_subscriber::layer::{Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 
 use super::json_fields;
+use super::sampling::{self, Sampling};
 use super::spans::SpanTrees;
 
 /// Trees kept for `/performance/apm/traces`.
@@ -57,6 +59,8 @@ pub const VARS: &[&str] = &[
     "OTEL_SERVICE_NAME",
     "OTEL_TRACES_EXPORTER",
     "OTEL_SDK_DISABLED",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
 ];
 
 fn set(name: &str) -> Option<String> {
@@ -160,7 +164,13 @@ pub fn init(region: &str) -> Result<Telemetry, String> {
     if set("OTEL_SERVICE_NAME").is_none() {
         resource = resource.with_service_name("surge-origin");
     }
+    let sampling = Sampling::parse(
+        set("OTEL_TRACES_SAMPLER").as_deref(),
+        set("OTEL_TRACES_SAMPLER_ARG").as_deref(),
+    )?;
+    sampling::install(sampling);
     let mut provider = SdkTracerProvider::builder()
+        .with_sampler(sampling.sdk())
         .with_resource(resource.build())
         .with_span_processor(trees.clone());
     if exporting.is_some() {
