@@ -78,13 +78,15 @@ struct Wire<'a> {
 const ENTRY_OVERHEAD: usize = 512;
 
 impl Entry {
-    /// Approximate bytes held (for L1's byte bound): the key, the value, the tags, and a fixed
-    /// per-entry cost for the entry's own fields and moka's bookkeeping (its node, hash,
-    /// access-order and expiry links), measured under churn in the soak run
-    /// (`bench/RESULTS.md`).
+    /// Approximate bytes held (for L1's byte bound): the key, the value (twice when the
+    /// decoded copy is held too: it takes about what its encoding takes — a rendered page is
+    /// its body and header block either way), the tags, and a fixed per-entry cost for the
+    /// entry's own fields and moka's bookkeeping (its node, hash, access-order and expiry
+    /// links), measured under churn in the soak run (`bench/RESULTS.md`).
     pub fn weight(&self, key_len: usize) -> usize {
+        let copies = if self.typed.is_some() { 2 } else { 1 };
         key_len
-            + self.value.len()
+            + self.value.len() * copies
             + self
                 .meta
                 .tags
@@ -140,6 +142,24 @@ mod tests {
             version: 42,
             factory_ms: 5,
         }
+    }
+
+    #[test]
+    fn a_held_decoded_copy_is_weighed_like_its_encoding() {
+        let encoded = Entry {
+            meta: meta(),
+            value: Arc::from(vec![b'x'; 1000].as_slice()),
+            typed: None,
+        };
+        let held = Entry {
+            typed: Some(Arc::new("x".repeat(1000))),
+            ..encoded.clone()
+        };
+        assert_eq!(held.weight(10) - encoded.weight(10), 1000);
+        assert_eq!(
+            encoded.weight(10),
+            10 + 1000 + "election:7".len() + 8 + ENTRY_OVERHEAD
+        );
     }
 
     #[test]
