@@ -74,8 +74,8 @@ wait_for() {
   exit 1
 }
 
-origin_port=$(free_port) nginx_port=$(free_port) varnish_port=$(free_port)
-SURGE_LISTEN="127.0.0.1:$origin_port" RUST_LOG=error "$origin_bin" >"$work/origin.log" 2>&1 &
+origin_port=$(free_port) admin_port=$(free_port) nginx_port=$(free_port) varnish_port=$(free_port)
+SURGE_LISTEN="127.0.0.1:$origin_port" SURGE_ADMIN_LISTEN="127.0.0.1:$admin_port" RUST_LOG=error "$origin_bin" >"$work/origin.log" 2>&1 &
 pids+=($!)
 wait_for "http://127.0.0.1:$origin_port/healthz"
 

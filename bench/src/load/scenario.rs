@@ -250,7 +250,7 @@ pub struct Scenario {
     /// Ballot options the placeholders choose from.
     pub options: Vec<i32>,
     /// `{key}` is a number below this, drawn per request (a key space to spread requests over,
-    /// e.g. `?page={key}` for more distinct cache keys than L1 holds).
+    /// e.g. `/api/elections/{key}/ballot` for more distinct cache keys than L1 holds).
     pub keys: u64,
     /// The load model.
     pub load: Load,
