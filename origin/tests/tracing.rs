@@ -47,6 +47,19 @@ fn tree_names(node: &Value, into: &mut HashSet<String>) {
     }
 }
 
+/// The recent traces `/performance/apm/traces` shows.
+async fn recent_traces(origin: &OriginProcess) -> Vec<Value> {
+    let (status, page) = admin(
+        origin,
+        reqwest::Method::GET,
+        "/performance/apm/traces?limit=50",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    page["recent"].as_array().cloned().unwrap_or_default()
+}
+
 /// Checks that the spans of one trace form a tree under the request span `root`.
 fn hangs_under(spans: &[&ReceivedSpan], root: &ReceivedSpan) {
     let ids: HashSet<&str> = spans.iter().map(|s| s.span_id.as_str()).collect();
@@ -186,20 +199,11 @@ async fn spans_reach_an_otlp_collector_and_the_trace_page_as_one_tree() {
     assert_eq!(call.attributes["http.response.status_code"], "200");
 
     // The trace page shows the same tree.
-    let (status, page) = admin(
-        &origin,
-        reqwest::Method::GET,
-        "/performance/apm/traces?limit=50",
-        None,
-    )
-    .await;
-    assert_eq!(status, 200);
-    let tree = page["recent"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let recent = recent_traces(&origin).await;
+    let tree = recent
+        .iter()
         .find(|t| t["trace_id"] == BALLOT_TRACE)
-        .unwrap_or_else(|| panic!("the ballot trace: {page}"));
+        .unwrap_or_else(|| panic!("the ballot trace: {recent:?}"));
     assert_eq!(tree["parent_span_id"], CALLER);
     assert_eq!(tree["root"]["span_id"], ballot_span.as_str());
     let mut shown = HashSet::new();
@@ -273,20 +277,11 @@ async fn requests_the_sampler_drops_get_trace_headers_but_no_spans() {
         !spans.iter().any(|s| s.trace_id == dropped_trace),
         "a dropped request made spans: {spans:#?}"
     );
-    let (status, page) = admin(
-        &origin,
-        reqwest::Method::GET,
-        "/performance/apm/traces?limit=50",
-        None,
-    )
-    .await;
-    assert_eq!(status, 200);
-    let shown: Vec<&str> = page["recent"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let recent = recent_traces(&origin).await;
+    let shown: Vec<&str> = recent
+        .iter()
         .filter_map(|t| t["trace_id"].as_str())
         .collect();
-    assert!(shown.contains(&SAMPLED_TRACE), "{page}");
-    assert!(!shown.contains(&dropped_trace.as_str()), "{page}");
+    assert!(shown.contains(&SAMPLED_TRACE), "{recent:?}");
+    assert!(!shown.contains(&dropped_trace.as_str()), "{recent:?}");
 }
