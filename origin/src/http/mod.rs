@@ -27,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
 use serde_json::{Value, json};
+use tower::Layer;
 
 use crate::clock::now_ms;
 use crate::telemetry::context::{self, TraceContext};
@@ -61,14 +62,16 @@ fn routes() -> Router<Arc<AppState>> {
 /// The public listener's router (`SURGE_LISTEN`): the workload and `/healthz`. The admin
 /// API is not on it, whatever a request carries.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/healthz", get(healthz))
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .merge(routes())
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(state)
+        .with_state(state.clone());
+    // Around the router, not inside it (`Router::layer` runs after the path has been routed):
+    // a fresh L1 hit is answered before any routing.
+    Router::new().fallback_service(middleware::from_fn_with_state(state, observe).layer(routes))
 }
 
 /// The metrics listener's router (`SURGE_METRICS_LISTEN`): `GET /metrics` without the admin
