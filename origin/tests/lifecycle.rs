@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use support::{OriginProcess, eventually, http, login, run_origin, vote};
+use support::{OriginProcess, eventually, header, http, login, run_origin, vote};
 use surge_testkit::cloudflare::CloudflareStandin;
 use surge_testkit::redis::RedisServer;
 
@@ -290,13 +290,6 @@ async fn requests_continue_the_callers_trace_and_carry_a_request_id() {
         .await
         .expect("GET");
     assert_eq!(r.status(), 200);
-    let header = |r: &reqwest::Response, name: &str| {
-        r.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-            .unwrap_or_default()
-    };
     let continued = header(&r, "traceparent");
     assert!(
         continued.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-") && continued.ends_with("-01"),

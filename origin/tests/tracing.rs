@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 
 use serde_json::{Value, json};
-use support::{OriginProcess, TOKEN, admin, eventually, http};
+use support::{OriginProcess, TOKEN, admin, eventually, header, http};
 use surge_testkit::cloudflare::CloudflareStandin;
 use surge_testkit::otlp::{OtlpReceiver, ReceivedSpan};
 use surge_testkit::postgres::PgPair;
@@ -25,12 +25,12 @@ fn traceparent(trace: &str) -> String {
 
 /// The span id the response's `traceparent` names.
 fn own_span(response: &reqwest::Response) -> String {
-    let header = response
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    header.split('-').nth(2).unwrap_or_default().to_string()
+    let traceparent = header(response, "traceparent");
+    traceparent
+        .split('-')
+        .nth(2)
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn names(spans: &[&ReceivedSpan]) -> HashSet<String> {
@@ -240,13 +240,6 @@ async fn requests_the_sampler_drops_get_trace_headers_but_no_spans() {
         .await
         .expect("GET");
     assert_eq!(dropped.status(), 200);
-    let header = |r: &reqwest::Response, name: &str| {
-        r.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string()
-    };
     let dropped_parent = header(&dropped, "traceparent");
     assert!(dropped_parent.ends_with("-00"), "{dropped_parent}");
     let dropped_trace = dropped_parent

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{OriginProcess, admin, code_of, http, login, register, try_login, vote};
+use support::{OriginProcess, admin, code_of, header, http, login, register, try_login, vote};
 use surge_origin::db::shard::shard_for;
 use surge_testkit::postgres::PgPair;
 
@@ -440,13 +440,6 @@ async fn a_person_votes_with_plain_forms_and_cross_site_posts_are_refused() {
             r = r.header("cookie", c);
         }
         r.send()
-    };
-    let header = |r: &reqwest::Response, name: &str| {
-        r.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string()
     };
 
     // The login page is the same for everyone and cacheable.

@@ -209,6 +209,16 @@ pub async fn login(client: &reqwest::Client, origin: &OriginProcess, voter: &str
         .to_string()
 }
 
+/// The value of header `name` in `response` as text, empty when it is absent.
+pub fn header(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// The `Set-Cookie` header of `response` (which must have one).
 pub fn set_cookie(response: &reqwest::Response) -> String {
     response
