@@ -17,7 +17,7 @@ use super::fail_safe::Prior;
 use super::lock::{self, Lock};
 use super::lookup::{Found, decode_value, typed};
 use super::options::EntryOptions;
-use super::refresh::{past_eager_threshold, should_refresh_early};
+use super::refresh::refresh_due;
 use super::stats::Stats;
 use super::{CacheError, Factory, Inner, Lookup};
 use crate::clock::now_ms;
@@ -194,9 +194,7 @@ impl Inner {
         match entry.meta.state(now) {
             EntryState::Fresh => {
                 let value = decode_value::<T>(entry)?;
-                if should_refresh_early(&entry.meta, now, options.early_refresh_beta)
-                    || past_eager_threshold(&entry.meta, now, options.eager_refresh_threshold)
-                {
+                if refresh_due(&entry.meta, now, options) {
                     Stats::bump(&self.stats.early_refreshes);
                     self.refresh_in_background(key, options, factory.clone());
                 }

@@ -42,7 +42,6 @@ use self::l1::{L1, L1Limits};
 use self::l2::{L2, RedisTarget};
 use self::lookup::{decode_value, typed, usable};
 use self::options::EntryOptions;
-use self::refresh::{past_eager_threshold, should_refresh_early};
 use self::stats::{Stats, StatsSnapshot};
 use self::tags::TagVersions;
 use crate::clock::now_ms;
@@ -311,8 +310,7 @@ impl HybridCache {
         let entry = self.inner.l1_lookup(key).await?;
         let now = now_ms();
         if entry.meta.state(now) != EntryState::Fresh
-            || should_refresh_early(&entry.meta, now, options.early_refresh_beta)
-            || past_eager_threshold(&entry.meta, now, options.eager_refresh_threshold)
+            || refresh::refresh_due(&entry.meta, now, options)
         {
             return None;
         }

@@ -18,7 +18,7 @@ use super::{Factory, Inner};
 
 /// XFetch (Vattani, Chierichetti, Lowenstein, VLDB 2015): refresh early with a probability
 /// that rises as expiry nears, scaled by how long the factory takes.
-pub(super) fn should_refresh_early(meta: &Meta, now: u64, beta: f64) -> bool {
+fn should_refresh_early(meta: &Meta, now: u64, beta: f64) -> bool {
     if beta <= 0.0 || meta.factory_ms == 0 {
         return false;
     }
@@ -27,8 +27,15 @@ pub(super) fn should_refresh_early(meta: &Meta, now: u64, beta: f64) -> bool {
     (now as f64) - delta * beta * r.ln() >= meta.freshness.fresh_until as f64
 }
 
+/// Whether a fresh hit on an entry with `meta` should start a background refresh now, by
+/// XFetch or by the eager threshold of `options`.
+pub(super) fn refresh_due(meta: &Meta, now: u64, options: &EntryOptions) -> bool {
+    should_refresh_early(meta, now, options.early_refresh_beta)
+        || past_eager_threshold(meta, now, options.eager_refresh_threshold)
+}
+
 /// Whether a hit comes after the eager-refresh fraction of the entry's TTL.
-pub(super) fn past_eager_threshold(meta: &Meta, now: u64, threshold: Option<f64>) -> bool {
+fn past_eager_threshold(meta: &Meta, now: u64, threshold: Option<f64>) -> bool {
     let Some(fraction) = threshold.filter(|f| *f > 0.0 && *f < 1.0) else {
         return false;
     };
