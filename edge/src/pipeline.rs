@@ -12,6 +12,7 @@ use surge_shared::policy::Method;
 use surge_shared::rate::Decision;
 use surge_shared::status::{CACHE_STATUS_HEADER, REGION_HEADER, TIER_HEADER};
 use surge_shared::trace::{self, TraceParent};
+use surge_shared::uri::HttpUrl;
 use surge_shared::{CacheKey, CacheStatus, Route, TagSet};
 
 use crate::config::EdgeConfig;
@@ -68,8 +69,8 @@ impl<S, L, U, C, B> Clone for Pipeline<S, L, U, C, B> {
 
 /// The path and query of an absolute URL as the client sent it (`/` when it does not parse).
 fn path_and_query(url: &str) -> (String, Option<String>) {
-    match url::Url::parse(url) {
-        Ok(u) => (u.path().to_string(), u.query().map(str::to_string)),
+    match HttpUrl::parse(url) {
+        Ok(u) => (u.path, u.query),
         Err(_) => ("/".to_string(), None),
     }
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::duration;
 use crate::policy::PolicyError;
+use crate::uri::HttpUrl;
 
 /// Continent codes Cloudflare reports in `cf.continent`.
 pub const CONTINENTS: [&str; 7] = ["AF", "AN", "AS", "EU", "NA", "OC", "SA"];
@@ -76,20 +77,16 @@ impl GeoTable {
                     "region names are letters, digits, '-' or '_'".into(),
                 ));
             }
-            let url = url::Url::parse(&region.origin).map_err(|e| {
+            let url = HttpUrl::parse(&region.origin).map_err(|e| {
                 invalid(
                     format!("regions.{name}.origin"),
                     format!(
-                        "{:?} is not a URL ({e}); write e.g. \"https://eu.origin.example\"",
+                        "{:?} is not an http(s) URL ({e}); write e.g. \"https://eu.origin.example\"",
                         region.origin
                     ),
                 )
             })?;
-            if !matches!(url.scheme(), "http" | "https")
-                || url.path() != "/"
-                || url.query().is_some()
-                || url.fragment().is_some()
-            {
+            if url.path != "/" || url.query.is_some() || url.fragment {
                 return Err(invalid(
                     format!("regions.{name}.origin"),
                     "must be scheme://host[:port], without path, query or fragment (the origin sees, and the edge signs, the request's own path)".into(),

@@ -10,7 +10,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use url::Url;
+
+use crate::uri::{HttpUrl, UrlError};
 
 /// Prefix of every key; bumping the version orphans all old entries at once.
 pub const KEY_PREFIX: &str = "surge:v1:";
@@ -476,36 +477,34 @@ pub fn canonical_url(config: &KeyConfig, input: &str) -> Result<CanonicalUrl, Ke
     if input.len() > MAX_URL_LEN {
         return Err(KeyError::TooLong(input.len()));
     }
-    let url = Url::parse(input).map_err(|e| KeyError::InvalidUrl {
-        input: shorten(input),
-        reason: e.to_string(),
+    let url = HttpUrl::parse(input).map_err(|e| match e {
+        UrlError::Scheme(scheme) => KeyError::UnsupportedScheme(shorten(&scheme)),
+        UrlError::Invalid(reason) => KeyError::InvalidUrl {
+            input: shorten(input),
+            reason,
+        },
     })?;
-    let scheme = url.scheme();
-    if scheme != "http" && scheme != "https" {
-        return Err(KeyError::UnsupportedScheme(shorten(scheme)));
-    }
-    let host = url
-        .host_str()
-        .map(|h| h.strip_suffix('.').unwrap_or(h))
-        .filter(|h| !h.is_empty())
-        .ok_or_else(|| KeyError::InvalidUrl {
+    let host = url.host.strip_suffix('.').unwrap_or(&url.host);
+    if host.is_empty() {
+        return Err(KeyError::InvalidUrl {
             input: shorten(input),
             reason: "the URL has no host".into(),
-        })?;
+        });
+    }
 
     let mut out = String::with_capacity(input.len() + 16);
-    out.push_str(scheme);
+    out.push_str(url.scheme);
     out.push_str("://");
     out.push_str(host);
-    if let Some(port) = url.port() {
+    if let Some(port) = url.port {
         out.push(':');
         out.push_str(&port.to_string());
     }
     let path_at = out.len();
-    normalise_percent(url.path(), is_path_literal, &mut out);
+    normalise_percent(&url.path, is_path_literal, &mut out);
     let mut query_at = None;
 
-    if let Some(query) = url.query() {
+    if let Some(query) = &url.query {
         let mut params: Vec<(String, Option<String>)> = Vec::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (name, value) = match pair.split_once('=') {

@@ -17,6 +17,7 @@
 //! - [`voter`]: voter ids; [`session`]: the login token the origin issues and both verify;
 //!   [`edge_auth`]: the signature the edge puts on origin requests and the origin checks.
 //! - [`trace`]: W3C `traceparent` and request ids, continued or started at the edge.
+//! - [`uri`]: absolute http(s) URLs read as browsers read them, without tables.
 //!
 //! Key, tags and policy together:
 //!
@@ -69,6 +70,7 @@ pub mod status;
 pub mod tag;
 pub mod template;
 pub mod trace;
+pub mod uri;
 pub mod vectors;
 pub mod voter;
 

@@ -602,6 +602,17 @@ fn test() -> Step {
     // test build checks as well. Figures come from `cargo bench` (bench/RESULTS.md).
     status(cargo().args(["test", "-p", "surge-bench", "--benches"]))?;
     status(cargo().args(["test", "--workspace", "--doc"]))?;
+    // The workspace build unifies `shared`'s features; its unit tests run once more as the
+    // edge builds it, without IDNA (hosts outside ASCII are refused there).
+    status(cargo().args([
+        "test",
+        "-p",
+        "surge-shared",
+        "--no-default-features",
+        "--features",
+        "field-paths",
+        "--lib",
+    ]))?;
     // The main suite runs last so its summary closes the output.
     if on_path("cargo-nextest") {
         status(cargo().args(["nextest", "run", "--workspace", "--no-fail-fast"]))?;

@@ -358,7 +358,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     };
     let request = EdgeRequest {
         method: req.method().to_string(),
-        url: req.url()?.to_string(),
+        url: req.inner().url(),
         headers: headers_from(req.headers()),
         body: Vec::new(),
         client,
