@@ -9,6 +9,8 @@ pub const DEFAULT_GEO_JSON: &str =
 
 /// Seconds a client is told to wait when no origin answers.
 pub const DEFAULT_RETRY_AFTER_SECS: u64 = 5;
+/// How many limiter checks, on average, per sweep of a host key-value store.
+pub const DEFAULT_KV_SWEEP_ONE_IN: u64 = 1024;
 
 /// A variable that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,6 +40,10 @@ pub struct EdgeConfig {
     /// component's variable; `id:secret` pairs, newest first, the first signs). Empty: origin
     /// requests go unsigned (local runs against an origin without `SURGE_EDGE_KEYS`).
     pub edge_keys: Vec<surge_shared::edge_auth::EdgeKey>,
+    /// On runtimes that keep state in a host key-value store (Spin): about one limiter check
+    /// in this many also sweeps the store of limiter keys past their time
+    /// (`SURGE_KV_SWEEP_ONE_IN`, 1 to 1,000,000; 1 sweeps on every check).
+    pub kv_sweep_one_in: u64,
 }
 
 impl EdgeConfig {
@@ -96,12 +102,27 @@ impl EdgeConfig {
                 })?
             }
         };
+        let kv_sweep_one_in = match var("SURGE_KV_SWEEP_ONE_IN") {
+            None => DEFAULT_KV_SWEEP_ONE_IN,
+            Some(text) => text
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (1..=1_000_000).contains(n))
+                .ok_or_else(|| ConfigError {
+                    var: "SURGE_KV_SWEEP_ONE_IN",
+                    message: format!(
+                        "{text:?} is not a whole number from 1 to 1000000 (checks per sweep)"
+                    ),
+                })?,
+        };
         Ok(Self {
             policy,
             geo,
             retry_after_secs,
             cookie_keys,
             edge_keys,
+            kv_sweep_one_in,
         })
     }
 }
@@ -115,6 +136,7 @@ mod tests {
         let c = EdgeConfig::from_vars(|_| None).expect("defaults");
         assert_eq!(c.geo.failover_order(None, None), ["local"]);
         assert_eq!(c.retry_after_secs, DEFAULT_RETRY_AFTER_SECS);
+        assert_eq!(c.kv_sweep_one_in, DEFAULT_KV_SWEEP_ONE_IN);
     }
 
     #[test]
@@ -141,6 +163,11 @@ mod tests {
             var("SURGE_RETRY_AFTER", "0").map(|e| e.0),
             Some("SURGE_RETRY_AFTER")
         );
+        for bad in ["0", "1000001", "often"] {
+            let (v, m) = var("SURGE_KV_SWEEP_ONE_IN", bad).expect("error");
+            assert_eq!(v, "SURGE_KV_SWEEP_ONE_IN");
+            assert!(m.contains("1 to 1000000"), "{m}");
+        }
         let (v, m) = var("SURGE_EDGE_KEYS", "k1:short").expect("error");
         assert_eq!(v, "SURGE_EDGE_KEYS");
         assert!(m.contains("at least 32"), "{m}");

@@ -24,16 +24,18 @@ fn component() -> &'static PathBuf {
 }
 
 fn stack() -> Stack<WasiEdge> {
+    stack_with(&[])
+}
+
+fn stack_with(extra: &[(&str, &str)]) -> Stack<WasiEdge> {
     let (eu, us, geo) = conformance::origins();
-    let edge = WasiEdge::start(
-        component(),
-        &[
-            ("SURGE_GEO", &geo),
-            ("SURGE_COOKIE_KEYS", conformance::COOKIE_KEY),
-            ("SURGE_EDGE_KEYS", conformance::EDGE_KEY),
-        ],
-    )
-    .expect("wasmtime serves the component");
+    let mut env = vec![
+        ("SURGE_GEO", geo.as_str()),
+        ("SURGE_COOKIE_KEYS", conformance::COOKIE_KEY),
+        ("SURGE_EDGE_KEYS", conformance::EDGE_KEY),
+    ];
+    env.extend_from_slice(extra);
+    let edge = WasiEdge::start(component(), &env).expect("wasmtime serves the component");
     Stack { edge, eu, us }
 }
 
@@ -56,4 +58,33 @@ fn each_request_gets_a_fresh_instance_and_state_lives_in_the_host_store() {
     let keys = stack.edge.key_value().keys();
     assert!(keys.iter().any(|k| k.starts_with("cache:")), "{keys:?}");
     assert!(keys.iter().any(|k| k.starts_with("rate:")), "{keys:?}");
+}
+
+/// Spin's store sets no expiry: limiter keys past their time are swept from the store by
+/// the component (here on every check), read through the key-value interface's `get-keys`.
+#[test]
+fn limiter_keys_past_their_time_are_swept_from_the_host_store() {
+    let stack = stack_with(&[("SURGE_KV_SWEEP_ONE_IN", "1")]);
+    let store = stack.edge.key_value();
+    for i in 0..20 {
+        store.insert(&format!("rate:1000:read:198.51.100.{i}"), &[0; 8]);
+    }
+    let far = u64::MAX.to_string();
+    store.insert(&format!("rate:{far}:read:203.0.113.9"), &[0; 8]);
+    let url = stack.edge.url("/api/elections/1/ballot");
+    assert_eq!(conformance::get(&url).cache(), "MISS");
+    let keys = store.keys();
+    assert!(
+        !keys.iter().any(|k| k.starts_with("rate:1000:")),
+        "swept: {keys:?}"
+    );
+    assert!(
+        keys.contains(&format!("rate:{far}:read:203.0.113.9")),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("rate:") && k.ends_with(":read:ip:127.0.0.1")),
+        "this request's own state stays: {keys:?}"
+    );
 }

@@ -154,12 +154,19 @@ impl Quota {
         (period / u64::from(self.rate.max(1))).max(1)
     }
 
+    /// How far past the last request a stored state still matters: the burst window. After
+    /// this long without requests, the state is as good as none (ns, at least 1).
+    pub fn horizon(&self) -> u64 {
+        self.emission_interval()
+            .saturating_mul(u64::from(self.burst.max(1)))
+    }
+
     /// Decides whether a request of weight `cost` at `now` (ns) is allowed. Returns the
     /// decision and the state to store (unchanged when limited). A request costing more than
     /// the burst is never allowed.
     pub fn check(&self, state: GcraState, now: u64, cost: u32) -> (Decision, GcraState) {
         let t = self.emission_interval();
-        let burst_window = t.saturating_mul(u64::from(self.burst.max(1)));
+        let burst_window = self.horizon();
         let tat = state.tat.max(now);
         let new_tat = tat.saturating_add(t.saturating_mul(u64::from(cost)));
         let allow_at = new_tat.saturating_sub(burst_window);
@@ -253,6 +260,26 @@ mod tests {
             state = s;
         }
         assert_eq!(allowed, 10);
+    }
+
+    #[test]
+    fn after_the_horizon_a_state_is_as_good_as_none() {
+        let q = quota(10, 3);
+        assert_eq!(q.horizon(), 3 * SEC / 10);
+        let mut state = GcraState::default();
+        for _ in 0..3 {
+            state = q.check(state, SEC, 1).1;
+        }
+        assert!(!q.check(state, SEC, 1).0.is_allowed());
+        let later = SEC + q.horizon();
+        assert_eq!(
+            q.check(state, later, 1),
+            q.check(GcraState::default(), later, 1)
+        );
+        assert!(
+            state.tat <= later,
+            "nothing stored reaches past the horizon"
+        );
     }
 
     #[test]

@@ -45,6 +45,13 @@ impl KeyValueState {
             .unwrap_or_default()
     }
 
+    /// Puts `value` under `key` in the default store, as another instance would.
+    pub fn insert(&self, key: &str, value: &[u8]) {
+        if let Ok(mut map) = self.0.lock() {
+            map.insert(key.to_string(), value.to_vec());
+        }
+    }
+
     /// Whether the default store is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

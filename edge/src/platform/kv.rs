@@ -4,16 +4,20 @@
 //!
 //! - The cache keeps each response under `cache:<hashed key>` with the time it may be kept
 //!   until; an entry read after that time is deleted and is a miss.
-//! - The GCRA limiter keeps each identity's theoretical arrival time under
-//!   `rate:<quota>:<identity>` as 8 bytes.
+//! - The GCRA limiter keeps each identity's theoretical arrival time as 8 bytes under
+//!   `rate:<dead-after-ms>:<quota>:<identity>`. Time is cut in buckets as long as the quota's
+//!   horizon (its burst window, at least a second); a check reads the current bucket's key,
+//!   or the previous one's when the current has none, and writes the current. A state written
+//!   in bucket `b` matters no more from the end of bucket `b + 1`, and its key says so.
 //!
 //! Spin's key-value interface offers get, set and delete, each atomic on its own, and no
 //! compare-and-swap: two instances checking the same identity at the same moment can both
 //! read the old arrival time, so a burst from one client across instances may get a few more
 //! requests through than its quota allows (at most one per concurrent instance). The quota
-//! still holds across requests, which instance memory could not do. Stores also set no
-//! expiry, so limiter keys stay until the store is cleared; a store with eviction (Spin's
-//! Redis-backed store, with `maxmemory-policy allkeys-lru`) bounds them.
+//! still holds across requests, which instance memory could not do. Stores set no expiry
+//! either, so about one check in `SURGE_KV_SWEEP_ONE_IN` (1,024 by default) also sweeps: it lists key names (at most
+//! [`SWEEP_MAX_KEYS`]) and deletes the limiter keys whose time has passed, reading no values.
+//! The store then holds the identities seen in the last two buckets, not every one ever seen.
 #![allow(async_fn_in_trait)] // Wasm runtimes are single-threaded: futures are not `Send`.
 
 use std::time::Duration;
@@ -33,6 +37,8 @@ pub trait KeyValue {
     async fn set(&self, key: &str, value: &[u8]) -> Result<(), PlatformError>;
     /// Removes `key` (no error when it is absent).
     async fn delete(&self, key: &str) -> Result<(), PlatformError>;
+    /// Up to `limit` key names, in the store's order.
+    async fn keys(&self, limit: usize) -> Result<Vec<String>, PlatformError>;
 }
 
 /// Format tag of a stored entry.
@@ -156,30 +162,84 @@ impl<K: KeyValue, C: Clock> CacheStore for KvStore<K, C> {
 pub struct KvLimiter<K, C> {
     kv: K,
     clock: C,
+    sweep_one_in: u64,
 }
 
 impl<K: KeyValue, C: Clock> KvLimiter<K, C> {
-    /// A limiter keeping its state in `kv`.
-    pub fn new(kv: K, clock: C) -> Self {
-        Self { kv, clock }
+    /// A limiter keeping its state in `kv`; about one check in `sweep_one_in` (at least 1)
+    /// also sweeps it.
+    pub fn new(kv: K, clock: C, sweep_one_in: u64) -> Self {
+        Self {
+            kv,
+            clock,
+            sweep_one_in: sweep_one_in.max(1),
+        }
     }
+}
+
+/// Most key names one sweep reads.
+pub const SWEEP_MAX_KEYS: usize = 65_536;
+
+impl<K: KeyValue, C: Clock> KvLimiter<K, C> {
+    /// Deletes the limiter keys whose time has passed; returns how many.
+    pub async fn sweep(&self) -> Result<usize, PlatformError> {
+        let now_ms = self.clock.now_ms();
+        let mut deleted = 0;
+        for name in self.kv.keys(SWEEP_MAX_KEYS).await? {
+            if dead_after(&name).is_some_and(|until| until <= now_ms) {
+                self.kv.delete(&name).await?;
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+/// The limiter key of `scope` for the bucket of length `bucket_ms` numbered `bucket`.
+fn rate_key(scope: &LimitScope, bucket_ms: u64, bucket: u64) -> String {
+    let dead_after = bucket.saturating_add(2).saturating_mul(bucket_ms);
+    format!("rate:{dead_after}:{}:{}", scope.name, scope.key)
+}
+
+/// When a limiter key's state stops mattering (ms), read from its name.
+fn dead_after(name: &str) -> Option<u64> {
+    let (until, _) = name.strip_prefix("rate:")?.split_once(':')?;
+    until.parse().ok()
+}
+
+/// Whether this check also sweeps: a hash of the identity and the time, so about one check
+/// in `one_in` across all instances, without shared state.
+fn sweeps_now(scope: &LimitScope, now_ms: u64, one_in: u64) -> bool {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    (scope.key.as_str(), now_ms).hash(&mut hasher);
+    hasher.finish().is_multiple_of(one_in)
 }
 
 impl<K: KeyValue, C: Clock> RateLimiter for KvLimiter<K, C> {
     async fn check(&self, scope: &LimitScope) -> Result<Decision, PlatformError> {
-        let name = format!("rate:{}:{}", scope.name, scope.key);
+        let now_ms = self.clock.now_ms();
+        let bucket_ms = (scope.quota.horizon() / 1_000_000).max(1000);
+        let bucket = now_ms / bucket_ms;
+        let current = rate_key(scope, bucket_ms, bucket);
+        let stored = match self.kv.get(&current).await? {
+            Some(bytes) => Some(bytes),
+            None if bucket > 0 => self.kv.get(&rate_key(scope, bucket_ms, bucket - 1)).await?,
+            None => None,
+        };
         let state = GcraState {
-            tat: self
-                .kv
-                .get(&name)
-                .await?
+            tat: stored
                 .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
                 .map_or(0, u64::from_be_bytes),
         };
-        let now_ns = self.clock.now_ms().saturating_mul(1_000_000);
+        let now_ns = now_ms.saturating_mul(1_000_000);
         let (decision, next) = scope.quota.check(state, now_ns, 1);
         if next != state {
-            self.kv.set(&name, &next.tat.to_be_bytes()).await?;
+            self.kv.set(&current, &next.tat.to_be_bytes()).await?;
+        }
+        if sweeps_now(scope, now_ms, self.sweep_one_in) {
+            // The decision stands whatever the sweep meets; the next sweep tries again.
+            let _ = self.sweep().await;
         }
         Ok(decision)
     }
@@ -212,6 +272,9 @@ mod tests {
         async fn delete(&self, key: &str) -> Result<(), PlatformError> {
             self.0.borrow_mut().remove(key);
             Ok(())
+        }
+        async fn keys(&self, limit: usize) -> Result<Vec<String>, PlatformError> {
+            Ok(self.0.borrow().keys().take(limit).cloned().collect())
         }
     }
 
@@ -292,14 +355,99 @@ mod tests {
         let mut allowed = 0;
         for _ in 0..10 {
             // Each request is a fresh instance over the same store.
-            let limiter = KvLimiter::new(map.clone(), clock.clone());
+            let limiter = KvLimiter::new(map.clone(), clock.clone(), 1024);
             if block_on(limiter.check(&scope)).expect("check").is_allowed() {
                 allowed += 1;
             }
         }
         assert_eq!(allowed, 3);
         clock.advance(Duration::from_secs(20));
-        let limiter = KvLimiter::new(map.clone(), clock.clone());
+        let limiter = KvLimiter::new(map.clone(), clock.clone(), 1024);
         assert!(block_on(limiter.check(&scope)).expect("check").is_allowed());
+    }
+
+    fn scope(identity: &str) -> LimitScope {
+        LimitScope {
+            name: "read".into(),
+            key: identity.into(),
+            // 3 a minute, burst 3: a 60 s horizon, so 60 s buckets.
+            quota: Quota {
+                rate: 3,
+                period: Duration::from_secs(60),
+                burst: 3,
+                key: LimitKey::Ip,
+            },
+        }
+    }
+
+    fn allowed(map: &Map, clock: &ManualClock, identity: &str) -> bool {
+        let limiter = KvLimiter::new(map.clone(), clock.clone(), 1024);
+        block_on(limiter.check(&scope(identity)))
+            .expect("check")
+            .is_allowed()
+    }
+
+    #[test]
+    fn the_quota_holds_across_a_bucket_boundary() {
+        let map = Map::default();
+        let clock = ManualClock::at(60_000 * 1000 - 5);
+        for _ in 0..3 {
+            assert!(allowed(&map, &clock, "192.0.2.1"));
+        }
+        clock.advance(Duration::from_millis(10));
+        assert!(
+            !allowed(&map, &clock, "192.0.2.1"),
+            "the new bucket reads the previous one"
+        );
+        clock.advance(Duration::from_secs(20));
+        assert!(allowed(&map, &clock, "192.0.2.1"));
+    }
+
+    #[test]
+    fn a_sweep_deletes_only_limiter_keys_past_their_time() {
+        let map = Map::default();
+        let clock = ManualClock::at(60_000 * 1000);
+        for i in 0..50 {
+            allowed(&map, &clock, &format!("198.51.100.{i}"));
+        }
+        clock.advance(Duration::from_secs(60));
+        for i in 0..5 {
+            allowed(&map, &clock, &format!("203.0.113.{i}"));
+        }
+        map.0
+            .borrow_mut()
+            .insert(cache_key(&key("/a")), encode(u64::MAX, &response()));
+        let limiter = KvLimiter::new(map.clone(), clock.clone(), 1024);
+        assert_eq!(
+            block_on(limiter.sweep()).expect("sweep"),
+            0,
+            "all still matter"
+        );
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(block_on(limiter.sweep()).expect("sweep"), 50);
+        let left: Vec<String> = map.0.borrow().keys().cloned().collect();
+        assert_eq!(left.len(), 6, "{left:?}");
+        assert!(
+            left.iter()
+                .all(|k| k.contains("203.0.113.") || k.starts_with("cache:"))
+        );
+    }
+
+    #[test]
+    fn the_store_stays_bounded_as_identities_come_and_go() {
+        let map = Map::default();
+        let clock = ManualClock::at(60_000 * 1000);
+        // 20,000 clients, one request each, 10 a second for over half an hour.
+        for i in 0..20_000u32 {
+            allowed(
+                &map,
+                &clock,
+                &format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255),
+            );
+            clock.advance(Duration::from_millis(100));
+        }
+        let held = map.0.borrow().len();
+        // Two buckets of clients (1,200) and what came since the last sweep.
+        assert!(held < 4_000, "{held} keys held for 20,000 clients");
     }
 }

@@ -63,6 +63,18 @@ impl KeyValue for SpinKv {
     async fn delete(&self, key: &str) -> Result<(), PlatformError> {
         self.store().await?.delete(key).await.map_err(kv_error)
     }
+
+    async fn keys(&self, limit: usize) -> Result<Vec<String>, PlatformError> {
+        let mut keys = self.store().await?.get_keys().await;
+        let mut names = Vec::new();
+        while names.len() < limit {
+            match keys.next().await {
+                Some(name) => names.push(name),
+                None => return keys.result().await.map(|()| names).map_err(kv_error),
+            }
+        }
+        Ok(names)
+    }
 }
 
 /// Header a Spin host sets to the connecting client's address.
@@ -143,10 +155,11 @@ fn pipeline() -> Result<WasiPipeline, ConfigError> {
         cell.get_or_init(|| {
             let config = EdgeConfig::from_vars(|name| std::env::var(name).ok())?;
             let kv = SpinKv::default();
+            let sweep_one_in = config.kv_sweep_one_in;
             Ok(Pipeline::new(
                 config,
                 KvStore::new(kv.clone(), SystemClock),
-                KvLimiter::new(kv, SystemClock),
+                KvLimiter::new(kv, SystemClock, sweep_one_in),
                 WasiUpstream,
                 SystemClock,
                 WasiBackground,
