@@ -88,12 +88,13 @@ impl TraceParent {
 
     /// The `traceparent` value naming this hop.
     pub fn header(&self) -> String {
-        format!(
-            "00-{}-{}-{}",
-            self.trace_id_hex(),
-            hex::encode(&self.span_id),
-            if self.sampled { "01" } else { "00" }
-        )
+        let mut out = String::with_capacity(55);
+        out.push_str("00-");
+        hex::encode_into(&self.trace_id, &mut out);
+        out.push('-');
+        hex::encode_into(&self.span_id, &mut out);
+        out.push_str(if self.sampled { "-01" } else { "-00" });
+        out
     }
 
     /// The request id to pass on: `given` when valid, else the trace id.

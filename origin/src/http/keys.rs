@@ -1,6 +1,7 @@
 //! Request keys: the URL as the client addressed it, the request's headers as the key scheme
 //! reads them, and a memo of recent keys so a hot URL is canonicalised once.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, Uri, header};
@@ -22,8 +23,8 @@ impl HeaderLookup for Headers<'_> {
     }
 }
 
-/// The absolute URL of a request as the client addressed it.
-pub fn request_url(uri: &Uri, headers: &HeaderMap) -> String {
+/// Appends the absolute URL of a request as the client addressed it to `out`.
+fn push_request_url(uri: &Uri, headers: &HeaderMap, out: &mut String) {
     let scheme = match headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
@@ -35,8 +36,15 @@ pub fn request_url(uri: &Uri, headers: &HeaderMap) -> String {
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("localhost");
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    format!("{scheme}://{host}{path}")
+    out.push_str(scheme);
+    out.push_str("://");
+    out.push_str(host);
+    out.push_str(uri.path_and_query().map_or("/", |p| p.as_str()));
+}
+
+thread_local! {
+    /// The memo key of the request being keyed: written here, so a memo hit allocates nothing.
+    static MEMO_KEY: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
 /// Remembers the canonical key of recent request URLs, so a hot URL is parsed and
@@ -64,25 +72,29 @@ impl KeyMemo {
         uri: &Uri,
         headers: &HeaderMap,
     ) -> Result<Arc<CacheKey>, KeyError> {
-        let url = request_url(uri, headers);
-        let mut memo_key = url.clone();
-        for name in config.variant_headers() {
-            memo_key.push('\n');
-            for value in headers.get_all(name) {
-                memo_key.push_str(value.to_str().unwrap_or("\u{fffd}"));
-                memo_key.push(',');
+        MEMO_KEY.with_borrow_mut(|memo_key| {
+            memo_key.clear();
+            push_request_url(uri, headers, memo_key);
+            let url_len = memo_key.len();
+            for name in config.variant_headers() {
+                memo_key.push('\n');
+                for value in headers.get_all(name) {
+                    memo_key.push_str(value.to_str().unwrap_or("\u{fffd}"));
+                    memo_key.push(',');
+                }
             }
-        }
-        if let Some(key) = self.memo.get(&memo_key) {
-            return Ok(key);
-        }
-        let canonical = route.keyed_url(&CanonicalUrl::parse(config, &url)?);
-        let key = Arc::new(CacheKey::for_canonical_url(
-            config,
-            &canonical,
-            &Headers(headers),
-        ));
-        self.memo.insert(memo_key, key.clone());
-        Ok(key)
+            if let Some(key) = self.memo.get(memo_key.as_str()) {
+                return Ok(key);
+            }
+            let url = &memo_key[..url_len];
+            let canonical = route.keyed_url(&CanonicalUrl::parse(config, url)?);
+            let key = Arc::new(CacheKey::for_canonical_url(
+                config,
+                &canonical,
+                &Headers(headers),
+            ));
+            self.memo.insert(memo_key.clone(), key.clone());
+            Ok(key)
+        })
     }
 }

@@ -338,9 +338,10 @@ async fn record(
     state
         .metrics
         .observe(call.route, method.as_str(), status, took);
+    let now = now_ms();
     if call.public {
-        state.sla.record(now_ms(), status, took);
+        state.sla.record(now, status, took);
     }
-    state.rates.record(now_ms());
+    state.rates.record(now);
     response
 }
