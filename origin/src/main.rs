@@ -344,8 +344,12 @@ async fn serve(config: Config, telemetry: &otel::Telemetry) -> ExitCode {
     };
     // Nothing a vote asked for is lost to the shutdown: its results purge goes out now.
     state.vote_purges.flush(&state.purger).await;
-    // The last seconds of SLA counts go to the store too.
+    // The last seconds of SLA counts go to the store too, and the last minute's request
+    // count to the forecast's history.
     state.sla.flush().await;
+    if let Some(store) = &state.rate_store {
+        surge_origin::scaling::history::hand_in_last(&state.rates, store.as_ref()).await;
+    }
     if served {
         ExitCode::SUCCESS
     } else {

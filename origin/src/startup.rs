@@ -100,10 +100,11 @@ pub async fn start(config: Config, traces: SpanTrees) -> Result<Arc<AppState>, S
         )),
         None => Arc::new(crate::scaling::store::MemoryScalingStore::default()),
     };
-    if db.is_some() || config.scaling.is_some() {
+    let rate_store = (db.is_some() || config.scaling.is_some()).then(|| scaling_store.clone());
+    if let Some(store) = &rate_store {
         tokio::spawn(crate::scaling::history::hand_in(
             rates.clone(),
-            scaling_store.clone(),
+            store.clone(),
         ));
     }
     let scaler = match &config.scaling {
@@ -136,6 +137,7 @@ pub async fn start(config: Config, traces: SpanTrees) -> Result<Arc<AppState>, S
         traces,
         keys: KeyMemo::new(100_000),
         rates,
+        rate_store,
         scaler,
         admin_failures: moka::sync::Cache::builder()
             .max_capacity(100_000)

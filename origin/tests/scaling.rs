@@ -445,3 +445,36 @@ async fn an_origin_without_the_controller_still_hands_in_its_request_rate() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopping_origin_hands_in_its_last_partial_minute() {
+    // The periodic hand-in stores only closed minutes; a pod stopped mid-minute would take
+    // that minute's requests with it.
+    let pg = PgPair::start().expect("postgres");
+    let mut origin = OriginProcess::start(&[
+        ("DATABASE_URL", pg.primary.url("postgres")),
+        ("SURGE_SEED_DEMO", "true".to_string()),
+    ]);
+    let client = support::http();
+    for _ in 0..30 {
+        let answer = client
+            .get(origin.public_url("/api/elections"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(answer.status(), StatusCode::OK);
+    }
+    origin.terminate();
+    assert_eq!(origin.wait_exit(Duration::from_secs(60)), Some(0));
+    let stored = pg
+        .primary
+        .psql(
+            "postgres",
+            "SELECT coalesce(sum(requests), 0) FROM scaling_rates",
+        )
+        .expect("query");
+    assert!(
+        stored.trim().parse::<u64>().is_ok_and(|n| n >= 30),
+        "stored after the stop: {stored}"
+    );
+}

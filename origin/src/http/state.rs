@@ -16,6 +16,7 @@ use crate::domain::voters::throttle::LoginThrottle;
 use crate::purge::Purger;
 use crate::scaling::controller::Scaler;
 use crate::scaling::history::RateHistory;
+use crate::scaling::store::ScalingStore;
 use crate::telemetry::Metrics;
 use crate::telemetry::spans::SpanTrees;
 
@@ -60,6 +61,9 @@ pub struct AppState {
     pub traces: SpanTrees,
     /// Requests per minute, for the forecaster.
     pub rates: Arc<RateHistory>,
+    /// Where this pod hands its request counts in (every pod with a database, and the
+    /// controller's), so a stopping pod can hand in its last minute.
+    pub rate_store: Option<Arc<dyn ScalingStore>>,
     /// The scaling controller, when `SURGE_KUBE` is set.
     pub scaler: Option<Arc<Scaler>>,
     /// Canonical keys of recent request URLs.

@@ -106,6 +106,20 @@ impl RateHistory {
         closed.unsent.drain(..).collect()
     }
 
+    /// Every minute the store has not had, the open one included: what a stopping pod hands
+    /// in last. The store sums every pod's counts per minute, so a part of a minute adds up
+    /// as a whole one does (a new process in the same minute adds its own).
+    pub fn take_all(&self, now_ms: u64) -> Vec<MinuteCount> {
+        let mut closed = self.closed();
+        self.close(&mut closed, now_ms);
+        let open = self.minute.load(Ordering::Relaxed);
+        let count = self.count.swap(0, Ordering::Relaxed);
+        if open > 0 && count > 0 {
+            closed.push((open, count));
+        }
+        closed.unsent.drain(..).collect()
+    }
+
     /// Puts minutes the store did not take back in front of any closed since.
     pub fn unsent(&self, minutes: Vec<MinuteCount>) {
         let mut closed = self.closed();
@@ -143,6 +157,18 @@ pub async fn hand_in(rates: Arc<RateHistory>, store: Arc<dyn ScalingStore>) {
             tracing::warn!("request rate history: {e}");
             rates.unsent(minutes);
         }
+    }
+}
+
+/// Hands everything `rates` has not handed in yet, the open minute included, to `store`: the
+/// last step of a stopping pod, so its final partial minute is not lost to the forecast.
+pub async fn hand_in_last(rates: &RateHistory, store: &dyn ScalingStore) {
+    let minutes = rates.take_all(crate::clock::now_ms());
+    if minutes.is_empty() {
+        return;
+    }
+    if let Err(e) = store.add_rates(minutes).await {
+        tracing::warn!("request rate history, last minutes not stored: {e}");
     }
 }
 
@@ -194,6 +220,20 @@ mod tests {
         // The store failed: minute 10 comes back ahead of minute 11, closed since.
         h.unsent(vec![(10, 2)]);
         assert_eq!(h.take_unsent(12 * MINUTE), vec![(10, 2), (11, 1)]);
+    }
+
+    #[test]
+    fn a_stopping_pod_hands_in_its_open_minute_too() {
+        let h = RateHistory::default();
+        h.record(10 * MINUTE);
+        h.record(11 * MINUTE + 1);
+        h.record(11 * MINUTE + 2);
+        assert_eq!(h.take_unsent(11 * MINUTE + 3), vec![(10, 1)]);
+        assert_eq!(h.take_all(11 * MINUTE + 4), vec![(11, 2)]);
+        assert_eq!(h.take_all(11 * MINUTE + 5), vec![], "handed in once");
+        // Counting goes on in the same minute (the last requests of a drain): only the new.
+        h.record(11 * MINUTE + 6);
+        assert_eq!(h.take_all(11 * MINUTE + 7), vec![(11, 1)]);
         // Requests after the close count in their own minute.
         h.record(12 * MINUTE + 1);
         assert_eq!(h.take_unsent(13 * MINUTE), vec![(12, 1)]);
