@@ -415,19 +415,8 @@ async fn an_origin_without_the_controller_still_hands_in_its_request_rate() {
     // In the manifests the controller runs in its own pod, which serves no traffic: the
     // forecast sees the deployment's rate only if every serving pod hands its counts in.
     let pg = PgPair::start().expect("postgres");
-    let origin = OriginProcess::start(&[
-        ("DATABASE_URL", pg.primary.url("postgres")),
-        ("SURGE_SEED_DEMO", "true".to_string()),
-    ]);
-    let client = support::http();
-    for _ in 0..30 {
-        let answer = client
-            .get(origin.public_url("/api/elections"))
-            .send()
-            .await
-            .expect("request");
-        assert_eq!(answer.status(), StatusCode::OK);
-    }
+    // Kept running: it hands the minute in once the minute has closed.
+    let _origin = origin_that_served_thirty_requests(&pg).await;
     // The minute closes, then the next hand-in (every 15 s) stores it.
     eventually_within(
         "the counts to reach scaling_rates",
@@ -451,19 +440,7 @@ async fn a_stopping_origin_hands_in_its_last_partial_minute() {
     // The periodic hand-in stores only closed minutes; a pod stopped mid-minute would take
     // that minute's requests with it.
     let pg = PgPair::start().expect("postgres");
-    let mut origin = OriginProcess::start(&[
-        ("DATABASE_URL", pg.primary.url("postgres")),
-        ("SURGE_SEED_DEMO", "true".to_string()),
-    ]);
-    let client = support::http();
-    for _ in 0..30 {
-        let answer = client
-            .get(origin.public_url("/api/elections"))
-            .send()
-            .await
-            .expect("request");
-        assert_eq!(answer.status(), StatusCode::OK);
-    }
+    let mut origin = origin_that_served_thirty_requests(&pg).await;
     origin.terminate();
     assert_eq!(origin.wait_exit(Duration::from_secs(60)), Some(0));
     let stored = pg
@@ -477,4 +454,22 @@ async fn a_stopping_origin_hands_in_its_last_partial_minute() {
         stored.trim().parse::<u64>().is_ok_and(|n| n >= 30),
         "stored after the stop: {stored}"
     );
+}
+
+/// An origin on `pg`'s primary, with the demo data, after 30 requests to `/api/elections`.
+async fn origin_that_served_thirty_requests(pg: &PgPair) -> OriginProcess {
+    let origin = OriginProcess::start(&[
+        ("DATABASE_URL", pg.primary.url("postgres")),
+        ("SURGE_SEED_DEMO", "true".to_string()),
+    ]);
+    let client = support::http();
+    for _ in 0..30 {
+        let answer = client
+            .get(origin.public_url("/api/elections"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(answer.status(), StatusCode::OK);
+    }
+    origin
 }
