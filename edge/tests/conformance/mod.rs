@@ -545,9 +545,27 @@ pub fn methods_sizes_health_and_admin_are_guarded<E: Edge>(s: &mut Stack<E>) {
 }
 
 /// Writes `head` (and `chunks`, paced) on a raw connection to the edge at `url` and returns
-/// the status line it answers with while the connection is still open: a body the edge
-/// waited for in full would never come, so an answer proves it stopped reading.
+/// the head of the Worker's answer (status line first) while the connection is still open: a
+/// body the edge waited for in full would never come, so an answer proves it stopped reading.
+///
+/// `wrangler dev`'s local proxy, on a loaded machine, has answered a raw connection with its
+/// own 503 right after an early 413 to another client still sending: an answer without the
+/// edge's `x-surge-cache` header did not come from the Worker, and the request is sent again
+/// (at most twice more, each time said on stderr).
 fn answer_before_the_body_ends(url: &str, head: &str, chunks: &[String]) -> String {
+    for _ in 0..2 {
+        let answer = raw_exchange(url, head, chunks);
+        if answer.to_ascii_lowercase().contains("\nx-surge-cache:") {
+            return answer;
+        }
+        eprintln!("not the Worker's answer, sending again: {answer:?}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    raw_exchange(url, head, chunks)
+}
+
+/// One raw exchange for [`answer_before_the_body_ends`]: the answer's head.
+fn raw_exchange(url: &str, head: &str, chunks: &[String]) -> String {
     use std::io::{BufRead, BufReader, Write};
     let addr = url
         .trim_start_matches("http://")
@@ -567,14 +585,23 @@ fn answer_before_the_body_ends(url: &str, head: &str, chunks: &[String]) -> Stri
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let mut status = String::new();
-    if let Err(e) = BufReader::new(stream).read_line(&mut status) {
+    let mut reader = BufReader::new(stream);
+    let mut answer = String::new();
+    if let Err(e) = reader.read_line(&mut answer) {
         panic!(
             "no answer before the body ended ({e}) to {:?}",
             head.lines().next().unwrap_or_default()
         );
     }
-    status
+    // The header lines, until the blank line (or the connection ends).
+    loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(n) if n > 0 && line != "\r\n" => answer.push_str(&line),
+            _ => break,
+        }
+    }
+    answer
 }
 
 pub fn bodies_over_the_limit_are_refused_before_they_are_read<E: Edge>(s: &mut Stack<E>) {
@@ -582,13 +609,13 @@ pub fn bodies_over_the_limit_are_refused_before_they_are_read<E: Edge>(s: &mut S
     // Declared too large: 413 at once, though not one byte of the body is ever sent.
     let head = "POST /api/login HTTP/1.1\r\nHost: vote.example\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\nX-Case: declared\r\n\r\n";
     let status = answer_before_the_body_ends(&url, head, &[]);
-    assert!(status.contains(" 413"), "{status:?}");
+    assert!(status.starts_with("HTTP/1.1 413 "), "{status:?}");
     // Chunked, with no length: cut off once it passes the login route's 4 KiB, though the
     // body never ends.
     let head = "POST /api/login HTTP/1.1\r\nHost: vote.example\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
     let chunk = format!("400\r\n{}\r\n", "x".repeat(0x400));
     let status = answer_before_the_body_ends(&url, head, &vec![chunk; 8]);
-    assert!(status.contains(" 413"), "{status:?}");
+    assert!(status.starts_with("HTTP/1.1 413 "), "{status:?}");
     assert!(
         s.eu.requests().is_empty() && s.us.requests().is_empty(),
         "nothing reached an origin"
@@ -601,7 +628,7 @@ pub fn bodies_over_the_limit_are_refused_before_they_are_read<E: Edge>(s: &mut S
         "0\r\n\r\n".to_string(),
     ];
     let status = answer_before_the_body_ends(&url, head, &chunks);
-    assert!(status.contains(" 200"), "{status:?}");
+    assert!(status.starts_with("HTTP/1.1 200 "), "{status:?}");
     let seen = s.eu.requests();
     let last = seen.last().expect("the login reached eu");
     assert_eq!(last.body.len(), 0x400);
