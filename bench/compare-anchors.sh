@@ -66,7 +66,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_for() {
   for _ in $(seq 1 100); do curl -fsS -o /dev/null "$1" 2>"$work/curl.log" && return 0; sleep 0.1; done
   echo "compare-anchors: $1 did not answer; logs:" >&2
@@ -74,7 +73,7 @@ wait_for() {
   exit 1
 }
 
-origin_port=$(free_port) admin_port=$(free_port) nginx_port=$(free_port) varnish_port=$(free_port)
+read -r origin_port admin_port nginx_port varnish_port < <(python3 "$root/bench/ports.py" 4)
 SURGE_LISTEN="127.0.0.1:$origin_port" SURGE_ADMIN_LISTEN="127.0.0.1:$admin_port" RUST_LOG=error "$origin_bin" >"$work/origin.log" 2>&1 &
 pids+=($!)
 wait_for "http://127.0.0.1:$origin_port/healthz"

@@ -44,8 +44,8 @@ if [[ -z "${SURGE_ORIGIN_BIN:-}" || -z "${SURGE_LOAD_BIN:-}" ]]; then
   SURGE_LOAD_BIN="${SURGE_LOAD_BIN:-target/release/surge-load}"
 fi
 mkdir -p "$out"
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-SURGE_LISTEN="127.0.0.1:$port" SURGE_L1_MAX_BYTES=$((l1_mib * 1024 * 1024)) SURGE_L1_MAX_ITEMS=1000000 \
+read -r port admin_port < <(python3 bench/ports.py 2)
+SURGE_LISTEN="127.0.0.1:$port" SURGE_ADMIN_LISTEN="127.0.0.1:$admin_port" SURGE_L1_MAX_BYTES=$((l1_mib * 1024 * 1024)) SURGE_L1_MAX_ITEMS=1000000 \
   RUST_LOG=warn "$SURGE_ORIGIN_BIN" >"$out/origin.log" 2>&1 &
 origin=$!
 trap 'kill "$origin" 2>/dev/null || true' EXIT
