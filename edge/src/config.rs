@@ -72,18 +72,13 @@ impl EdgeConfig {
             var: "SURGE_GEO",
             message: e.to_string(),
         })?;
-        let retry_after_secs = match var("SURGE_RETRY_AFTER") {
-            None => DEFAULT_RETRY_AFTER_SECS,
-            Some(text) => text
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|s| (1..=3600).contains(s))
-                .ok_or_else(|| ConfigError {
-                    var: "SURGE_RETRY_AFTER",
-                    message: format!("{text:?} is not a number of seconds between 1 and 3600"),
-                })?,
-        };
+        let retry_after_secs = number(
+            &var,
+            "SURGE_RETRY_AFTER",
+            DEFAULT_RETRY_AFTER_SECS,
+            1..=3600,
+            "a number of seconds",
+        )?;
         let cookie_keys = match var("SURGE_COOKIE_KEYS").filter(|k| !k.trim().is_empty()) {
             None => Vec::new(),
             Some(text) => {
@@ -102,20 +97,13 @@ impl EdgeConfig {
                 })?
             }
         };
-        let kv_sweep_one_in = match var("SURGE_KV_SWEEP_ONE_IN") {
-            None => DEFAULT_KV_SWEEP_ONE_IN,
-            Some(text) => text
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|n| (1..=1_000_000).contains(n))
-                .ok_or_else(|| ConfigError {
-                    var: "SURGE_KV_SWEEP_ONE_IN",
-                    message: format!(
-                        "{text:?} is not a whole number from 1 to 1000000 (checks per sweep)"
-                    ),
-                })?,
-        };
+        let kv_sweep_one_in = number(
+            &var,
+            "SURGE_KV_SWEEP_ONE_IN",
+            DEFAULT_KV_SWEEP_ONE_IN,
+            1..=1_000_000,
+            "a count of checks per sweep",
+        )?;
         Ok(Self {
             policy,
             geo,
@@ -125,6 +113,31 @@ impl EdgeConfig {
             kv_sweep_one_in,
         })
     }
+}
+
+/// The whole number in `name`, `default` when unset; an error names the range.
+fn number(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+    what: &str,
+) -> Result<u64, ConfigError> {
+    let Some(text) = var(name) else {
+        return Ok(default);
+    };
+    text.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| ConfigError {
+            var: name,
+            message: format!(
+                "{text:?} is not {what} from {} to {}",
+                range.start(),
+                range.end()
+            ),
+        })
 }
 
 #[cfg(test)]
@@ -166,7 +179,7 @@ mod tests {
         for bad in ["0", "1000001", "often"] {
             let (v, m) = var("SURGE_KV_SWEEP_ONE_IN", bad).expect("error");
             assert_eq!(v, "SURGE_KV_SWEEP_ONE_IN");
-            assert!(m.contains("1 to 1000000"), "{m}");
+            assert!(m.contains("from 1 to 1000000"), "{m}");
         }
         let (v, m) = var("SURGE_EDGE_KEYS", "k1:short").expect("error");
         assert_eq!(v, "SURGE_EDGE_KEYS");
