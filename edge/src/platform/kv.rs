@@ -15,9 +15,10 @@
 //! read the old arrival time, so a burst from one client across instances may get a few more
 //! requests through than its quota allows (at most one per concurrent instance). The quota
 //! still holds across requests, which instance memory could not do. Stores set no expiry
-//! either, so about one check in `SURGE_KV_SWEEP_ONE_IN` (1,024 by default) also sweeps: it lists key names (at most
-//! [`SWEEP_MAX_KEYS`]) and deletes the limiter keys whose time has passed, reading no values.
-//! The store then holds the identities seen in the last two buckets, not every one ever seen.
+//! either, so about one check in `SURGE_KV_SWEEP_ONE_IN` (1,024 by default) also sweeps: it
+//! lists key names (at most [`SWEEP_MAX_KEYS`]) and deletes the limiter keys whose time has
+//! passed, reading no values. The store then holds the identities seen in the last two
+//! buckets, not every one ever seen.
 #![allow(async_fn_in_trait)] // Wasm runtimes are single-threaded: futures are not `Send`.
 
 use std::time::Duration;
