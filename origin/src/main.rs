@@ -299,6 +299,7 @@ async fn serve(config: Config, telemetry: &otel::Telemetry) -> ExitCode {
         listener,
         app,
         config.public_http,
+        std::sync::Arc::new(http::hit::FreshHits(state.clone())),
         until_stopped(stopped.clone()),
     ));
     if let Some(listener) = metrics_listener {

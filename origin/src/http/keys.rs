@@ -4,16 +4,17 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, Uri, header};
 use surge_shared::key::{HeaderLookup, KeyConfig, KeyError};
 use surge_shared::{CacheKey, CanonicalUrl, Route};
 
-/// Request headers through the shared [`HeaderLookup`].
-pub struct Headers<'a>(pub &'a HeaderMap);
+use super::headers::{HeaderSource, text};
 
-impl HeaderLookup for Headers<'_> {
+/// Request headers through the shared [`HeaderLookup`].
+pub struct Headers<'a, H: ?Sized>(pub &'a H);
+
+impl<H: HeaderSource + ?Sized> HeaderLookup for Headers<'_, H> {
     fn header(&self, name: &str) -> Option<String> {
-        let mut values = self.0.get_all(name).iter().filter_map(|v| v.to_str().ok());
+        let mut values = self.0.values_of(name).filter_map(text);
         let first = values.next()?.to_string();
         Some(values.fold(first, |mut acc, v| {
             acc.push_str(", ");
@@ -23,23 +24,18 @@ impl HeaderLookup for Headers<'_> {
     }
 }
 
-/// Appends the absolute URL of a request as the client addressed it to `out`.
-fn push_request_url(uri: &Uri, headers: &HeaderMap, out: &mut String) {
-    let scheme = match headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-    {
+/// Appends the absolute URL of a request for `target` (its path and query) as the client
+/// addressed it to `out`.
+fn push_request_url(target: &str, headers: &(impl HeaderSource + ?Sized), out: &mut String) {
+    let scheme = match headers.text_of("x-forwarded-proto") {
         Some("https") => "https",
         _ => "http",
     };
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("localhost");
+    let host = headers.text_of("host").unwrap_or("localhost");
     out.push_str(scheme);
     out.push_str("://");
     out.push_str(host);
-    out.push_str(uri.path_and_query().map_or("/", |p| p.as_str()));
+    out.push_str(if target.is_empty() { "/" } else { target });
 }
 
 thread_local! {
@@ -63,23 +59,23 @@ impl KeyMemo {
         }
     }
 
-    /// The request's key under `config`, for `route` (which keeps only its own query
-    /// parameters).
+    /// The key of a request for `target` (its path and query) under `config`, for `route`
+    /// (which keeps only its own query parameters).
     pub fn key_for(
         &self,
         config: &KeyConfig,
         route: &Route,
-        uri: &Uri,
-        headers: &HeaderMap,
+        target: &str,
+        headers: &(impl HeaderSource + ?Sized),
     ) -> Result<Arc<CacheKey>, KeyError> {
         MEMO_KEY.with_borrow_mut(|memo_key| {
             memo_key.clear();
-            push_request_url(uri, headers, memo_key);
+            push_request_url(target, headers, memo_key);
             let url_len = memo_key.len();
             for name in config.variant_headers() {
                 memo_key.push('\n');
-                for value in headers.get_all(name) {
-                    memo_key.push_str(value.to_str().unwrap_or("\u{fffd}"));
+                for value in headers.values_of(name) {
+                    memo_key.push_str(text(value).unwrap_or("\u{fffd}"));
                     memo_key.push(',');
                 }
             }

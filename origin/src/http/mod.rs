@@ -10,6 +10,8 @@ pub mod contract;
 pub mod error;
 pub mod extract;
 pub mod handlers;
+pub mod headers;
+pub mod hit;
 pub mod keys;
 pub mod pages;
 pub mod rendered;
@@ -18,7 +20,7 @@ pub mod serve;
 pub mod state;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderName, HeaderValue};
@@ -154,6 +156,13 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
+/// Appends [`SECURITY_HEADERS`] as header lines to `out`.
+fn push_security_headers(out: &mut Vec<u8>) {
+    for (name, value) in &SECURITY_HEADERS {
+        hit::push_header(out, name.as_str(), value.as_bytes());
+    }
+}
+
 /// Whether `path` is a probe (`/healthz`, `/livez`, `/readyz`): called by the kubelet, not
 /// through the edge, and no part of the SLA.
 fn is_probe(path: &str) -> bool {
@@ -164,8 +173,7 @@ fn is_probe(path: &str) -> bool {
 /// (`SURGE_EDGE_KEYS`): a direct hit on an origin host would skip the edge's caching, limits
 /// and WAF. The probes pass unsigned (the kubelet calls them directly).
 fn not_from_edge(state: &AppState, request: &Request, probe: bool) -> Option<Response> {
-    let keys = &state.config.edge_keys;
-    if keys.is_empty() || probe {
+    if probe {
         return None;
     }
     let target = request
@@ -176,8 +184,7 @@ fn not_from_edge(state: &AppState, request: &Request, probe: bool) -> Option<Res
         .headers()
         .get(edge_auth::HEADER)
         .and_then(|v| v.to_str().ok());
-    let method = request.method().as_str();
-    let refused = edge_auth::verify(keys, signature, now_ms() / 1000, method, target).err()?;
+    let refused = edge_refusal(state, signature, request.method().as_str(), target)?;
     Some(
         error::ApiError::Forbidden {
             code: "not_from_edge",
@@ -187,6 +194,21 @@ fn not_from_edge(state: &AppState, request: &Request, probe: bool) -> Option<Res
         }
         .into_response(),
     )
+}
+
+/// Why `signature` does not show the edge sent `method target`, when the origin holds edge
+/// keys; `None` when it does or no keys are held.
+fn edge_refusal(
+    state: &AppState,
+    signature: Option<&str>,
+    method: &str,
+    target: &str,
+) -> Option<edge_auth::SignatureError> {
+    let keys = &state.config.edge_keys;
+    if keys.is_empty() {
+        return None;
+    }
+    edge_auth::verify(keys, signature, now_ms() / 1000, method, target).err()
 }
 
 /// The one middleware of the public listener: classifies the path once (the handler takes the
@@ -251,11 +273,16 @@ async fn record(
     // The request's span, named by route (bounded: the policy's names) as OpenTelemetry's
     // HTTP conventions ask; every log line written while serving carries its fields.
     // A request the sampler drops has no span: on a cache hit the span is most of the work.
-    let given = request
-        .headers()
-        .get(context::TRACEPARENT)
-        .and_then(|v| v.to_str().ok());
-    let traced = sampling::configured().records(given, fastrand::f64);
+    let traced = match request.extensions().get::<sampling::Drawn>() {
+        Some(&sampling::Drawn(traced)) => traced,
+        None => {
+            let given = request
+                .headers()
+                .get(context::TRACEPARENT)
+                .and_then(|v| v.to_str().ok());
+            sampling::configured().records(given, fastrand::f64)
+        }
+    };
     let span = if !traced {
         tracing::Span::none()
     } else {
@@ -335,13 +362,24 @@ async fn record(
             span.record(field, value);
         }
     }
-    state
-        .metrics
-        .observe(call.route, method.as_str(), status, took);
+    account(
+        state,
+        call.route,
+        method.as_str(),
+        status,
+        took,
+        call.public,
+    );
+    response
+}
+
+/// Counts a finished request in the metrics, in the SLA when it is `public` traffic, and in
+/// the scaling rates.
+fn account(state: &AppState, route: &str, method: &str, status: u16, took: Duration, public: bool) {
+    state.metrics.observe(route, method, status, took);
     let now = now_ms();
-    if call.public {
+    if public {
         state.sla.record(now, status, took);
     }
     state.rates.record(now);
-    response
 }

@@ -1,7 +1,8 @@
 //! A page as the cache holds it: ready to send. The status, a header block made once when the
 //! page is rendered (Content-Type, Cache-Control, Cache-Tag, ETag) and the body as `Bytes`.
 //! Answering from it copies reference-counted handles into the response; only the headers
-//! that differ per request (how it was found, timings, the trace) are made then.
+//! that differ per request (how it was found, timings, the trace) are made then. The block is
+//! also kept as the bytes it is on the wire, which the connection front copies as they are.
 //!
 //! In L2 it is stored as JSON (`status`, `content_type`, `cache_control`, `cache_tag`, `body`)
 //! and the header block is made again when another process reads it.
@@ -11,10 +12,12 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::body::Bytes;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use super::headers::HeaderSource;
 
 /// `Cache-Tag`, the CDN's purge handle.
 pub const CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
@@ -28,6 +31,10 @@ const PER_REQUEST_HEADERS: usize = 12;
 pub struct Rendered {
     status: StatusCode,
     head: Arc<[(HeaderName, HeaderValue)]>,
+    /// `head` as sent: a `name: value\r\n` line per header, Content-Type's first.
+    wire: Bytes,
+    /// The length of Content-Type's line at the start of `wire` (a 304 leaves it out).
+    content_type_line: usize,
     etag: HeaderValue,
     body: Bytes,
 }
@@ -76,9 +83,22 @@ impl Rendered {
         if let Some(tags) = cache_tag {
             head.push((CACHE_TAG, value("Cache-Tag", tags)?));
         }
+        let mut wire = Vec::with_capacity(256);
+        let mut content_type_line = 0;
+        for (name, value) in &head {
+            wire.extend_from_slice(name.as_str().as_bytes());
+            wire.extend_from_slice(b": ");
+            wire.extend_from_slice(value.as_bytes());
+            wire.extend_from_slice(b"\r\n");
+            if name == CONTENT_TYPE {
+                content_type_line = wire.len();
+            }
+        }
         Ok(Self {
             status,
             head: head.into(),
+            wire: wire.into(),
+            content_type_line,
             etag,
             body,
         })
@@ -99,10 +119,26 @@ impl Rendered {
         &self.head
     }
 
+    /// Whether the answer to a request with `request` headers is `304 Not Modified`: the page
+    /// is a 200 and the request's `If-None-Match` names it.
+    pub fn not_modified(&self, request: &(impl HeaderSource + ?Sized)) -> bool {
+        self.status == StatusCode::OK && self.matches(request)
+    }
+
+    /// The header block as sent, for the page or (`not_modified`) for a 304, which carries
+    /// no Content-Type.
+    pub fn wire_block(&self, not_modified: bool) -> &[u8] {
+        if not_modified {
+            &self.wire[self.content_type_line..]
+        } else {
+            &self.wire
+        }
+    }
+
     /// The response to a request with `request` headers: the page, or `304 Not Modified` with
     /// the same block and no body when the request's `If-None-Match` names this page.
-    pub fn respond(&self, request: &HeaderMap) -> Response {
-        let not_modified = self.status == StatusCode::OK && self.matches(request);
+    pub fn respond(&self, request: &(impl HeaderSource + ?Sized)) -> Response {
+        let not_modified = self.not_modified(request);
         let mut response = if not_modified {
             let mut response = Response::new(Body::empty());
             *response.status_mut() = StatusCode::NOT_MODIFIED;
@@ -125,12 +161,11 @@ impl Rendered {
 
     /// Whether `If-None-Match` in `request` names this page (weak comparison, as RFC 9110
     /// §13.1.2 asks of it, and `*`).
-    fn matches(&self, request: &HeaderMap) -> bool {
+    fn matches(&self, request: &(impl HeaderSource + ?Sized)) -> bool {
         let mine = strip_weak(self.etag.as_bytes());
         request
-            .get_all(IF_NONE_MATCH)
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+            .values_of(IF_NONE_MATCH.as_str())
+            .flat_map(|v| v.split(|b| *b == b','))
             .map(|tag| tag.trim_ascii())
             .any(|tag| tag == b"*" || strip_weak(tag) == mine)
     }
@@ -185,6 +220,8 @@ impl TryFrom<Wire> for Rendered {
 
 #[cfg(test)]
 mod tests {
+    use axum::http::HeaderMap;
+
     use super::*;
 
     fn page() -> Rendered {
@@ -224,6 +261,23 @@ mod tests {
         );
         assert_eq!(headers[ETAG], tag.as_str());
         assert_eq!(page.body().as_ref(), b"<p>ballot</p>");
+    }
+
+    #[test]
+    fn the_wire_block_is_the_header_block_as_sent_and_a_304_leaves_out_the_type() {
+        let page = page();
+        let tag = etag(&page);
+        let expected = format!(
+            "content-type: text/html; charset=utf-8\r\ncache-control: public, max-age=0, s-maxage=30\r\netag: {tag}\r\ncache-tag: election:1,page:election:1\r\n"
+        );
+        assert_eq!(page.wire_block(false), expected.as_bytes());
+        let without_type = expected
+            .split_once("\r\n")
+            .map(|(_, rest)| rest)
+            .expect("two lines");
+        assert_eq!(page.wire_block(true), without_type.as_bytes());
+        assert!(page.not_modified(&with(IF_NONE_MATCH, &tag)));
+        assert!(!page.not_modified(&HeaderMap::new()));
     }
 
     #[test]

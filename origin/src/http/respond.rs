@@ -3,10 +3,10 @@
 //! `Cache-Control` and `Cache-Tag` so the edge caches and purges it the same way.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use surge_shared::status::{CACHE_STATUS_HEADER, REGION_HEADER, TIER_HEADER};
@@ -18,6 +18,7 @@ use crate::cache::{CacheError, Lookup};
 use crate::domain::store::{ElectionStore, StoreError};
 use crate::http::error::ApiError;
 use crate::http::extract::Routed;
+use crate::http::headers::HeaderSource;
 use crate::http::rendered::{RenderError, Rendered};
 
 const CACHE_STATUS: HeaderName = HeaderName::from_static(CACHE_STATUS_HEADER);
@@ -110,7 +111,10 @@ where
     let cacheable = route.class.is_shared_cacheable()
         && (layers.contains(Layer::L1) || layers.contains(Layer::L2));
     let lookup = if cacheable {
-        let key = match state.keys.key_for(&policy.key, route, &uri, &headers) {
+        let key = match state
+            .keys
+            .key_for(&policy.key, route, target_of(&uri), &headers)
+        {
             Ok(key) => key,
             Err(e) => return ApiError::bad("url", e.to_string()).into_response(),
         };
@@ -154,35 +158,52 @@ where
     answer(state, &lookup, &headers, started)
 }
 
-/// The answer to a cacheable GET from a fresh L1 entry, before routing: the entry the route's
-/// handler would find through [`cached`] (only `cached` stores under a route's key), so the
-/// same answer, without the router, the extractors and the handler. `None` sends the request
-/// on to its handler.
-pub async fn l1_hit(state: &AppState, request: &Parts) -> Option<Response> {
-    let started = Instant::now();
-    if request.method != Method::GET {
-        return None;
-    }
-    let policy = &state.config.policy;
-    let route = policy.route_of(request.extensions.get::<Classified>()?);
+/// The fresh L1 entry for a GET of `target` (path and query) on `route`, if the route is
+/// cacheable: the entry the route's handler would find through [`cached`] (only `cached`
+/// stores under a route's key), so the same answer without the handler.
+pub async fn fresh_hit(
+    state: &AppState,
+    route: &Route,
+    target: &str,
+    headers: &(impl HeaderSource + Sync + ?Sized),
+) -> Option<Lookup<Rendered>> {
     if !route.class.is_shared_cacheable() {
         return None;
     }
     let key = state
         .keys
-        .key_for(&policy.key, route, &request.uri, &request.headers)
+        .key_for(&state.config.policy.key, route, target, headers)
         .ok()?;
     // Tags only matter when storing; a lookup needs the route's windows and layers.
     let options = EntryOptions::for_route(route, Vec::new());
-    let lookup = state
+    state
         .cache
         .fresh_in_l1::<Rendered>(key.as_str(), &options)
-        .await?;
+        .await
+}
+
+/// The answer to a cacheable GET from a fresh L1 entry, before routing (for requests that
+/// reach the router: traced ones, and every request on an `auto` listener). `None` sends the
+/// request on to its handler.
+pub async fn l1_hit(state: &AppState, request: &Parts) -> Option<Response> {
+    let started = Instant::now();
+    if request.method != Method::GET {
+        return None;
+    }
+    let route = state
+        .config
+        .policy
+        .route_of(request.extensions.get::<Classified>()?);
+    let lookup = fresh_hit(state, route, target_of(&request.uri), &request.headers).await?;
     Some(answer(state, &lookup, &request.headers, started))
 }
 
-/// The response for `lookup`: the page's block and body, then how it was found, the time spent
-/// and the region.
+/// A request's target: its path and query.
+fn target_of(uri: &Uri) -> &str {
+    uri.path_and_query().map_or("/", |p| p.as_str())
+}
+
+/// The response for `lookup`: the page's block and body, then [`lookup_headers`].
 fn answer(
     state: &AppState,
     lookup: &Lookup<Rendered>,
@@ -190,19 +211,29 @@ fn answer(
     started: Instant,
 ) -> Response {
     let mut response = lookup.value.respond(request);
-    let h = response.headers_mut();
-    h.insert(
-        CACHE_STATUS,
-        HeaderValue::from_static(lookup.status.as_str()),
-    );
-    h.insert(TIER, HeaderValue::from_static(lookup.tier.as_str()));
-    if let Ok(timing) =
-        HeaderValue::try_from(server_timing(lookup.tier, lookup.status, started.elapsed()))
-    {
-        h.insert(SERVER_TIMING, timing);
-    }
-    h.insert(REGION, state.region_header.clone());
+    let headers = response.headers_mut();
+    lookup_headers(state, lookup, started.elapsed(), |name, value| {
+        if let Ok(value) = HeaderValue::from_bytes(value) {
+            headers.insert(name, value);
+        }
+    });
     response
+}
+
+/// The headers an answer from `lookup` carries after its page's block, each given to
+/// `emit`: how it was found, the time spent (`took`) and the region.
+pub fn lookup_headers(
+    state: &AppState,
+    lookup: &Lookup<Rendered>,
+    took: Duration,
+    mut emit: impl FnMut(HeaderName, &[u8]),
+) {
+    emit(CACHE_STATUS, lookup.status.as_str().as_bytes());
+    emit(TIER, lookup.tier.as_str().as_bytes());
+    let mut timing = [0_u8; 96];
+    let len = server_timing(lookup.tier, lookup.status, took, &mut timing);
+    emit(SERVER_TIMING, &timing[..len]);
+    emit(REGION, state.region_header.as_bytes());
 }
 
 /// `page` with the headers `route` gives it: its `Cache-Control` for a 200, a short shared
@@ -260,24 +291,26 @@ where
     .await
 }
 
-/// The origin's `Server-Timing`: the tier that answered (`l1`, `l2`, or `db` with the time the
-/// data tier took) and the whole time spent here.
-fn server_timing(tier: Tier, status: CacheStatus, took: std::time::Duration) -> String {
-    use std::fmt::Write as _;
+/// Writes the origin's `Server-Timing` into `out` and returns its length: the tier that
+/// answered (`l1`, `l2`, or `db` with the time the data tier took) and the whole time spent
+/// here.
+fn server_timing(tier: Tier, status: CacheStatus, took: Duration, out: &mut [u8]) -> usize {
+    use std::io::Write as _;
     // Milliseconds with one decimal, from whole tenths (no float formatting per request).
     let tenths = took.as_micros() / 100;
     let (ms, tenth) = (tenths / 10, tenths % 10);
-    let mut out = String::with_capacity(48);
+    let room = out.len();
+    let mut cursor = &mut out[..];
     let _ = match tier {
         Tier::L1 | Tier::L2 | Tier::Edge => write!(
-            out,
+            cursor,
             "{};desc=\"{}\", app;dur={ms}.{tenth}",
             tier.as_str(),
             status.as_str()
         ),
-        Tier::Origin => write!(out, "db;dur={ms}.{tenth}, app;dur={ms}.{tenth}"),
+        Tier::Origin => write!(cursor, "db;dur={ms}.{tenth}, app;dur={ms}.{tenth}"),
     };
-    out
+    room - cursor.len()
 }
 
 /// `response` marked `Cache-Control: no-store`.
@@ -299,23 +332,32 @@ pub fn see_other(location: &str) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
+
+    fn timing(tier: Tier, status: CacheStatus, took: Duration) -> String {
+        let mut out = [0_u8; 96];
+        let len = server_timing(tier, status, took, &mut out);
+        String::from_utf8(out[..len].to_vec()).expect("ascii")
+    }
 
     #[test]
     fn server_timing_names_the_tier_and_the_time_in_tenths_of_a_millisecond() {
         assert_eq!(
-            server_timing(Tier::L1, CacheStatus::Hit, Duration::from_micros(1_260)),
+            timing(Tier::L1, CacheStatus::Hit, Duration::from_micros(1_260)),
             "l1;desc=\"HIT\", app;dur=1.2"
         );
         assert_eq!(
-            server_timing(
+            timing(
                 Tier::Origin,
                 CacheStatus::Miss,
                 Duration::from_micros(35_010)
             ),
             "db;dur=35.0, app;dur=35.0"
+        );
+        let longest = timing(Tier::Origin, CacheStatus::Miss, Duration::MAX);
+        assert!(
+            longest.ends_with(".9") && longest.starts_with("db;dur="),
+            "fits whole: {longest}"
         );
     }
 }

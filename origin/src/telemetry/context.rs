@@ -14,6 +14,8 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use surge_shared::trace::TraceParent;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::http::headers::HeaderSource;
+
 pub use surge_shared::trace::{REQUEST_ID, TRACEPARENT};
 
 /// One request's place in a trace.
@@ -52,13 +54,13 @@ impl TraceContext {
 
     /// The context of a request the sampler dropped: it has no span, so this hop's span id is
     /// drawn here; the caller's trace goes on (or a new one starts), flagged not sampled.
-    pub fn unsampled(headers: &HeaderMap) -> Self {
-        let given = headers.get(TRACEPARENT).and_then(|v| v.to_str().ok());
+    pub fn unsampled(headers: &(impl HeaderSource + ?Sized)) -> Self {
+        let given = headers.text_of(TRACEPARENT);
         let hop = TraceParent {
             sampled: false,
             ..TraceParent::continue_or_start(given, || fastrand::u64(..))
         };
-        let request_id = hop.request_id(headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()));
+        let request_id = hop.request_id(headers.text_of(REQUEST_ID));
         Self { hop, request_id }
     }
 

@@ -26,6 +26,11 @@ pub fn install(sampling: Sampling) {
     let _ = CONFIGURED.set(sampling);
 }
 
+/// The sampler's decision for a request, made before the request reached the router (by the
+/// connection front) and carried in its extensions, so it is drawn once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drawn(pub bool);
+
 /// What the sampler does with a trace that starts here.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Root {

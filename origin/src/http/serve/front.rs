@@ -1,0 +1,394 @@
+//! The connection front: reads each request head on an HTTP/1.1 connection itself
+//! (`httparse`, in place, no header map) and lets a [`Shortcut`] answer it from bytes it
+//! already holds; the answer leaves as one `writev` of the status line, the header block and
+//! the body. The first request the shortcut passes on — or that is not a plain `GET` (a body,
+//! an upgrade, `Connection` other than keep-alive, another version, a target outside RFC
+//! 3986's characters, a head that is malformed or too large) — hands the connection, with
+//! every byte read and not answered, to hyper for the rest of its life.
+//!
+//! What the front keeps of hyper's behaviour: a client has 30 s from the end of the previous
+//! answer to send a complete head (idle or slow, the connection is closed then); answers carry
+//! `date` and `content-length` (none on a 304); pipelined requests are answered in order; a
+//! stopping server closes an idle connection and lets hyper finish a request in progress.
+
+use std::io::IoSlice;
+use std::time::{Duration, SystemTime};
+
+use axum::http::Extensions;
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+/// Most headers a request answered by the front may have (more go to hyper, which allows 100).
+pub const MAX_HEADERS: usize = 64;
+/// Largest request head the front reads (a larger one goes to hyper with its own limits).
+const MAX_HEAD: usize = 16 * 1024;
+/// Room made in the read buffer before each read.
+const READ_ROOM: usize = 4096;
+
+/// A plain `GET` request, as the front read it.
+pub struct Head<'a> {
+    /// The request target: path and query, starting with `/`.
+    pub target: &'a str,
+    /// The headers, in the order they came.
+    pub headers: &'a [httparse::Header<'a>],
+}
+
+/// What a [`Shortcut`] made of a request.
+pub enum Answer {
+    /// The status line and header lines are written; the front adds `content-length` (unless
+    /// there is no body, as for a 304), `date` and the blank line, then sends the body.
+    Sent(Option<Bytes>),
+    /// The router answers it: hyper takes the connection, and the router's first request
+    /// carries these extensions.
+    Pass(Extensions),
+}
+
+/// Answers requests from the connection, before hyper.
+pub trait Shortcut: Send + Sync + 'static {
+    /// Writes the answer to `head` into `out` (empty when called), or passes it on.
+    fn answer<'a>(
+        &'a self,
+        head: &'a Head<'a>,
+        out: &'a mut Vec<u8>,
+    ) -> impl Future<Output = Answer> + Send + 'a;
+}
+
+/// The server's request that a connection stop: given once, then stays given.
+pub(super) struct Stop(Option<oneshot::Receiver<()>>);
+
+impl Stop {
+    /// Stopped when `receiver` gets a value or its sender goes away.
+    pub(super) fn new(receiver: oneshot::Receiver<()>) -> Self {
+        Self(Some(receiver))
+    }
+
+    /// Completes once the server asks the connection to stop.
+    pub(super) async fn requested(&mut self) {
+        if let Some(receiver) = &mut self.0 {
+            let _ = receiver.await;
+            self.0 = None;
+        }
+    }
+}
+
+/// How the front left a connection.
+pub(super) enum Outcome {
+    /// Closed: the client left or failed to send a head in time, a write failed, or the
+    /// server stopped while the connection was idle.
+    Closed,
+    /// hyper serves the rest.
+    HandOff {
+        /// The bytes read and not answered, which hyper reads first.
+        read: Bytes,
+        /// What the router's first request carries in its extensions.
+        carry: Extensions,
+        /// Whether the server is stopping already.
+        stopping: bool,
+    },
+}
+
+/// Serves `stream` until it closes or goes to hyper; `timeout` bounds the wait for each head.
+pub(super) async fn run<S: Shortcut>(
+    stream: &mut TcpStream,
+    shortcut: &S,
+    stop: &mut Stop,
+    timeout: Duration,
+) -> Outcome {
+    let mut buf = BytesMut::with_capacity(READ_ROOM);
+    let mut out = Vec::with_capacity(1024);
+    let mut idle_since = Instant::now();
+    let deadline = tokio::time::sleep_until(idle_since + timeout);
+    tokio::pin!(deadline);
+    loop {
+        while !buf.is_empty() {
+            let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut request = httparse::Request::new(&mut slots);
+            let head_len = match request.parse(&buf) {
+                Ok(httparse::Status::Complete(n)) => n,
+                Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => break,
+                _ => return hand_off(buf, Extensions::new(), false),
+            };
+            let Some(head) = plain_get(&request) else {
+                return hand_off(buf, Extensions::new(), false);
+            };
+            out.clear();
+            let body = match shortcut.answer(&head, &mut out).await {
+                Answer::Sent(body) => body,
+                Answer::Pass(carry) => return hand_off(buf, carry, false),
+            };
+            frame(&mut out, body.as_ref().map(Bytes::len));
+            if send(stream, &out, body.as_deref().unwrap_or_default())
+                .await
+                .is_err()
+            {
+                return Outcome::Closed;
+            }
+            buf.advance(head_len);
+            idle_since = Instant::now();
+        }
+        buf.reserve(READ_ROOM);
+        tokio::select! {
+            biased;
+            read = stream.read_buf(&mut buf) => match read {
+                Ok(0) | Err(_) => return Outcome::Closed,
+                Ok(_) => {}
+            },
+            () = &mut deadline => {
+                let due = idle_since + timeout;
+                if Instant::now() >= due {
+                    return Outcome::Closed;
+                }
+                deadline.as_mut().reset(due);
+            }
+            () = stop.requested() => {
+                if buf.is_empty() {
+                    return Outcome::Closed;
+                }
+                return hand_off(buf, Extensions::new(), true);
+            }
+        }
+    }
+}
+
+fn hand_off(read: BytesMut, carry: Extensions, stopping: bool) -> Outcome {
+    Outcome::HandOff {
+        read: read.freeze(),
+        carry,
+        stopping,
+    }
+}
+
+/// `request` when the front may answer it: `GET`, HTTP/1.1, an origin-form target of RFC
+/// 3986 characters, no body and nothing that changes the connection.
+fn plain_get<'a>(request: &'a httparse::Request<'_, 'a>) -> Option<Head<'a>> {
+    if request.method? != "GET" || request.version? != 1 {
+        return None;
+    }
+    let target = request.path?;
+    if !target.starts_with('/') || !target.bytes().all(is_target_byte) {
+        return None;
+    }
+    for header in request.headers.iter() {
+        let name = header.name;
+        let plain = if name.eq_ignore_ascii_case("content-length") {
+            header.value == b"0"
+        } else if name.eq_ignore_ascii_case("connection") {
+            header.value.eq_ignore_ascii_case(b"keep-alive")
+        } else {
+            !["transfer-encoding", "upgrade", "expect"]
+                .iter()
+                .any(|other| name.eq_ignore_ascii_case(other))
+        };
+        if !plain {
+            return None;
+        }
+    }
+    Some(Head {
+        target,
+        headers: request.headers,
+    })
+}
+
+/// RFC 3986's characters for a path and query: unreserved, sub-delims, `:`, `@`, `/`, `?`
+/// and `%`.
+fn is_target_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b)
+}
+
+/// Ends the head in `out`: `content-length` for a body, `date`, the blank line.
+fn frame(out: &mut Vec<u8>, body_len: Option<usize>) {
+    use std::io::Write as _;
+    if let Some(len) = body_len {
+        let _ = write!(out, "content-length: {len}\r\n");
+    }
+    out.extend_from_slice(b"date: ");
+    push_date(out);
+    out.extend_from_slice(b"\r\n\r\n");
+}
+
+thread_local! {
+    /// The `date` value of the current second (an IMF-fixdate is 29 bytes).
+    static DATE: std::cell::RefCell<(u64, [u8; 29])> = const { std::cell::RefCell::new((0, [0; 29])) };
+}
+
+/// Appends the current time as an HTTP date, formatted once a second per thread.
+fn push_date(out: &mut Vec<u8>) {
+    let now = SystemTime::now();
+    let second = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    DATE.with_borrow_mut(|(at, text)| {
+        if *at != second {
+            let formatted = httpdate::fmt_http_date(now);
+            if formatted.len() == text.len() {
+                text.copy_from_slice(formatted.as_bytes());
+                *at = second;
+            }
+        }
+        out.extend_from_slice(text);
+    });
+}
+
+/// Writes `head` then `body`, in one `writev` when the socket takes it all.
+async fn send(stream: &mut TcpStream, head: &[u8], body: &[u8]) -> std::io::Result<()> {
+    let mut slices = [IoSlice::new(head), IoSlice::new(body)];
+    let mut pending = &mut slices[..];
+    let mut left = head.len() + body.len();
+    while left > 0 {
+        let n = stream.write_vectored(pending).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        left -= n;
+        IoSlice::advance_slices(&mut pending, n);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// Answers every plain GET with `ok`.
+    struct Ok200;
+
+    impl Shortcut for Ok200 {
+        async fn answer<'a>(&'a self, _: &'a Head<'a>, out: &'a mut Vec<u8>) -> Answer {
+            out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+            Answer::Sent(Some(Bytes::from_static(b"ok")))
+        }
+    }
+
+    /// A connected pair: the client's end and the server's.
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+        let client = TcpStream::connect(listener.local_addr().expect("address"))
+            .await
+            .expect("connects");
+        let (server, _) = listener.accept().await.expect("accepts");
+        (client, server)
+    }
+
+    #[tokio::test]
+    async fn a_head_not_complete_in_time_and_an_idle_connection_are_closed() {
+        let timeout = Duration::from_millis(200);
+        let (_tell, told) = oneshot::channel();
+        let mut stop = Stop::new(told);
+        let (mut client, mut server) = pair().await;
+        client
+            .write_all(b"GET / HTTP/1.1\r\nhost")
+            .await
+            .expect("sends");
+        let outcome = run(&mut server, &Ok200, &mut stop, timeout).await;
+        assert!(matches!(outcome, Outcome::Closed), "a slow head");
+
+        let (mut client, mut server) = pair().await;
+        client
+            .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
+            .await
+            .expect("sends");
+        let outcome = run(&mut server, &Ok200, &mut stop, timeout).await;
+        assert!(matches!(outcome, Outcome::Closed), "idle after an answer");
+        drop(server);
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).await.expect("reads");
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n") && answer.ends_with("\r\n\r\nok"));
+    }
+
+    #[tokio::test]
+    async fn stopping_with_a_head_half_read_leaves_it_to_hyper() {
+        let (tell, told) = oneshot::channel();
+        let mut stop = Stop::new(told);
+        let (mut client, mut server) = pair().await;
+        client
+            .write_all(b"GET / HTTP/1.1\r\nho")
+            .await
+            .expect("sends");
+        let served = tokio::spawn(async move {
+            let outcome = run(&mut server, &Ok200, &mut stop, Duration::from_secs(30)).await;
+            (outcome, stop)
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        tell.send(()).expect("the connection listens");
+        let (outcome, mut stop) = served.await.expect("joins");
+        let Outcome::HandOff { read, stopping, .. } = outcome else {
+            panic!("handed off");
+        };
+        assert!(stopping);
+        assert_eq!(read.as_ref(), b"GET / HTTP/1.1\r\nho");
+        tokio::time::timeout(Duration::from_secs(1), stop.requested())
+            .await
+            .expect("a stop once given stays given");
+    }
+
+    fn parsed<'h, 'b>(
+        text: &'b [u8],
+        slots: &'h mut [httparse::Header<'b>],
+    ) -> httparse::Request<'h, 'b> {
+        let mut request = httparse::Request::new(slots);
+        assert!(request.parse(text).expect("parses").is_complete());
+        request
+    }
+
+    #[test]
+    fn only_a_plain_get_is_answered_by_the_front() {
+        let plain = [
+            "GET /elections/1?x=%20 HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET / HTTP/1.1\r\nconnection: Keep-Alive\r\ncontent-length: 0\r\n\r\n",
+        ];
+        for text in plain {
+            let mut slots = [httparse::EMPTY_HEADER; 8];
+            let request = parsed(text.as_bytes(), &mut slots);
+            assert!(plain_get(&request).is_some(), "{text:?}");
+        }
+        let not = [
+            "POST /api/login HTTP/1.1\r\ncontent-length: 2\r\n\r\n",
+            "HEAD / HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.0\r\n\r\n",
+            "GET http://a/ HTTP/1.1\r\n\r\n",
+            "GET /a\"b HTTP/1.1\r\n\r\n",
+            "GET /a{b} HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\n",
+            "GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
+            "GET / HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+            "GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+        ];
+        for text in not {
+            let mut slots = [httparse::EMPTY_HEADER; 8];
+            let request = parsed(text.as_bytes(), &mut slots);
+            assert!(plain_get(&request).is_none(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn the_head_ends_with_its_length_the_date_and_a_blank_line() {
+        let mut out = b"HTTP/1.1 200 OK\r\n".to_vec();
+        frame(&mut out, Some(1467));
+        let text = String::from_utf8(out).expect("ascii");
+        let date = text
+            .split("date: ")
+            .nth(1)
+            .and_then(|rest| rest.strip_suffix("\r\n\r\n"))
+            .expect("a date line last");
+        assert!(text.contains("\r\ncontent-length: 1467\r\n"), "{text}");
+        let parsed = httpdate::parse_http_date(date).expect("an HTTP date");
+        let off = SystemTime::now()
+            .duration_since(parsed)
+            .unwrap_or_default()
+            .as_secs();
+        assert!(off <= 2, "{date}");
+        let mut out = Vec::new();
+        frame(&mut out, None);
+        assert!(
+            !String::from_utf8(out)
+                .expect("ascii")
+                .contains("content-length")
+        );
+    }
+}
