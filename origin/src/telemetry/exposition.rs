@@ -37,6 +37,8 @@ pub struct Readings {
     pub vote_purges_marked: u64,
     /// Coalesced results purges sent.
     pub vote_purges_sent: u64,
+    /// Requests answered on the connection front, before the router.
+    pub front_answers: u64,
     /// The primary pool and the replicas, with a database.
     pub db: Option<DbReadings>,
 }
@@ -117,6 +119,12 @@ pub fn encode(readings: &Readings, process: &ProcessReadings) -> Result<String, 
         "vote_purges_sent",
         "Coalesced results purges sent",
         readings.vote_purges_sent,
+    );
+    counter(
+        registry,
+        "http_front_answers",
+        "Requests answered on the connection front (fresh L1 hits, before the router)",
+        readings.front_answers,
     );
     if let Some(db) = &readings.db {
         let p = &db.primary;

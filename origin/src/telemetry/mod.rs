@@ -17,6 +17,7 @@ pub mod sla;
 pub mod spans;
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -54,6 +55,8 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Histogram, fn() -> Histogram>,
     /// The route names seen, so a request's labels are made without allocating.
     routes: RwLock<HashMap<String, Arc<String>>>,
+    /// Requests answered on the connection front, before the router (also in `requests`).
+    pub front_answers: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -61,6 +64,7 @@ impl Default for Metrics {
         Self {
             requests: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             routes: RwLock::default(),
+            front_answers: AtomicU64::new(0),
         }
     }
 }

@@ -1,30 +1,45 @@
-//! The connection front: reads each request head on an HTTP/1.1 connection itself
-//! (`httparse`, in place, no header map) and lets a [`Shortcut`] answer it from bytes it
-//! already holds; the answer leaves as one `writev` of the status line, the header block and
-//! the body. The first request the shortcut passes on — or that is not a plain `GET` (a body,
-//! an upgrade, `Connection` other than keep-alive, another version, a target outside RFC
-//! 3986's characters, a head that is malformed or too large) — hands the connection, with
-//! every byte read and not answered, to hyper for the rest of its life.
+//! The connection front: reads each request on an HTTP/1.1 connection itself (`httparse`,
+//! in place) and lets a [`Shortcut`] answer a `GET` from bytes it already holds, with no
+//! header map; the answer leaves as one `writev` of the status line, the header block and the
+//! body. What the shortcut passes on, and every other request with plain framing (no body or
+//! a `Content-Length` one of at most 64 KiB), the front hands to the router as an `http`
+//! request and writes the router's answer itself, so the connection stays on the front. A
+//! request it does not frame itself — chunked, an upgrade, `Expect`, `Connection` other than
+//! keep-alive, HEAD and other methods, HTTP/1.0, a target outside RFC 3986's characters, a
+//! head that is malformed or over 16 KiB, a larger body — hands the connection, with every
+//! byte read and not answered, to hyper for the rest of its life.
 //!
 //! What the front keeps of hyper's behaviour: a client has 30 s from the end of the previous
-//! answer to send a complete head (idle or slow, the connection is closed then); answers carry
-//! `date` and `content-length` (none on a 304); pipelined requests are answered in order; a
-//! stopping server closes an idle connection and lets hyper finish a request in progress.
+//! answer to send a complete request (idle or slow, the connection is closed then); answers
+//! carry `date` and `content-length` (none on 1xx, 204, 304); pipelined requests are answered
+//! in order; a stopping server closes an idle connection and lets hyper finish a request
+//! being read. The router's answers are sent as whole bodies (the public routes stream none).
 
 use std::io::IoSlice;
+use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
-use axum::http::Extensions;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request};
+use axum::http::header::CONNECTION;
+use axum::http::{Extensions, HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::Response;
 use bytes::{Buf, Bytes, BytesMut};
+use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
+use tower::ServiceExt;
 
 /// Most headers a request answered by the front may have (more go to hyper, which allows 100).
 pub const MAX_HEADERS: usize = 64;
 /// Largest request head the front reads (a larger one goes to hyper with its own limits).
 const MAX_HEAD: usize = 16 * 1024;
+/// Largest request body the front reads (a larger one goes to hyper, and the router's limits
+/// answer it).
+const MAX_BODY: usize = 64 * 1024;
 /// Room made in the read buffer before each read.
 const READ_ROOM: usize = 4096;
 
@@ -41,8 +56,7 @@ pub enum Answer {
     /// The status line and header lines are written; the front adds `content-length` (unless
     /// there is no body, as for a 304), `date` and the blank line, then sends the body.
     Sent(Option<Bytes>),
-    /// The router answers it: hyper takes the connection, and the router's first request
-    /// carries these extensions.
+    /// The router answers it, with these extensions on the request.
     Pass(Extensions),
 }
 
@@ -83,20 +97,34 @@ pub(super) enum Outcome {
     HandOff {
         /// The bytes read and not answered, which hyper reads first.
         read: Bytes,
-        /// What the router's first request carries in its extensions.
-        carry: Extensions,
         /// Whether the server is stopping already.
         stopping: bool,
     },
 }
 
-/// Serves `stream` until it closes or goes to hyper; `timeout` bounds the wait for each head.
+/// The connection being served: its socket, its peer, and the router behind the shortcut.
+pub(super) struct Conn<'a> {
+    /// The socket.
+    pub stream: &'a mut TcpStream,
+    /// The peer, for the router's `ConnectInfo`.
+    pub peer: SocketAddr,
+    /// What answers the requests the shortcut passes on.
+    pub router: &'a Router,
+}
+
+/// Serves `conn` until it closes or goes to hyper; `timeout` bounds the wait for each
+/// request.
 pub(super) async fn run<S: Shortcut>(
-    stream: &mut TcpStream,
+    conn: Conn<'_>,
     shortcut: &S,
     stop: &mut Stop,
     timeout: Duration,
 ) -> Outcome {
+    let Conn {
+        stream,
+        peer,
+        router,
+    } = conn;
     let mut buf = BytesMut::with_capacity(READ_ROOM);
     let mut out = Vec::with_capacity(1024);
     let mut idle_since = Instant::now();
@@ -109,24 +137,53 @@ pub(super) async fn run<S: Shortcut>(
             let head_len = match request.parse(&buf) {
                 Ok(httparse::Status::Complete(n)) => n,
                 Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => break,
-                _ => return hand_off(buf, Extensions::new(), false),
+                _ => return hand_off(buf, false),
             };
-            let Some(head) = plain_get(&request) else {
-                return hand_off(buf, Extensions::new(), false);
+            let Some(framed) = framed(&request) else {
+                return hand_off(buf, false);
             };
+            let end = head_len + framed.body_len;
+            if buf.len() < end {
+                break;
+            }
             out.clear();
-            let body = match shortcut.answer(&head, &mut out).await {
-                Answer::Sent(body) => body,
-                Answer::Pass(carry) => return hand_off(buf, carry, false),
+            let carry = if framed.method == Method::GET && framed.body_len == 0 {
+                let head = Head {
+                    target: framed.target,
+                    headers: request.headers,
+                };
+                match shortcut.answer(&head, &mut out).await {
+                    Answer::Sent(body) => {
+                        frame(&mut out, body.as_ref().map(Bytes::len));
+                        if send(stream, &out, body.as_deref().unwrap_or_default())
+                            .await
+                            .is_err()
+                        {
+                            return Outcome::Closed;
+                        }
+                        buf.advance(end);
+                        idle_since = Instant::now();
+                        continue;
+                    }
+                    Answer::Pass(carry) => carry,
+                }
+            } else {
+                Extensions::new()
             };
-            frame(&mut out, body.as_ref().map(Bytes::len));
-            if send(stream, &out, body.as_deref().unwrap_or_default())
-                .await
-                .is_err()
-            {
+            let Some(mut routed) = routed(&framed, request.headers, &buf[head_len..end]) else {
+                return hand_off(buf, false);
+            };
+            routed.extensions_mut().insert(ConnectInfo(peer));
+            routed.extensions_mut().extend(carry);
+            buf.advance(end);
+            let Ok(response) = router.clone().oneshot(routed).await;
+            out.clear();
+            let Some((body, close)) = write_head(response, &mut out).await else {
+                return Outcome::Closed;
+            };
+            if send(stream, &out, &body).await.is_err() || close {
                 return Outcome::Closed;
             }
-            buf.advance(head_len);
             idle_since = Instant::now();
         }
         buf.reserve(READ_ROOM);
@@ -147,34 +204,56 @@ pub(super) async fn run<S: Shortcut>(
                 if buf.is_empty() {
                     return Outcome::Closed;
                 }
-                return hand_off(buf, Extensions::new(), true);
+                return hand_off(buf, true);
             }
         }
     }
 }
 
-fn hand_off(read: BytesMut, carry: Extensions, stopping: bool) -> Outcome {
+fn hand_off(read: BytesMut, stopping: bool) -> Outcome {
     Outcome::HandOff {
         read: read.freeze(),
-        carry,
         stopping,
     }
 }
 
-/// `request` when the front may answer it: `GET`, HTTP/1.1, an origin-form target of RFC
-/// 3986 characters, no body and nothing that changes the connection.
-fn plain_get<'a>(request: &'a httparse::Request<'_, 'a>) -> Option<Head<'a>> {
-    if request.method? != "GET" || request.version? != 1 {
+/// A request the front serves itself, as far as its framing goes.
+struct Framed<'a> {
+    method: Method,
+    target: &'a str,
+    body_len: usize,
+}
+
+/// `request`'s framing when the front may serve it: `GET`, `POST`, `PUT`, `PATCH` or
+/// `DELETE`, HTTP/1.1, an origin-form target of RFC 3986 characters, no body or one
+/// `Content-Length` of at most [`MAX_BODY`], and nothing that changes the connection.
+fn framed<'a>(request: &'a httparse::Request<'_, 'a>) -> Option<Framed<'a>> {
+    let method = match request.method? {
+        "GET" => Method::GET,
+        "POST" => Method::POST,
+        "PUT" => Method::PUT,
+        "PATCH" => Method::PATCH,
+        "DELETE" => Method::DELETE,
+        _ => return None,
+    };
+    if request.version? != 1 {
         return None;
     }
     let target = request.path?;
     if !target.starts_with('/') || !target.bytes().all(is_target_byte) {
         return None;
     }
+    let mut body_len = None;
     for header in request.headers.iter() {
         let name = header.name;
         let plain = if name.eq_ignore_ascii_case("content-length") {
-            header.value == b"0"
+            let first = body_len.is_none();
+            body_len = std::str::from_utf8(header.value)
+                .ok()
+                .filter(|text| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|text| text.parse::<usize>().ok())
+                .filter(|len| *len <= MAX_BODY);
+            first && body_len.is_some()
         } else if name.eq_ignore_ascii_case("connection") {
             header.value.eq_ignore_ascii_case(b"keep-alive")
         } else {
@@ -186,10 +265,61 @@ fn plain_get<'a>(request: &'a httparse::Request<'_, 'a>) -> Option<Head<'a>> {
             return None;
         }
     }
-    Some(Head {
+    Some(Framed {
+        method,
         target,
-        headers: request.headers,
+        body_len: body_len.unwrap_or(0),
     })
+}
+
+/// The router's request for `framed` with `headers` and `body`; `None` when a header or the
+/// target is not one `http` takes (hyper answers those).
+fn routed(framed: &Framed<'_>, headers: &[httparse::Header<'_>], body: &[u8]) -> Option<Request> {
+    let mut request = Request::new(Body::from(Bytes::copy_from_slice(body)));
+    *request.method_mut() = framed.method.clone();
+    *request.uri_mut() = framed.target.parse().ok()?;
+    let map = request.headers_mut();
+    map.reserve(headers.len());
+    for header in headers {
+        map.append(
+            HeaderName::from_bytes(header.name.as_bytes()).ok()?,
+            HeaderValue::from_bytes(header.value).ok()?,
+        );
+    }
+    Some(request)
+}
+
+/// Writes the status line and headers of `response` into `out`, framed by the body's length
+/// (none for 1xx, 204 and 304), and returns the body and whether the connection closes after
+/// it; `None` when the body fails.
+async fn write_head(response: Response, out: &mut Vec<u8>) -> Option<(Bytes, bool)> {
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.ok()?.to_bytes();
+    let status = parts.status;
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or_default().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let mut close = false;
+    for (name, value) in &parts.headers {
+        if matches!(
+            name.as_str(),
+            "content-length" | "transfer-encoding" | "date"
+        ) {
+            continue;
+        }
+        close |= name == CONNECTION && value.as_bytes().eq_ignore_ascii_case(b"close");
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let bodiless = status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    frame(out, (!bodiless).then_some(body.len()));
+    Some((if bodiless { Bytes::new() } else { body }, close))
 }
 
 /// RFC 3986's characters for a path and query: unreserved, sub-delims, `:`, `@`, `/`, `?`
@@ -264,6 +394,14 @@ mod tests {
         }
     }
 
+    fn conn<'a>(stream: &'a mut TcpStream, router: &'a Router) -> Conn<'a> {
+        Conn {
+            peer: stream.peer_addr().expect("peer"),
+            stream,
+            router,
+        }
+    }
+
     /// A connected pair: the client's end and the server's.
     async fn pair() -> (TcpStream, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
@@ -276,6 +414,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_head_not_complete_in_time_and_an_idle_connection_are_closed() {
+        let router = Router::new();
         let timeout = Duration::from_millis(200);
         let (_tell, told) = oneshot::channel();
         let mut stop = Stop::new(told);
@@ -284,7 +423,7 @@ mod tests {
             .write_all(b"GET / HTTP/1.1\r\nhost")
             .await
             .expect("sends");
-        let outcome = run(&mut server, &Ok200, &mut stop, timeout).await;
+        let outcome = run(conn(&mut server, &router), &Ok200, &mut stop, timeout).await;
         assert!(matches!(outcome, Outcome::Closed), "a slow head");
 
         let (mut client, mut server) = pair().await;
@@ -292,7 +431,7 @@ mod tests {
             .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
             .await
             .expect("sends");
-        let outcome = run(&mut server, &Ok200, &mut stop, timeout).await;
+        let outcome = run(conn(&mut server, &router), &Ok200, &mut stop, timeout).await;
         assert!(matches!(outcome, Outcome::Closed), "idle after an answer");
         drop(server);
         let mut answer = String::new();
@@ -310,7 +449,9 @@ mod tests {
             .await
             .expect("sends");
         let served = tokio::spawn(async move {
-            let outcome = run(&mut server, &Ok200, &mut stop, Duration::from_secs(30)).await;
+            let router = Router::new();
+            let conn = conn(&mut server, &router);
+            let outcome = run(conn, &Ok200, &mut stop, Duration::from_secs(30)).await;
             (outcome, stop)
         });
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -336,33 +477,44 @@ mod tests {
     }
 
     #[test]
-    fn only_a_plain_get_is_answered_by_the_front() {
-        let plain = [
-            "GET /elections/1?x=%20 HTTP/1.1\r\nHost: a\r\n\r\n",
-            "GET / HTTP/1.1\r\nconnection: Keep-Alive\r\ncontent-length: 0\r\n\r\n",
+    fn the_front_frames_plain_requests_itself_and_leaves_the_rest_to_hyper() {
+        let framed_here = [
+            ("GET /elections/1?x=%20 HTTP/1.1\r\nHost: a\r\n\r\n", 0),
+            (
+                "GET / HTTP/1.1\r\nconnection: Keep-Alive\r\ncontent-length: 0\r\n\r\n",
+                0,
+            ),
+            ("POST /api/login HTTP/1.1\r\ncontent-length: 2\r\n\r\n", 2),
+            (
+                "DELETE /x HTTP/1.1\r\nContent-Length: 65536\r\n\r\n",
+                65_536,
+            ),
         ];
-        for text in plain {
+        for (text, body_len) in framed_here {
             let mut slots = [httparse::EMPTY_HEADER; 8];
             let request = parsed(text.as_bytes(), &mut slots);
-            assert!(plain_get(&request).is_some(), "{text:?}");
+            let framed = framed(&request).unwrap_or_else(|| panic!("framed: {text:?}"));
+            assert_eq!(framed.body_len, body_len, "{text:?}");
         }
         let not = [
-            "POST /api/login HTTP/1.1\r\ncontent-length: 2\r\n\r\n",
             "HEAD / HTTP/1.1\r\n\r\n",
+            "OPTIONS * HTTP/1.1\r\n\r\n",
             "GET / HTTP/1.0\r\n\r\n",
             "GET http://a/ HTTP/1.1\r\n\r\n",
             "GET /a\"b HTTP/1.1\r\n\r\n",
             "GET /a{b} HTTP/1.1\r\n\r\n",
-            "GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\n",
-            "GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 65537\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
             "GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
             "GET / HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
-            "GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+            "POST / HTTP/1.1\r\nExpect: 100-continue\r\ncontent-length: 1\r\n\r\n",
         ];
         for text in not {
             let mut slots = [httparse::EMPTY_HEADER; 8];
             let request = parsed(text.as_bytes(), &mut slots);
-            assert!(plain_get(&request).is_none(), "{text:?}");
+            assert!(framed(&request).is_none(), "{text:?}");
         }
     }
 

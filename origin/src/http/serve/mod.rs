@@ -1,8 +1,8 @@
 //! The public listener's connection loop. By default every connection is HTTP/1.1 without
-//! sniffing (the edge and the ingress speak HTTP/1.1 to the origin), and starts on the
-//! [`front`]: a [`Shortcut`] answers fresh cache hits straight from the socket, and the
-//! first request it does not answer hands the connection to hyper's HTTP/1 connection,
-//! which serves the router. With `SURGE_PUBLIC_HTTP=auto` hyper's auto builder serves HTTP/1.1
+//! sniffing (the edge and the ingress speak HTTP/1.1 to the origin), served by the
+//! [`front`]: a [`Shortcut`] answers fresh cache hits straight from the socket, the router
+//! the other plainly framed requests; a request the front does not frame hands the
+//! connection to hyper's HTTP/1 connection, which serves the router from then on. With `SURGE_PUBLIC_HTTP=auto` hyper's auto builder serves HTTP/1.1
 //! and cleartext HTTP/2 (h2c) side by side from the first byte, for meshes that speak HTTP/2
 //! to the pod.
 //!
@@ -15,12 +15,11 @@
 pub mod front;
 mod rewind;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
-use axum::http::Extensions;
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -154,28 +153,23 @@ struct Connection<S> {
 
 impl<S: Shortcut> Connection<S> {
     async fn run(self, mut stream: TcpStream, protocol: Protocol, mut stop: Stop) {
-        let (read, carry, stopping) = match protocol {
+        let (read, stopping) = match protocol {
             Protocol::Http1 => {
-                match front::run(&mut stream, &*self.shortcut, &mut stop, HEADER_READ_TIMEOUT).await
-                {
+                let conn = front::Conn {
+                    stream: &mut stream,
+                    peer: self.peer,
+                    router: &self.router,
+                };
+                match front::run(conn, &*self.shortcut, &mut stop, HEADER_READ_TIMEOUT).await {
                     Outcome::Closed => return,
-                    Outcome::HandOff {
-                        read,
-                        carry,
-                        stopping,
-                    } => (read, carry, stopping),
+                    Outcome::HandOff { read, stopping } => (read, stopping),
                 }
             }
-            Protocol::Auto => (Bytes::new(), Extensions::new(), false),
+            Protocol::Auto => (Bytes::new(), false),
         };
         let (peer, router) = (self.peer, self.router);
-        // What the front decided about the request it passed on, for the router to see.
-        let carry = Arc::new(Mutex::new(Some(carry)));
         let service = service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
-            if let Some(carried) = carry.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                request.extensions_mut().extend(carried);
-            }
             router.clone().oneshot(request)
         });
         let io = TokioIo::new(Rewind::new(read, stream));
@@ -222,6 +216,7 @@ mod tests {
     use std::net::SocketAddr;
 
     use axum::Extension;
+    use axum::http::Extensions;
     use axum::routing::get;
 
     use super::front::{Answer, Head};
@@ -361,7 +356,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread")]
-    async fn the_front_answers_pipelined_requests_then_hands_the_connection_to_hyper_with_what_it_read()
+    async fn the_front_answers_and_routes_pipelined_requests_then_hands_what_it_does_not_frame_to_hyper()
      {
         let (address, _stop, _server) = start(Protocol::Http1).await;
         let answer = tokio::task::spawn_blocking(move || {
@@ -380,12 +375,16 @@ mod tests {
         .expect("joins");
         assert_eq!(
             bodies(&answer),
-            ["front", "front", "by the front", "nothing", "router"],
+            ["front", "front", "by the front", "by the front", "router"],
             "{answer}"
         );
         let first = answer.split("HTTP/1.1 ").nth(1).expect("an answer");
         assert!(first.contains("\r\ncontent-length: 5\r\n"), "{first}");
         assert!(first.contains("\r\ndate: "), "{first}");
+        let routed = answer.split("HTTP/1.1 ").nth(3).expect("an answer");
+        assert!(routed.starts_with("200 OK\r\n"), "{routed}");
+        assert!(routed.contains("\r\ncontent-length: 12\r\n"), "{routed}");
+        assert!(routed.contains("\r\ndate: "), "{routed}");
     }
 
     #[tokio::test(flavor = "multi_thread")]
