@@ -3,8 +3,7 @@
 //! answered with the entry's ready header block and body — the same answer, header for header,
 //! as the router's path gives ([`respond::l1_hit`]), and counted the same way.
 //!
-//! Passed on to the router, which answers them in full: probes, requests the edge did not
-//! sign when the origin holds edge keys (the router refuses them with a reason), requests the
+//! Passed on to the router, which answers them in full: requests the edge did not sign when the origin holds edge keys (the router refuses them with a reason), requests the
 //! sampler traces (the router makes their span; the draw is carried so it is made once), and
 //! everything that is not a fresh L1 hit.
 
@@ -56,8 +55,11 @@ impl Shortcut for FreshHits {
             return pass(true);
         }
         let policy = &state.config.policy;
-        let route = policy.route_of(&policy.classified(path));
-        let Some(lookup) = respond::fresh_hit(state, route, head.target, headers).await else {
+        let Ok(keyed) = state.keys.keyed(policy, head.target, headers) else {
+            return pass(false);
+        };
+        let route = policy.route_of(&keyed.classified);
+        let Some(lookup) = respond::fresh_hit(state, route, &keyed.key).await else {
             return pass(false);
         };
         let page = &lookup.value;

@@ -1,11 +1,11 @@
 //! Request keys: the URL as the client addressed it, the request's headers as the key scheme
-//! reads them, and a memo of recent keys so a hot URL is canonicalised once.
+//! reads them, and a memo of recent keys so a hot URL is canonicalised and classified once.
 
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use surge_shared::key::{HeaderLookup, KeyConfig, KeyError};
-use surge_shared::{CacheKey, CanonicalUrl, Route};
+use surge_shared::key::{HeaderLookup, KeyError};
+use surge_shared::{CacheKey, CanonicalUrl, Classified, Policy};
 
 use super::headers::{HeaderSource, text};
 
@@ -43,12 +43,20 @@ thread_local! {
     static MEMO_KEY: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
-/// Remembers the canonical key of recent request URLs, so a hot URL is parsed and
-/// canonicalised once rather than on every hit. The memo is keyed by everything the key
-/// depends on: the URL as addressed and the raw values of the headers the key
-/// configuration declares as variants.
+/// A request's cache key and the classification of its path, as the memo keeps them.
+pub struct Keyed {
+    /// The cache key.
+    pub key: CacheKey,
+    /// The policy route the path is classified under, with its parameters.
+    pub classified: Classified,
+}
+
+/// Remembers the canonical key and the classification of recent request URLs, so a hot URL
+/// is parsed, canonicalised and matched against the policy once rather than on every hit.
+/// The memo is keyed by everything the key depends on: the URL as addressed and the raw
+/// values of the headers the key configuration declares as variants.
 pub struct KeyMemo {
-    memo: moka::sync::Cache<String, Arc<CacheKey>>,
+    memo: moka::sync::Cache<String, Arc<Keyed>>,
 }
 
 impl KeyMemo {
@@ -59,15 +67,15 @@ impl KeyMemo {
         }
     }
 
-    /// The key of a request for `target` (its path and query) under `config`, for `route`
-    /// (which keeps only its own query parameters).
-    pub fn key_for(
+    /// The key of a request for `target` (its path and query) under `policy`, keyed for the
+    /// route its path is classified under (which keeps only its own query parameters).
+    pub fn keyed(
         &self,
-        config: &KeyConfig,
-        route: &Route,
+        policy: &Policy,
         target: &str,
         headers: &(impl HeaderSource + ?Sized),
-    ) -> Result<Arc<CacheKey>, KeyError> {
+    ) -> Result<Arc<Keyed>, KeyError> {
+        let config = &policy.key;
         MEMO_KEY.with_borrow_mut(|memo_key| {
             memo_key.clear();
             push_request_url(target, headers, memo_key);
@@ -79,18 +87,20 @@ impl KeyMemo {
                     memo_key.push(',');
                 }
             }
-            if let Some(key) = self.memo.get(memo_key.as_str()) {
-                return Ok(key);
+            if let Some(keyed) = self.memo.get(memo_key.as_str()) {
+                return Ok(keyed);
             }
+            let path = target.split_once('?').map_or(target, |(path, _)| path);
+            let classified = policy.classified(if path.is_empty() { "/" } else { path });
+            let route = policy.route_of(&classified);
             let url = &memo_key[..url_len];
             let canonical = route.keyed_url(&CanonicalUrl::parse(config, url)?);
-            let key = Arc::new(CacheKey::for_canonical_url(
-                config,
-                &canonical,
-                &Headers(headers),
-            ));
-            self.memo.insert(memo_key.clone(), key.clone());
-            Ok(key)
+            let keyed = Arc::new(Keyed {
+                key: CacheKey::for_canonical_url(config, &canonical, &Headers(headers)),
+                classified,
+            });
+            self.memo.insert(memo_key.clone(), keyed.clone());
+            Ok(keyed)
         })
     }
 }

@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, he
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use surge_shared::status::{CACHE_STATUS_HEADER, REGION_HEADER, TIER_HEADER};
-use surge_shared::{CacheStatus, Classified, Layer, Route, TagSet, Tier};
+use surge_shared::{CacheKey, CacheStatus, Layer, Route, TagSet, Tier};
 
 use super::state::AppState;
 use crate::cache::options::EntryOptions;
@@ -18,7 +18,6 @@ use crate::cache::{CacheError, Lookup};
 use crate::domain::store::{ElectionStore, StoreError};
 use crate::http::error::ApiError;
 use crate::http::extract::Routed;
-use crate::http::headers::HeaderSource;
 use crate::http::rendered::{RenderError, Rendered};
 
 const CACHE_STATUS: HeaderName = HeaderName::from_static(CACHE_STATUS_HEADER);
@@ -111,11 +110,8 @@ where
     let cacheable = route.class.is_shared_cacheable()
         && (layers.contains(Layer::L1) || layers.contains(Layer::L2));
     let lookup = if cacheable {
-        let key = match state
-            .keys
-            .key_for(&policy.key, route, target_of(&uri), &headers)
-        {
-            Ok(key) => key,
+        let keyed = match state.keys.keyed(policy, target_of(&uri), &headers) {
+            Ok(keyed) => keyed,
             Err(e) => return ApiError::bad("url", e.to_string()).into_response(),
         };
         let options = EntryOptions::for_route(route, tags.iter().cloned().collect());
@@ -132,7 +128,11 @@ where
                 }
             }
         };
-        match state.cache.get_or_set(key.as_str(), &options, render).await {
+        match state
+            .cache
+            .get_or_set(keyed.key.as_str(), &options, render)
+            .await
+        {
             Ok(lookup) => lookup,
             Err(CacheError::Factory(why)) => {
                 tracing::warn!(route = %route.name, error = %why, "no value and nothing stale to serve");
@@ -158,22 +158,17 @@ where
     answer(state, &lookup, &headers, started)
 }
 
-/// The fresh L1 entry for a GET of `target` (path and query) on `route`, if the route is
-/// cacheable: the entry the route's handler would find through [`cached`] (only `cached`
-/// stores under a route's key), so the same answer without the handler.
+/// The fresh L1 entry under `key`, if `route` is cacheable: the entry the route's handler
+/// would find through [`cached`] (only `cached` stores under a route's key), so the same
+/// answer without the handler.
 pub async fn fresh_hit(
     state: &AppState,
     route: &Route,
-    target: &str,
-    headers: &(impl HeaderSource + Sync + ?Sized),
+    key: &CacheKey,
 ) -> Option<Lookup<Rendered>> {
     if !route.class.is_shared_cacheable() {
         return None;
     }
-    let key = state
-        .keys
-        .key_for(&state.config.policy.key, route, target, headers)
-        .ok()?;
     // Tags only matter when storing; a lookup needs the route's windows and layers.
     let options = EntryOptions::for_route(route, Vec::new());
     state
@@ -190,11 +185,13 @@ pub async fn l1_hit(state: &AppState, request: &Parts) -> Option<Response> {
     if request.method != Method::GET {
         return None;
     }
-    let route = state
-        .config
-        .policy
-        .route_of(request.extensions.get::<Classified>()?);
-    let lookup = fresh_hit(state, route, target_of(&request.uri), &request.headers).await?;
+    let policy = &state.config.policy;
+    let keyed = state
+        .keys
+        .keyed(policy, target_of(&request.uri), &request.headers)
+        .ok()?;
+    let route = policy.route_of(&keyed.classified);
+    let lookup = fresh_hit(state, route, &keyed.key).await?;
     Some(answer(state, &lookup, &request.headers, started))
 }
 

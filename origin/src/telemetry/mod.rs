@@ -16,8 +16,9 @@ pub mod sampling;
 pub mod sla;
 pub mod spans;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -30,6 +31,9 @@ use prometheus_client::metrics::histogram::Histogram;
 pub const LATENCY_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
+
+/// Most histogram handles a thread keeps ([`HANDLES`]).
+const MAX_HANDLES: usize = 256;
 
 /// Labels of the request histogram.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -57,6 +61,18 @@ pub struct Metrics {
     routes: RwLock<HashMap<String, Arc<String>>>,
     /// Requests answered on the connection front, before the router (also in `requests`).
     pub front_answers: AtomicU64,
+    /// Tells this instance's histograms apart in the per-thread handles ([`HANDLES`]).
+    id: u64,
+}
+
+/// Gives every [`Metrics`] its own id.
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// Handles to the histograms this thread observed into, by metrics id and labels: a
+    /// request's observation finds its histogram without hashing its labels or taking the
+    /// family's lock. A handle shares the family's histogram (a reference count).
+    static HANDLES: RefCell<Vec<(u64, RequestLabels, Histogram)>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Default for Metrics {
@@ -65,6 +81,7 @@ impl Default for Metrics {
             requests: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             routes: RwLock::default(),
             front_answers: AtomicU64::new(0),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         }
     }
 }
@@ -73,14 +90,32 @@ impl Metrics {
     /// Records one request. Labels stay bounded whatever clients send: the route is the
     /// policy's name, the method one of the standard ones or `other`, the status a class.
     pub fn observe(&self, route: &str, method: &str, status: u16, took: Duration) {
-        let labels = RequestLabels {
-            route: self.route(route),
-            method: method_label(method),
-            status: status_class(status),
-        };
-        self.requests
-            .get_or_create(&labels)
-            .observe(took.as_secs_f64());
+        let (method, status) = (method_label(method), status_class(status));
+        HANDLES.with_borrow_mut(|handles| {
+            let known = handles.iter().find(|(id, labels, _)| {
+                *id == self.id
+                    && labels.route.as_str() == route
+                    && labels.method == method
+                    && labels.status == status
+            });
+            if let Some((_, _, histogram)) = known {
+                histogram.observe(took.as_secs_f64());
+                return;
+            }
+            let labels = RequestLabels {
+                route: self.route(route),
+                method,
+                status,
+            };
+            let histogram = self.requests.get_or_create(&labels).clone();
+            histogram.observe(took.as_secs_f64());
+            // Bounded like the labels (policy routes × methods × classes); a thread that
+            // outlives many metrics instances (tests) starts over.
+            if handles.len() >= MAX_HANDLES {
+                handles.clear();
+            }
+            handles.push((self.id, labels, histogram));
+        });
     }
 
     /// The shared name of `route` (routes are the policy's, so this stays small).
@@ -125,6 +160,36 @@ fn method_label(method: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn exposition(metrics: &Metrics) -> String {
+        let mut text = String::new();
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register("requests", "", metrics.requests.clone());
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+        text
+    }
+
+    #[test]
+    fn every_observation_lands_in_its_own_instances_histogram() {
+        let (one, two) = (Metrics::default(), Metrics::default());
+        for _ in 0..3 {
+            one.observe("ballot", "GET", 200, Duration::from_millis(1));
+        }
+        two.observe("ballot", "GET", 200, Duration::from_millis(1));
+        one.observe("ballot", "GET", 503, Duration::from_millis(1));
+        let (one, two) = (exposition(&one), exposition(&two));
+        let count = |text: &str, status: &str| {
+            let prefix =
+                format!("requests_count{{route=\"ballot\",method=\"GET\",status=\"{status}\"}} ");
+            text.lines()
+                .find_map(|line| line.strip_prefix(prefix.as_str()))
+                .map(str::to_string)
+        };
+        assert_eq!(count(&one, "2xx").as_deref(), Some("3"), "{one}");
+        assert_eq!(count(&one, "5xx").as_deref(), Some("1"), "{one}");
+        assert_eq!(count(&two, "2xx").as_deref(), Some("1"), "{two}");
+        assert_eq!(count(&two, "5xx"), None, "{two}");
+    }
 
     #[test]
     fn method_labels_are_bounded() {
