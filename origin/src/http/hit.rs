@@ -84,10 +84,7 @@ impl Shortcut for FreshHits {
         push_header(out, REQUEST_ID, context.request_id.as_bytes());
         super::push_security_headers(out);
         super::account(state, &route.name, "GET", status.as_u16(), took, true);
-        state
-            .metrics
-            .front_answers
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        state.metrics.answered_on_the_front();
         Answer::Sent((!not_modified).then(|| page.body().clone()))
     }
 }

@@ -15,6 +15,7 @@ pub mod profile;
 pub mod sampling;
 pub mod sla;
 pub mod spans;
+pub mod striped;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -60,7 +61,7 @@ pub struct Metrics {
     /// The route names seen, so a request's labels are made without allocating.
     routes: RwLock<HashMap<String, Arc<String>>>,
     /// Requests answered on the connection front, before the router (also in `requests`).
-    pub front_answers: AtomicU64,
+    front_answers: striped::Striped<AtomicU64>,
     /// Tells this instance's histograms apart in the per-thread handles ([`HANDLES`]).
     id: u64,
 }
@@ -80,7 +81,7 @@ impl Default for Metrics {
         Self {
             requests: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             routes: RwLock::default(),
-            front_answers: AtomicU64::new(0),
+            front_answers: striped::Striped::default(),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         }
     }
@@ -116,6 +117,19 @@ impl Metrics {
             }
             handles.push((self.id, labels, histogram));
         });
+    }
+
+    /// Counts a request answered on the connection front.
+    pub fn answered_on_the_front(&self) {
+        self.front_answers.mine().fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests answered on the connection front so far.
+    pub fn front_answers(&self) -> u64 {
+        self.front_answers
+            .all()
+            .map(|count| count.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// The shared name of `route` (routes are the policy's, so this stays small).

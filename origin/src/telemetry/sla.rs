@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::striped::Striped;
 use crate::db::StoreError;
 use store::SlaStore;
 
@@ -61,17 +62,22 @@ impl Minute {
     }
 }
 
-/// Requests counted since the last flush, per minute.
+/// Requests counted since the last flush, per minute; each thread counts into its own
+/// stripe, so requests on different cores take different locks.
 #[derive(Debug, Default)]
 pub struct SlaCounter {
-    pending: Mutex<BTreeMap<i64, Minute>>,
+    pending: Striped<Mutex<BTreeMap<i64, Minute>>>,
 }
 
 impl SlaCounter {
     /// Counts one answered request at `now_ms`.
     pub fn record(&self, now_ms: u64, status: u16, took: Duration) {
         let at = i64::try_from(now_ms / 60_000).unwrap_or(i64::MAX);
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending = self
+            .pending
+            .mine()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let minute = pending.entry(at).or_insert(Minute::empty(at));
         minute.requests += 1;
         minute.errors += u64::from(status >= 500);
@@ -80,13 +86,23 @@ impl SlaCounter {
 
     /// The counts since the last call (added to the store, which sums them per minute).
     pub fn take(&self) -> Vec<Minute> {
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        std::mem::take(&mut *pending).into_values().collect()
+        let mut taken = BTreeMap::<i64, Minute>::new();
+        for stripe in self.pending.all() {
+            let mut pending = stripe.lock().unwrap_or_else(|p| p.into_inner());
+            for (at, counts) in std::mem::take(&mut *pending) {
+                taken.entry(at).or_insert(Minute::empty(at)).add(&counts);
+            }
+        }
+        taken.into_values().collect()
     }
 
     /// Puts counts back after a failed flush, so the next flush carries them.
     pub fn restore(&self, minutes: Vec<Minute>) {
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending = self
+            .pending
+            .mine()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         for m in minutes {
             pending.entry(m.at).or_insert(Minute::empty(m.at)).add(&m);
         }

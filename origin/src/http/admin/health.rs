@@ -97,10 +97,7 @@ pub(crate) async fn render_metrics(state: &AppState) -> Result<Response, ApiErro
         l1_bytes: state.cache.l1_weight().await,
         vote_purges_marked: purges.marked,
         vote_purges_sent: purges.flushes,
-        front_answers: state
-            .metrics
-            .front_answers
-            .load(std::sync::atomic::Ordering::Relaxed),
+        front_answers: state.metrics.front_answers(),
         db: state.db.as_ref().map(|db| DbReadings {
             primary: db.router.primary().stats(),
             acquire_seconds: db.router.primary().acquire_histogram(),

@@ -16,6 +16,7 @@
 //! being read. The router's answers are sent as whole bodies (the public routes stream none).
 
 use std::io::IoSlice;
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
@@ -132,9 +133,10 @@ pub(super) async fn run<S: Shortcut>(
     tokio::pin!(deadline);
     loop {
         while !buf.is_empty() {
-            let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut request = httparse::Request::new(&mut slots);
-            let head_len = match request.parse(&buf) {
+            // Left uninitialised: httparse writes the headers it finds (no 2 KiB to zero).
+            let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+            let mut request = httparse::Request::new(&mut []);
+            let head_len = match request.parse_with_uninit_headers(&buf, &mut slots) {
                 Ok(httparse::Status::Complete(n)) => n,
                 Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => break,
                 _ => return hand_off(buf, false),
