@@ -12,8 +12,9 @@
 //! What the front keeps of hyper's behaviour: a client has 30 s from the end of the previous
 //! answer to send a complete request (idle or slow, the connection is closed then); answers
 //! carry `date` and `content-length` (none on 1xx, 204, 304); pipelined requests are answered
-//! in order; a stopping server closes an idle connection and lets hyper finish a request
-//! being read. The router's answers are sent as whole bodies (the public routes stream none).
+//! in order; a stopping server closes an idle connection, answers the request it holds with
+//! `connection: close` and closes (the pipelined requests behind it go unanswered, as hyper
+//! leaves them), and lets hyper finish a request being read. The router's answers are sent as whole bodies (the public routes stream none).
 
 use std::io::IoSlice;
 use std::mem::MaybeUninit;
@@ -87,6 +88,20 @@ impl Stop {
             self.0 = None;
         }
     }
+
+    /// Whether the server has asked the connection to stop, without waiting.
+    pub(super) fn given(&mut self) -> bool {
+        let given = self.0.as_mut().is_none_or(|receiver| {
+            !matches!(
+                receiver.try_recv(),
+                Err(oneshot::error::TryRecvError::Empty)
+            )
+        });
+        if given {
+            self.0 = None;
+        }
+        given
+    }
 }
 
 /// How the front left a connection.
@@ -148,6 +163,8 @@ pub(super) async fn run<S: Shortcut>(
             if buf.len() < end {
                 break;
             }
+            // A stopping server answers this request, with `connection: close`, and no more.
+            let closing = stop.given();
             out.clear();
             let carry = if framed.method == Method::GET && framed.body_len == 0 {
                 let head = Head {
@@ -156,10 +173,11 @@ pub(super) async fn run<S: Shortcut>(
                 };
                 match shortcut.answer(&head, &mut out).await {
                     Answer::Sent(body) => {
-                        frame(&mut out, body.as_ref().map(Bytes::len));
+                        frame(&mut out, body.as_ref().map(Bytes::len), closing);
                         if send(stream, &out, body.as_deref().unwrap_or_default())
                             .await
                             .is_err()
+                            || closing
                         {
                             return Outcome::Closed;
                         }
@@ -180,7 +198,7 @@ pub(super) async fn run<S: Shortcut>(
             buf.advance(end);
             let Ok(response) = router.clone().oneshot(routed).await;
             out.clear();
-            let Some((body, close)) = write_head(response, &mut out).await else {
+            let Some((body, close)) = write_head(response, &mut out, closing).await else {
                 return Outcome::Closed;
             };
             if send(stream, &out, &body).await.is_err() || close {
@@ -294,7 +312,7 @@ fn routed(framed: &Framed<'_>, headers: &[httparse::Header<'_>], body: &[u8]) ->
 /// Writes the status line and headers of `response` into `out`, framed by the body's length
 /// (none for 1xx, 204 and 304), and returns the body and whether the connection closes after
 /// it; `None` when the body fails.
-async fn write_head(response: Response, out: &mut Vec<u8>) -> Option<(Bytes, bool)> {
+async fn write_head(response: Response, out: &mut Vec<u8>, closing: bool) -> Option<(Bytes, bool)> {
     let (parts, body) = response.into_parts();
     let body = body.collect().await.ok()?.to_bytes();
     let status = parts.status;
@@ -320,8 +338,8 @@ async fn write_head(response: Response, out: &mut Vec<u8>) -> Option<(Bytes, boo
     let bodiless = status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
-    frame(out, (!bodiless).then_some(body.len()));
-    Some((if bodiless { Bytes::new() } else { body }, close))
+    frame(out, (!bodiless).then_some(body.len()), closing && !close);
+    Some((if bodiless { Bytes::new() } else { body }, close || closing))
 }
 
 /// RFC 3986's characters for a path and query: unreserved, sub-delims, `:`, `@`, `/`, `?`
@@ -331,10 +349,13 @@ fn is_target_byte(b: u8) -> bool {
 }
 
 /// Ends the head in `out`: `content-length` for a body, `date`, the blank line.
-fn frame(out: &mut Vec<u8>, body_len: Option<usize>) {
+fn frame(out: &mut Vec<u8>, body_len: Option<usize>, close: bool) {
     use std::io::Write as _;
     if let Some(len) = body_len {
         let _ = write!(out, "content-length: {len}\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"date: ");
     push_date(out);
@@ -469,6 +490,44 @@ mod tests {
             .expect("a stop once given stays given");
     }
 
+    #[tokio::test]
+    async fn a_stopping_server_answers_the_request_it_holds_with_close_and_no_more() {
+        let router = Router::new().route("/vote", axum::routing::post(|| async { "counted" }));
+        for (first, answered) in [
+            ("GET / HTTP/1.1\r\nhost: a\r\n\r\n", "\r\n\r\nok"),
+            (
+                "POST /vote HTTP/1.1\r\nhost: a\r\ncontent-length: 1\r\n\r\n1",
+                "\r\n\r\ncounted",
+            ),
+        ] {
+            let (tell, told) = oneshot::channel();
+            let mut stop = Stop::new(told);
+            assert!(!stop.given(), "not asked yet");
+            tell.send(()).expect("the connection listens");
+            let (mut client, mut server) = pair().await;
+            let pipelined = format!("{first}GET /second HTTP/1.1\r\nhost: a\r\n\r\n");
+            client.write_all(pipelined.as_bytes()).await.expect("sends");
+            let outcome = run(
+                conn(&mut server, &router),
+                &Ok200,
+                &mut stop,
+                Duration::from_secs(30),
+            )
+            .await;
+            assert!(
+                matches!(outcome, Outcome::Closed),
+                "closed after one answer"
+            );
+            drop(server);
+            let mut answer = String::new();
+            client.read_to_string(&mut answer).await.expect("reads");
+            assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");
+            assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
+            assert!(answer.ends_with(answered), "{answer}");
+            assert!(stop.given(), "a stop once given stays given");
+        }
+    }
+
     fn parsed<'h, 'b>(
         text: &'b [u8],
         slots: &'h mut [httparse::Header<'b>],
@@ -523,7 +582,7 @@ mod tests {
     #[test]
     fn the_head_ends_with_its_length_the_date_and_a_blank_line() {
         let mut out = b"HTTP/1.1 200 OK\r\n".to_vec();
-        frame(&mut out, Some(1467));
+        frame(&mut out, Some(1467), false);
         let text = String::from_utf8(out).expect("ascii");
         let date = text
             .split("date: ")
@@ -537,12 +596,11 @@ mod tests {
             .unwrap_or_default()
             .as_secs();
         assert!(off <= 2, "{date}");
+        assert!(!text.contains("connection"), "{text}");
         let mut out = Vec::new();
-        frame(&mut out, None);
-        assert!(
-            !String::from_utf8(out)
-                .expect("ascii")
-                .contains("content-length")
-        );
+        frame(&mut out, None, true);
+        let text = String::from_utf8(out).expect("ascii");
+        assert!(!text.contains("content-length"), "{text}");
+        assert!(text.starts_with("connection: close\r\ndate: "), "{text}");
     }
 }
