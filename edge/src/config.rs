@@ -41,7 +41,7 @@ pub struct EdgeConfig {
     /// requests go unsigned (local runs against an origin without `SURGE_EDGE_KEYS`).
     pub edge_keys: Vec<surge_shared::edge_auth::EdgeKey>,
     /// On runtimes that keep state in a host key-value store (Spin): about one limiter check
-    /// in this many also sweeps the store of limiter keys past their time
+    /// in this many also sweeps the store of limiter keys and cache entries past their time
     /// (`SURGE_KV_SWEEP_ONE_IN`, 1 to 1,000,000; 1 sweeps on every check).
     pub kv_sweep_one_in: u64,
 }

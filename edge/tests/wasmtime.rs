@@ -57,27 +57,36 @@ fn each_request_gets_a_fresh_instance_and_state_lives_in_the_host_store() {
     assert_eq!(stack.edge.instances(), 2, "one instance per request");
     let keys = stack.edge.key_value().keys();
     assert!(keys.iter().any(|k| k.starts_with("cache:")), "{keys:?}");
+    assert!(
+        keys.iter().any(|k| k.starts_with("cache-until:")),
+        "{keys:?}"
+    );
     assert!(keys.iter().any(|k| k.starts_with("rate:")), "{keys:?}");
 }
 
-/// Spin's store sets no expiry: limiter keys past their time are swept from the store by
-/// the component (here on every check), read through the key-value interface's `get-keys`.
+/// Spin's store sets no expiry: limiter keys and cache entries past their time are swept
+/// from the store by the component (here on every check), read through the key-value
+/// interface's `get-keys`.
 #[test]
-fn limiter_keys_past_their_time_are_swept_from_the_host_store() {
+fn keys_past_their_time_are_swept_from_the_host_store() {
     let stack = stack_with(&[("SURGE_KV_SWEEP_ONE_IN", "1")]);
     let store = stack.edge.key_value();
+    let mut past = Vec::new();
     for i in 0..20 {
-        store.insert(&format!("rate:1000:read:198.51.100.{i}"), &[0; 8]);
+        past.push(format!("rate:1000:read:198.51.100.{i}"));
+        // A page cached long ago and never read again: its entry and its marker.
+        past.push(format!("cache:surge:v1:h:{i:064x}"));
+        past.push(format!("cache-until:1000:surge:v1:h:{i:064x}"));
+    }
+    for name in &past {
+        store.insert(name, b"\0\0\0\0\0\0\0\0");
     }
     let far = u64::MAX.to_string();
     store.insert(&format!("rate:{far}:read:203.0.113.9"), &[0; 8]);
     let url = stack.edge.url("/api/elections/1/ballot");
     assert_eq!(conformance::get(&url).cache(), "MISS");
     let keys = store.keys();
-    assert!(
-        !keys.iter().any(|k| k.starts_with("rate:1000:")),
-        "swept: {keys:?}"
-    );
+    assert!(!keys.iter().any(|k| past.contains(k)), "swept: {keys:?}");
     assert!(
         keys.contains(&format!("rate:{far}:read:203.0.113.9")),
         "{keys:?}"

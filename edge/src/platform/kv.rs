@@ -3,7 +3,9 @@
 //! outlives the request, so what must be shared lives in the host's store.
 //!
 //! - The cache keeps each response under `cache:<hashed key>` with the time it may be kept
-//!   until; an entry read after that time is deleted and is a miss.
+//!   until; an entry read after that time is deleted and is a miss. Each put also leaves an
+//!   empty marker, `cache-until:<keep-until-ms>:<hashed key>`, so that a sweep finds the
+//!   entries past their time from key names alone.
 //! - The GCRA limiter keeps each identity's theoretical arrival time as 8 bytes under
 //!   `rate:<dead-after-ms>:<quota>:<identity>`. Time is cut in buckets as long as the quota's
 //!   horizon (its burst window, at least a second); a check reads the current bucket's key,
@@ -17,8 +19,11 @@
 //! still holds across requests, which instance memory could not do. Stores set no expiry
 //! either, so about one check in `SURGE_KV_SWEEP_ONE_IN` (1,024 by default) also sweeps: it
 //! lists key names (at most [`SWEEP_MAX_KEYS`]) and deletes the limiter keys whose time has
-//! passed, reading no values. The store then holds the identities seen in the last two
-//! buckets, not every one ever seen.
+//! passed, reading no values, and the cache markers whose time has passed with their entries
+//! — reading only those entries, to keep one a later put renewed. The store then holds the
+//! identities seen in the last two buckets and the cache entries still within their time,
+//! not every client and page ever seen. (A put racing the sweep of its key's old marker may
+//! lose its fresh entry: one more miss, nothing served wrong.)
 #![allow(async_fn_in_trait)] // Wasm runtimes are single-threaded: futures are not `Send`.
 
 use std::time::Duration;
@@ -127,7 +132,29 @@ impl<K: KeyValue, C: Clock> KvStore<K, C> {
 }
 
 fn cache_key(key: &CacheKey) -> String {
-    format!("cache:{}", key.hashed())
+    entry_key(&key.hashed())
+}
+
+/// The entry of the hashed key `hash`.
+fn entry_key(hash: &str) -> String {
+    format!("cache:{hash}")
+}
+
+/// The marker saying the entry of `hash` may be kept until `keep_until_ms`.
+fn marker_key(keep_until_ms: u64, hash: &str) -> String {
+    format!("cache-until:{keep_until_ms}:{hash}")
+}
+
+/// The time and hashed key a marker's name holds.
+fn marker(name: &str) -> Option<(u64, &str)> {
+    let (until, hash) = name.strip_prefix("cache-until:")?.split_once(':')?;
+    Some((until.parse().ok()?, hash))
+}
+
+/// The keep-until time of an encoded entry, without decoding the rest.
+fn kept_until(bytes: &[u8]) -> Option<u64> {
+    let rest = bytes.strip_prefix(ENTRY_FORMAT)?;
+    Some(u64::from_be_bytes(rest.get(..8)?.try_into().ok()?))
 }
 
 impl<K: KeyValue, C: Clock> CacheStore for KvStore<K, C> {
@@ -153,9 +180,11 @@ impl<K: KeyValue, C: Clock> CacheStore for KvStore<K, C> {
         keep_for: Duration,
     ) -> Result<(), PlatformError> {
         let keep_until = self.clock.now_ms().saturating_add(millis(keep_for));
+        let hash = key.hashed();
         self.kv
-            .set(&cache_key(key), &encode(keep_until, response))
-            .await
+            .set(&entry_key(&hash), &encode(keep_until, response))
+            .await?;
+        self.kv.set(&marker_key(keep_until, &hash), &[]).await
     }
 }
 
@@ -182,12 +211,28 @@ impl<K: KeyValue, C: Clock> KvLimiter<K, C> {
 pub const SWEEP_MAX_KEYS: usize = 65_536;
 
 impl<K: KeyValue, C: Clock> KvLimiter<K, C> {
-    /// Deletes the limiter keys whose time has passed; returns how many.
+    /// Deletes what has passed its time in the store the limiter shares with the cache: the
+    /// limiter keys, and the cache markers with their entries unless a later put renewed
+    /// the entry. Returns how many keys went.
     pub async fn sweep(&self) -> Result<usize, PlatformError> {
         let now_ms = self.clock.now_ms();
         let mut deleted = 0;
         for name in self.kv.keys(SWEEP_MAX_KEYS).await? {
-            if dead_after(&name).is_some_and(|until| until <= now_ms) {
+            if let Some(until) = dead_after(&name) {
+                if until <= now_ms {
+                    self.kv.delete(&name).await?;
+                    deleted += 1;
+                }
+            } else if let Some((until, hash)) = marker(&name)
+                && until <= now_ms
+            {
+                let entry = entry_key(hash);
+                if let Some(bytes) = self.kv.get(&entry).await?
+                    && kept_until(&bytes).is_none_or(|keep| keep <= now_ms)
+                {
+                    self.kv.delete(&entry).await?;
+                    deleted += 1;
+                }
                 self.kv.delete(&name).await?;
                 deleted += 1;
             }
@@ -330,13 +375,82 @@ mod tests {
         assert_eq!(block_on(reader.get(&key("/b"))).expect("get"), None);
         clock.advance(Duration::from_secs(10));
         assert_eq!(block_on(reader.get(&key("/a"))).expect("get"), None);
-        assert!(map.0.borrow().is_empty(), "the expired entry is deleted");
+        assert_eq!(entries(&map), 0, "the expired entry is deleted");
         // Garbage under a cache key is a miss, and removed.
         map.0
             .borrow_mut()
             .insert(cache_key(&key("/c")), b"garbage".to_vec());
         assert_eq!(block_on(reader.get(&key("/c"))).expect("get"), None);
+        assert_eq!(entries(&map), 0);
+    }
+
+    /// How many cache entries `map` holds.
+    fn entries(map: &Map) -> usize {
+        map.0
+            .borrow()
+            .keys()
+            .filter(|k| k.starts_with("cache:"))
+            .count()
+    }
+
+    #[test]
+    fn a_sweep_deletes_cache_entries_past_their_time_and_keeps_renewed_ones() {
+        let map = Map::default();
+        let clock = ManualClock::at(1_000_000);
+        let store = KvStore::new(map.clone(), clock.clone());
+        let put = |path: &str, secs: u64| {
+            block_on(store.put(&key(path), &response(), Duration::from_secs(secs))).expect("put");
+        };
+        put("/short", 10);
+        put("/renewed", 10);
+        put("/long", 3600);
+        clock.advance(Duration::from_secs(5));
+        put("/renewed", 3600);
+        // Past the time of the short entry and of the renewed one's first put; never read.
+        clock.advance(Duration::from_secs(10));
+        let limiter = KvLimiter::new(map.clone(), clock.clone(), 1024);
+        // The short entry and its marker, the renewed entry's old marker.
+        assert_eq!(block_on(limiter.sweep()).expect("sweep"), 3);
+        assert_eq!(block_on(store.get(&key("/short"))).expect("get"), None);
+        for kept in ["/renewed", "/long"] {
+            assert_eq!(
+                block_on(store.get(&key(kept))).expect("get"),
+                Some(response()),
+                "{kept}"
+            );
+        }
+        let left = map.0.borrow().len();
+        assert_eq!(left, 4, "two entries and their markers");
+        clock.advance(Duration::from_secs(3600));
+        assert_eq!(block_on(limiter.sweep()).expect("sweep"), 4);
         assert!(map.0.borrow().is_empty());
+    }
+
+    #[test]
+    fn the_store_stays_bounded_as_pages_come_and_go() {
+        let map = Map::default();
+        let clock = ManualClock::at(60_000 * 1000);
+        let store = KvStore::new(map.clone(), clock.clone());
+        // 20,000 pages each cached once for a minute and never read again, and a limiter
+        // check for each, 10 a second for over half an hour.
+        for i in 0..20_000u32 {
+            block_on(store.put(
+                &key(&format!("/api/elections/{i}/ballot")),
+                &response(),
+                Duration::from_secs(60),
+            ))
+            .expect("put");
+            allowed(
+                &map,
+                &clock,
+                &format!("10.0.{}.{}", (i >> 8) & 255, i & 255),
+            );
+            clock.advance(Duration::from_millis(100));
+        }
+        let held = entries(&map);
+        // A minute of pages (600) and what came since the last sweep (one check in 1,024
+        // sweeps, on average; the gaps vary); without sweeps, all 20,000.
+        assert!(held < 5_000, "{held} entries held for 20,000 pages");
     }
 
     #[test]
