@@ -14,7 +14,8 @@
 //! carry `date` and `content-length` (none on 1xx, 204, 304); pipelined requests are answered
 //! in order; a stopping server closes an idle connection, answers the request it holds with
 //! `connection: close` and closes (the pipelined requests behind it go unanswered, as hyper
-//! leaves them), and lets hyper finish a request being read. The router's answers are sent as whole bodies (the public routes stream none).
+//! leaves them), and lets hyper finish a request being read. The router's answers are sent as
+//! whole bodies (the public routes stream none).
 
 use std::io::IoSlice;
 use std::mem::MaybeUninit;
