@@ -2,9 +2,9 @@
 //! sniffing (the edge and the ingress speak HTTP/1.1 to the origin), served by the
 //! [`front`]: a [`Shortcut`] answers fresh cache hits straight from the socket, the router
 //! the other plainly framed requests; a request the front does not frame hands the
-//! connection to hyper's HTTP/1 connection, which serves the router from then on. With `SURGE_PUBLIC_HTTP=auto` hyper's auto builder serves HTTP/1.1
-//! and cleartext HTTP/2 (h2c) side by side from the first byte, for meshes that speak HTTP/2
-//! to the pod.
+//! connection to hyper's HTTP/1 connection, which serves the router from then on. With
+//! `SURGE_PUBLIC_HTTP=auto` hyper's auto builder serves HTTP/1.1 and cleartext HTTP/2 (h2c)
+//! side by side from the first byte, for meshes that speak HTTP/2 to the pod.
 //!
 //! Each accepted socket gets `TCP_NODELAY` (a response leaves as one `writev` of the header
 //! block and the body, which Nagle's algorithm would otherwise hold back behind the previous
