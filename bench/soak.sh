@@ -2,8 +2,9 @@
 # Soak: runs bench/scenarios/soak.toml against a fresh origin (embedded store, L1 bounded to
 # --l1-mib) and samples the origin every 10 s: resident memory, open descriptors and
 # established connections. Prints the samples and the verdict: RSS within the L1 bound plus
-# --overhead-mib and flat over the last third of the run, descriptors not growing; p99 per
-# minute for the record.
+# --overhead-mib and flat over the last third of the run, descriptors back to where they
+# started once the load has stopped (while it runs they follow the connections the open-model
+# load holds, which grow whenever the origin is short of CPU); p99 per minute for the record.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -84,7 +85,7 @@ report = json.load(open(f"{out}/report.json"))
 print(f"samples: {len(rows)} (every 10 s)")
 print(f"RSS MiB: start {rss[0]}, max {max(rss)}, end {rss[-1]} (bound {l1} + {overhead} = {l1 + overhead})")
 half = len(rows) // 2
-print(f"descriptors: start {fds[0]}, max {max(fds)}, end {fds[-1]}; second-half range {min(fds[half:])}–{max(fds[half:])}")
+print(f"descriptors: start {fds[0]}, max {max(fds)}, end {fds[-1]} after the load; second-half range {min(fds[half:])}–{max(fds[half:])}")
 print(f"established connections: max {max(conns)}, end {conns[-1]}")
 lat = report["latency"]
 print(f"surge-load: {report['requests']} requests, {report['errors']} errors, {report['rps']:.0f}/s; p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms, max {lat['max']:.1f} ms")
@@ -98,7 +99,7 @@ print(f"RSS over the last third: max {last} MiB against {settled} MiB before it"
 ok = (
     max(rss) <= l1 + overhead
     and last <= settled * 1.05 + 4
-    and max(fds[half:]) <= max(fds[:half] or fds) + 16
+    and fds[-1] <= fds[0] + 4
 )
 print("verdict:", "bounded" if ok else "NOT bounded")
 sys.exit(0 if ok else 1)
