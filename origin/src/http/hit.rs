@@ -3,8 +3,9 @@
 //! answered with the entry's ready header block and body — the same answer, header for header,
 //! as the router's path gives ([`respond::l1_hit`]), and counted the same way.
 //!
-//! Passed on to the router, which answers them in full: requests the edge did not sign when the origin holds edge keys (the router refuses them with a reason), requests the
-//! sampler traces (the router makes their span; the draw is carried so it is made once), and
+//! Passed on to the router, which answers them in full: requests the edge did not sign when
+//! the origin holds edge keys (the router refuses them with a reason), requests the sampler
+//! traces (the router makes their span; the draw is carried so it is made once), and
 //! everything that is not a fresh L1 hit.
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use super::respond;
 use super::serve::Shortcut;
 use super::serve::front::{Answer, Head};
 use super::state::AppState;
+use super::wire::{push_header, push_status_line};
 use crate::telemetry::context::TraceContext;
 use crate::telemetry::sampling::{self, Drawn};
 
@@ -69,11 +71,7 @@ impl Shortcut for FreshHits {
         } else {
             page.status()
         };
-        out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(status.as_str().as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(status.canonical_reason().unwrap_or_default().as_bytes());
-        out.extend_from_slice(b"\r\n");
+        push_status_line(out, status);
         out.extend_from_slice(page.wire_block(not_modified));
         let took = started.elapsed();
         respond::lookup_headers(state, &lookup, took, |name, value| {
@@ -87,12 +85,4 @@ impl Shortcut for FreshHits {
         state.metrics.answered_on_the_front();
         Answer::Sent((!not_modified).then(|| page.body().clone()))
     }
-}
-
-/// Appends the header line `name: value` to `out`.
-pub fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
 }

@@ -18,6 +18,7 @@ pub mod rendered;
 pub mod respond;
 pub mod serve;
 pub mod state;
+pub mod wire;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -159,7 +160,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 /// Appends [`SECURITY_HEADERS`] as header lines to `out`.
 fn push_security_headers(out: &mut Vec<u8>) {
     for (name, value) in &SECURITY_HEADERS {
-        hit::push_header(out, name.as_str(), value.as_bytes());
+        wire::push_header(out, name.as_str(), value.as_bytes());
     }
 }
 

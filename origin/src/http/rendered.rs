@@ -86,10 +86,7 @@ impl Rendered {
         let mut wire = Vec::with_capacity(256);
         let mut content_type_line = 0;
         for (name, value) in &head {
-            wire.extend_from_slice(name.as_str().as_bytes());
-            wire.extend_from_slice(b": ");
-            wire.extend_from_slice(value.as_bytes());
-            wire.extend_from_slice(b"\r\n");
+            super::wire::push_header(&mut wire, name.as_str(), value.as_bytes());
             if name == CONTENT_TYPE {
                 content_type_line = wire.len();
             }

@@ -36,6 +36,8 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
+use crate::http::wire;
+
 /// Most headers a request answered by the front may have (more go to hyper, which allows 100).
 pub const MAX_HEADERS: usize = 64;
 /// Largest request head the front reads (a larger one goes to hyper with its own limits).
@@ -317,11 +319,7 @@ async fn write_head(response: Response, out: &mut Vec<u8>, closing: bool) -> Opt
     let (parts, body) = response.into_parts();
     let body = body.collect().await.ok()?.to_bytes();
     let status = parts.status;
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or_default().as_bytes());
-    out.extend_from_slice(b"\r\n");
+    wire::push_status_line(out, status);
     let mut close = false;
     for (name, value) in &parts.headers {
         if matches!(
@@ -331,10 +329,7 @@ async fn write_head(response: Response, out: &mut Vec<u8>, closing: bool) -> Opt
             continue;
         }
         close |= name == CONNECTION && value.as_bytes().eq_ignore_ascii_case(b"close");
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        wire::push_header(out, name.as_str(), value.as_bytes());
     }
     let bodiless = status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -426,13 +421,15 @@ mod tests {
         }
     }
 
-    /// A connected pair: the client's end and the server's.
-    async fn pair() -> (TcpStream, TcpStream) {
+    /// A connected pair, the client's end having sent `sent`: the client's end and the
+    /// server's.
+    async fn pair(sent: &[u8]) -> (TcpStream, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
-        let client = TcpStream::connect(listener.local_addr().expect("address"))
+        let mut client = TcpStream::connect(listener.local_addr().expect("address"))
             .await
             .expect("connects");
         let (server, _) = listener.accept().await.expect("accepts");
+        client.write_all(sent).await.expect("sends");
         (client, server)
     }
 
@@ -442,19 +439,11 @@ mod tests {
         let timeout = Duration::from_millis(200);
         let (_tell, told) = oneshot::channel();
         let mut stop = Stop::new(told);
-        let (mut client, mut server) = pair().await;
-        client
-            .write_all(b"GET / HTTP/1.1\r\nhost")
-            .await
-            .expect("sends");
+        let (_client, mut server) = pair(b"GET / HTTP/1.1\r\nhost").await;
         let outcome = run(conn(&mut server, &router), &Ok200, &mut stop, timeout).await;
         assert!(matches!(outcome, Outcome::Closed), "a slow head");
 
-        let (mut client, mut server) = pair().await;
-        client
-            .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
-            .await
-            .expect("sends");
+        let (mut client, mut server) = pair(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await;
         let outcome = run(conn(&mut server, &router), &Ok200, &mut stop, timeout).await;
         assert!(matches!(outcome, Outcome::Closed), "idle after an answer");
         drop(server);
@@ -467,11 +456,7 @@ mod tests {
     async fn stopping_with_a_head_half_read_leaves_it_to_hyper() {
         let (tell, told) = oneshot::channel();
         let mut stop = Stop::new(told);
-        let (mut client, mut server) = pair().await;
-        client
-            .write_all(b"GET / HTTP/1.1\r\nho")
-            .await
-            .expect("sends");
+        let (_client, mut server) = pair(b"GET / HTTP/1.1\r\nho").await;
         let served = tokio::spawn(async move {
             let router = Router::new();
             let conn = conn(&mut server, &router);
@@ -505,9 +490,8 @@ mod tests {
             let mut stop = Stop::new(told);
             assert!(!stop.given(), "not asked yet");
             tell.send(()).expect("the connection listens");
-            let (mut client, mut server) = pair().await;
             let pipelined = format!("{first}GET /second HTTP/1.1\r\nhost: a\r\n\r\n");
-            client.write_all(pipelined.as_bytes()).await.expect("sends");
+            let (mut client, mut server) = pair(pipelined.as_bytes()).await;
             let outcome = run(
                 conn(&mut server, &router),
                 &Ok200,
